@@ -1,0 +1,245 @@
+"""The Design: the artifact between ``train`` and ``export``/``verify``.
+
+A Design is a directory with two files, readable with numpy and json alone (no torch):
+
+``design.npz``
+    ``levels``        int16 ``(K, ny, nx)``: the level index of every pixel of every layer.
+    ``level_tables``  complex128 ``(K, L)``: complex transmission of each level, per layer.
+                      Phase-only layers hold ``exp(i * phase_k)``; a meta-atom codebook holds
+                      the atoms' transmissions ``t_k`` (``|t_k| <= 1``).
+    ``target``        float64 ``(ny, nx)``, optional: target intensity (hologram, splitter).
+    ``fixed_mask``    bool ``(K, ny, nx)``, optional: pixels fixed by physics (structural zeros),
+                      which store no bits.
+
+``design.json``
+    Everything else, in SI units (metres, radians): ``format``, ``task``, ``wavelength``,
+    ``pitch``, ``shape``, ``distances`` (K + 1 entries: input plane -> layer 1, layer i ->
+    layer i+1, ..., layer K -> output plane), ``pad``, ``layer_kind``, ``detectors`` (pixel
+    boxes ``[y0, x0, h, w]`` on the output plane, D2NN), ``input`` (how light enters),
+    ``dataset``, ``quantizer``, ``metrics`` (hard-quantized), ``extra``.
+
+Export and verify depend only on this module and on process files, never on torch modules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import UserError
+from .fileio import atomic_path, atomic_write_json
+
+__all__ = ["Design", "DesignError", "FORMAT", "Task", "LayerKind"]
+
+FORMAT = "optodesign.design/1"
+Task = Literal["d2nn", "hologram", "lens", "splitter"]
+LayerKind = Literal["phase", "complex"]
+TASKS = ("d2nn", "hologram", "lens", "splitter")
+
+
+class DesignError(UserError):
+    """A design directory is missing, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """A quantized multi-layer design (see module docstring for the file format)."""
+
+    task: Task
+    wavelength: float
+    pitch: float
+    levels: np.ndarray
+    level_tables: np.ndarray
+    distances: tuple[float, ...]
+    layer_kind: LayerKind = "phase"
+    pad: float = 2.0
+    detectors: tuple[tuple[int, int, int, int], ...] = ()
+    input: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    quantizer: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    target: np.ndarray | None = None
+    fixed_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        levels = np.asarray(self.levels)
+        if levels.ndim == 2:
+            levels = levels[None]
+        tables = np.asarray(self.level_tables, dtype=np.complex128)
+        if tables.ndim == 1:
+            tables = np.broadcast_to(tables, (levels.shape[0], tables.shape[0])).copy()
+        object.__setattr__(self, "levels", levels.astype(np.int16))
+        object.__setattr__(self, "level_tables", tables)
+        object.__setattr__(self, "distances", tuple(float(d) for d in self.distances))
+        object.__setattr__(
+            self, "detectors", tuple(tuple(int(v) for v in b) for b in self.detectors)
+        )
+        self.validate()
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def n_layers(self) -> int:
+        return int(self.levels.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.levels.shape[1]), int(self.levels.shape[2])
+
+    @property
+    def n_levels(self) -> int:
+        return int(self.level_tables.shape[1])
+
+    def level_phases(self) -> np.ndarray:
+        """Phase of each level, ``(K, L)`` in [0, 2π) radians (values within 1e-9 of 2π -> 0)."""
+        ph = np.mod(np.angle(self.level_tables), 2 * np.pi)
+        ph[ph > 2 * np.pi - 1e-9] = 0.0
+        return ph
+
+    def transmissions(self) -> np.ndarray:
+        """Complex transmission of every pixel, ``(K, ny, nx)`` complex128."""
+        k = np.arange(self.n_layers)[:, None, None]
+        return self.level_tables[k, self.levels]
+
+    def with_levels(self, levels: np.ndarray, **changes: Any) -> Design:
+        """A copy with new level maps (and any other fields changed)."""
+        return replace(self, levels=np.asarray(levels), **changes)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise DesignError(f"task: unknown task {self.task!r} (allowed: {', '.join(TASKS)})")
+        if self.layer_kind not in ("phase", "complex"):
+            raise DesignError(f"layer_kind: must be 'phase' or 'complex', got {self.layer_kind!r}")
+        for name in ("wavelength", "pitch"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise DesignError(f"{name}: must be a length > 0 in metres, got {v!r}")
+        if self.levels.ndim != 3:
+            raise DesignError(f"levels: expected (K, ny, nx), got shape {self.levels.shape}")
+        K, L = self.level_tables.shape
+        if K != self.n_layers:
+            raise DesignError(
+                f"level_tables: {K} tables for {self.n_layers} layers (need one per layer)"
+            )
+        if L < 2:
+            raise DesignError(f"level_tables: need at least 2 levels, got {L}")
+        if self.levels.min() < 0 or self.levels.max() >= L:
+            raise DesignError(
+                f"levels: values must lie in 0..{L - 1}, found "
+                f"{int(self.levels.min())}..{int(self.levels.max())}"
+            )
+        if np.any(np.abs(self.level_tables) > 1 + 1e-6):
+            raise DesignError("level_tables: every transmission must have |t| <= 1")
+        if len(self.distances) != self.n_layers + 1:
+            raise DesignError(
+                f"distances: expected {self.n_layers + 1} (input->layer 1 ... layer K->output), "
+                f"got {len(self.distances)}"
+            )
+        if any(d < 0 or not math.isfinite(d) for d in self.distances):
+            raise DesignError(f"distances: must be finite and >= 0 metres, got {self.distances}")
+        ny, nx = self.shape
+        for box in self.detectors:
+            y0, x0, h, w = box
+            if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > ny or x0 + w > nx:
+                raise DesignError(f"detectors: box {list(box)} lies outside the {ny}x{nx} grid")
+        if self.target is not None and np.shape(self.target) != self.shape:
+            raise DesignError(f"target: shape {np.shape(self.target)} != layer shape {self.shape}")
+        if self.fixed_mask is not None and np.shape(self.fixed_mask) != self.levels.shape:
+            raise DesignError(
+                f"fixed_mask: shape {np.shape(self.fixed_mask)} != levels {self.levels.shape}"
+            )
+
+    # ------------------------------------------------------------------ files
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "task": self.task,
+            "units": {"length": "m", "phase": "rad"},
+            "wavelength": self.wavelength,
+            "pitch": self.pitch,
+            "shape": list(self.shape),
+            "n_layers": self.n_layers,
+            "n_levels": self.n_levels,
+            "distances": list(self.distances),
+            "pad": self.pad,
+            "layer_kind": self.layer_kind,
+            "detectors": [list(b) for b in self.detectors],
+            "input": self.input,
+            "dataset": self.dataset,
+            "quantizer": self.quantizer,
+            "metrics": self.metrics,
+            "extra": self.extra,
+            "level_phases": self.level_phases().tolist(),
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``design.npz`` and ``design.json`` atomically into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "levels": self.levels,
+            "level_tables": self.level_tables,
+        }
+        if self.target is not None:
+            arrays["target"] = np.asarray(self.target, dtype=np.float64)
+        if self.fixed_mask is not None:
+            arrays["fixed_mask"] = np.asarray(self.fixed_mask, dtype=bool)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        with atomic_path(directory / "design.npz") as tmp:
+            tmp.write_bytes(buf.getvalue())
+        atomic_write_json(directory / "design.json", self.to_json_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Design:
+        """Read a design directory (or a path to its design.json / design.npz)."""
+        directory = Path(directory)
+        if directory.is_file():
+            directory = directory.parent
+        jpath, npath = directory / "design.json", directory / "design.npz"
+        for p in (jpath, npath):
+            if not p.is_file():
+                raise DesignError(f"{p}: not found (run `optodesign train` to create a design)")
+        try:
+            meta = json.loads(jpath.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DesignError(f"{jpath}: not valid JSON ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise DesignError(f"{jpath}: format {meta.get('format')!r} is not {FORMAT!r}")
+        try:
+            with np.load(npath, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # zipfile/npy errors come in many types
+            raise DesignError(f"{npath}: cannot read ({type(e).__name__}: {e})") from None
+        for key in ("levels", "level_tables"):
+            if key not in arrays:
+                raise DesignError(f"{npath}: missing array {key!r}")
+        try:
+            return cls(
+                task=meta["task"],
+                wavelength=meta["wavelength"],
+                pitch=meta["pitch"],
+                levels=arrays["levels"],
+                level_tables=arrays["level_tables"],
+                distances=tuple(meta["distances"]),
+                layer_kind=meta.get("layer_kind", "phase"),
+                pad=meta.get("pad", 2.0),
+                detectors=tuple(tuple(b) for b in meta.get("detectors", [])),
+                input=meta.get("input", {}),
+                dataset=meta.get("dataset", {}),
+                quantizer=meta.get("quantizer", {}),
+                metrics=meta.get("metrics", {}),
+                extra=meta.get("extra", {}),
+                target=arrays.get("target"),
+                fixed_mask=arrays.get("fixed_mask"),
+            )
+        except KeyError as e:
+            raise DesignError(f"{jpath}: missing field {e.args[0]!r}") from None

@@ -1,0 +1,88 @@
+"""Units at the edges, and the immutable grid."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from optodesign.grid import Grid, GridMismatchError, padded_shape
+from optodesign.units import (
+    UnitsError,
+    UnitsWarning,
+    format_length,
+    parse_length,
+    parse_quantity,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "metres"),
+    [
+        ("532 nm", 532e-9),
+        ("0.4 mm", 0.4e-3),
+        ("36 um", 36e-6),
+        ("36 µm", 36e-6),
+        ("3e-6", 3e-6),
+        ("3 cm", 0.03),
+        ("1.5E-3 m", 1.5e-3),
+        (0.25, 0.25),
+        ("  750um ", 750e-6),
+    ],
+)
+def test_parse_length(text: str | float, metres: float) -> None:
+    assert parse_length(text) == pytest.approx(metres, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("-532 nm", "wavelength: must be > 0"),
+        ("0 nm", "wavelength: must be > 0"),
+        ("532 furlongs", "wavelength: unknown length unit 'furlongs'"),
+        ("nm", "wavelength: cannot read 'nm'"),
+        ("", "wavelength: cannot read"),
+        (True, "wavelength: expected a number"),
+        ([1], "wavelength: expected a number or a string"),
+        ("inf m", "wavelength: cannot read"),
+    ],
+)
+def test_parse_length_errors_name_the_field(text: object, match: str) -> None:
+    with pytest.raises(UnitsError, match=match) as e:
+        parse_length(text, field="wavelength")  # type: ignore[arg-type]
+    assert "\n" not in str(e.value)
+
+
+def test_zero_allowed_when_asked_and_implausible_values_warn() -> None:
+    assert parse_length("0 mm", allow_zero=True) == 0.0
+    with pytest.warns(UnitsWarning, match="wavelength = 532 m"):
+        parse_quantity("532 m", field="wavelength")
+    assert parse_quantity("0.4 THz", field="wavelength") == pytest.approx(7.49481145e-4)
+
+
+def test_format_length() -> None:
+    assert format_length(532e-9) == "532 nm"
+    assert format_length(0.4e-3) == "400 um"
+    assert format_length(0.03) == "30 mm"
+
+
+def test_grid_is_frozen_and_derives_coordinates() -> None:
+    g = Grid((4, 6), 2e-6)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.pitch = 1.0  # type: ignore[misc]
+    np.testing.assert_allclose(g.x(), [-5e-6, -3e-6, -1e-6, 1e-6, 3e-6, 5e-6])
+    np.testing.assert_allclose(g.y(), [-3e-6, -1e-6, 1e-6, 3e-6])
+    assert g.fx()[1] == pytest.approx(1 / (6 * 2e-6))
+    assert g.extent == pytest.approx((8e-6, 12e-6))
+    assert g.padded(2).shape == (8, 12)
+    assert padded_shape((5, 5), 1.5) == (8, 8)  # ceil(7.5) = 8, even
+
+
+def test_grid_validation_and_mismatch_names_both_geometries() -> None:
+    with pytest.raises(ValueError, match="pitch"):
+        Grid((4, 4), -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        Grid((0, 4), 1e-6)
+    with pytest.raises(GridMismatchError, match=r"\(4, 4\) at pitch 1e-06 m vs \(4, 4\) at pitch 2e-06"):
+        Grid((4, 4), 1e-6).check_same(Grid((4, 4), 2e-6))
