@@ -1,0 +1,1 @@
+"""Datasets (embedded digits, MNIST/Fashion-MNIST IDX files) and metasurface targets."""

@@ -1,0 +1,1 @@
+"""Optical models: pure forward functions (``functional``) and thin learnable wrappers."""

@@ -1,0 +1,119 @@
+"""Forward models as pure functions of complex transmissions.
+
+Training (through :class:`optodesign.models.stack.DiffractiveStack`) and verification (from
+transmissions rebuilt from GDS/STL files) call the same functions, so a fabricated design is
+simulated exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..optics.propagation import propagate
+
+__all__ = ["forward_stack", "detector_energies", "auto_detectors", "place_images"]
+
+
+def forward_stack(
+    field: Tensor,
+    transmissions: Sequence[Tensor] | Tensor,
+    distances: Sequence[float],
+    *,
+    pitch: float,
+    wavelength: float,
+    pad: float = 2,
+) -> Tensor:
+    """Propagate through K thin layers separated by free space.
+
+    Args:
+        field: complex ``(..., ny, nx)`` field on the input plane.
+        transmissions: K complex ``(ny, nx)`` maps (or a ``(K, ny, nx)`` tensor, or one with
+            extra leading batch dims ``(K, ..., ny, nx)`` that broadcast against ``field``).
+        distances: K + 1 distances in metres: input -> layer 1, ..., layer K -> output.
+        pitch: metres. wavelength: metres. pad: zero-padding factor.
+
+    Returns:
+        Complex field ``(..., ny, nx)`` on the output plane.
+    """
+    if len(distances) != len(transmissions) + 1:
+        raise ValueError(
+            f"distances: need {len(transmissions) + 1} for {len(transmissions)} layers, "
+            f"got {len(distances)}"
+        )
+    u = propagate(field, distances[0], pitch=pitch, wavelength=wavelength, pad=pad)
+    for t, d in zip(transmissions, distances[1:]):
+        u = propagate(u * t, d, pitch=pitch, wavelength=wavelength, pad=pad)
+    return u
+
+
+def detector_energies(intensity: Tensor, boxes: Tensor | Sequence[Sequence[int]]) -> Tensor:
+    """Energy in each detector box.
+
+    Args:
+        intensity: real ``(..., ny, nx)``.
+        boxes: C boxes ``[y0, x0, h, w]`` in pixels.
+
+    Returns:
+        ``(..., C)`` summed intensity per box.
+    """
+    out = [intensity[..., y0:y0 + h, x0:x0 + w].sum(dim=(-2, -1)) for y0, x0, h, w in boxes]
+    return torch.stack(out, dim=-1)
+
+
+def auto_detectors(n_classes: int, shape: tuple[int, int], size: int) -> list[list[int]]:
+    """Lay out ``n_classes`` square detectors of ``size`` px in rows around the centre.
+
+    Rows as in Lin et al. (Science 2018): 10 classes -> 3/4/3; otherwise rows of
+    ceil(sqrt(C)). Detectors are separated by one detector width.
+    """
+    import math
+
+    if n_classes == 10:
+        rows = [3, 4, 3]
+    else:
+        per = math.ceil(math.sqrt(n_classes))
+        rows = [per] * (n_classes // per) + ([n_classes % per] if n_classes % per else [])
+    ny, nx = shape
+    gap = size
+    height = len(rows) * size + (len(rows) - 1) * gap
+    if height > ny or max(rows) * size + (max(rows) - 1) * gap > nx:
+        raise ValueError(
+            f"detectors: {n_classes} detectors of {size} px do not fit a {ny}x{nx} grid; "
+            f"use smaller detectors or a larger grid"
+        )
+    boxes = []
+    y = (ny - height) // 2
+    for count in rows:
+        width = count * size + (count - 1) * gap
+        x = (nx - width) // 2
+        for _ in range(count):
+            boxes.append([y, x, size, size])
+            x += size + gap
+        y += size + gap
+    return boxes
+
+
+def place_images(images: Tensor, shape: tuple[int, int], size: int,
+                 encoding: str = "amplitude") -> Tensor:
+    """Upsample ``(B, h, w)`` images in [0, 1] to ``size`` px and centre them on ``shape``.
+
+    Returns the complex input field ``(B, ny, nx)``: amplitude encoding uses the image as the
+    field amplitude; phase encoding uses exp(iπ·image) inside the image square (0 outside).
+    """
+    import torch.nn.functional as F
+
+    img = F.interpolate(images[:, None].float(), size=(size, size), mode="bilinear",
+                        align_corners=False)[:, 0].clamp(0, 1)
+    ny, nx = shape
+    y0, x0 = (ny - size) // 2, (nx - size) // 2
+    out = torch.zeros((images.shape[0], ny, nx), dtype=torch.complex64, device=images.device)
+    if encoding == "amplitude":
+        out[:, y0:y0 + size, x0:x0 + size] = img.to(torch.complex64)
+    elif encoding == "phase":
+        out[:, y0:y0 + size, x0:x0 + size] = torch.polar(torch.ones_like(img), torch.pi * img)
+    else:
+        raise ValueError(f"encoding: must be 'amplitude' or 'phase', got {encoding!r}")
+    return out

@@ -1,0 +1,1 @@
+"""Training: config, tasks (losses and metrics), the loop, checkpoints, plots."""
