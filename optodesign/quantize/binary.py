@@ -1,0 +1,132 @@
+"""1-bit phase layers with one learned phase step per layer, and pixels fixed by physics.
+
+After Eamaz et al., "Physics-Inspired Binary Neural Networks", arXiv:2502.01908: a binary
+layer stores one bit per pixel and one global scale, here the phase step ``α`` (radians) of
+the "1" level. Pixels that physics decides (see :mod:`.structural`) are fixed and store no bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .base import Quantizer
+from .levels import TWO_PI, circular_distance
+
+__all__ = ["BinaryQuantizer", "stored_bits_per_pixel"]
+
+
+class BinaryQuantizer(Quantizer):
+    """Two phase levels ``{0, α}`` with ``α`` one learned scalar per layer (init ``π``).
+
+    Rule (chosen to fit the phase-raw interface: ``init_raw`` draws uniform phases and
+    ``prepare`` wraps them to ``[0, 2π)``, which would make a sign rule all ones): a pixel is
+    ``b = 1`` when its wrapped phase is closer on the circle to ``α`` than to 0, else ``b = 0``.
+    Forward: ``exp(i·(α·b + (u − sg(u))))`` with ``u`` the wrapped raw phase and ``sg`` stop-
+    gradient, i.e. value ``exp(iα b)`` exactly, gradient identity w.r.t. ``raw`` (straight-
+    through) and ``∂phase/∂α = b``.
+
+    Fixed pixels (``fixed_mask`` True) take level ``fixed_level`` (0 or 1) or, with
+    ``opaque=True``, transmit 0: then ``table()`` has a third entry ``0`` and fixed pixels index
+    it. Fixed pixels never change with ``raw`` and pass it no gradient.
+
+    Args:
+        alpha_init: initial phase step α, radians (default π).
+        fixed_mask: bool ``(ny, nx)``, True where the pixel is fixed by physics; None = none.
+        fixed_level: level (0 or 1) of fixed pixels when not opaque.
+        opaque: fixed pixels transmit 0 (absorber) instead of a phase level.
+        learn_alpha: make α an ``nn.Parameter`` (default) or a fixed buffer.
+    """
+
+    raw_kind = "phase"
+
+    def __init__(self, *, alpha_init: float = math.pi,
+                 fixed_mask: np.ndarray | Tensor | None = None, fixed_level: int = 0,
+                 opaque: bool = False, learn_alpha: bool = True) -> None:
+        super().__init__()
+        if not (isinstance(alpha_init, (int, float)) and math.isfinite(alpha_init)
+                and 0 < alpha_init < TWO_PI):
+            raise ConfigError(f"alpha_init: must be a phase in (0, 2π) radians, got {alpha_init!r}")
+        if fixed_level not in (0, 1) or isinstance(fixed_level, bool):
+            raise ConfigError(f"fixed_level: must be 0 or 1, got {fixed_level!r}")
+        self.alpha_init = float(alpha_init)
+        self.fixed_level = int(fixed_level)
+        self.opaque = bool(opaque)
+        alpha = torch.tensor(self.alpha_init)
+        if learn_alpha:
+            self.alpha = nn.Parameter(alpha)
+        else:
+            self.register_buffer("alpha", alpha)
+        mask = None
+        if fixed_mask is not None:
+            mask = torch.as_tensor(np.asarray(fixed_mask))
+            if mask.dtype != torch.bool or mask.ndim != 2:
+                raise ConfigError(
+                    "fixed_mask: expected a bool (ny, nx) array, "
+                    f"got {mask.dtype} {tuple(mask.shape)}"
+                )
+        self.register_buffer("fixed_mask", mask)
+
+    def table(self) -> Tensor:
+        """``[1, exp(iα)]`` (+ ``0`` when opaque), complex, ``(2,)`` or ``(3,)``."""
+        one = torch.ones((), dtype=self.alpha.dtype, device=self.alpha.device)
+        levels = [torch.polar(one, 0 * self.alpha), torch.polar(one, self.alpha)]
+        if self.opaque:
+            levels.append(torch.polar(0 * one, 0 * self.alpha))
+        return torch.stack(levels)
+
+    def _bits(self, raw: Tensor) -> Tensor:
+        u = torch.remainder(raw.detach(), TWO_PI)
+        a = self.alpha.detach().to(raw.dtype)
+        return (circular_distance(u, a) < circular_distance(u, 0.0)).to(torch.int64)
+
+    def indices(self, raw: Tensor) -> Tensor:
+        idx = self._bits(raw)
+        if self.fixed_mask is not None:
+            fixed = 2 if self.opaque else self.fixed_level
+            idx = torch.where(self.fixed_mask.to(raw.device), fixed, idx)
+        return idx
+
+    def forward(self, raw: Tensor) -> Tensor:
+        u = torch.remainder(raw, TWO_PI)
+        q = self.alpha.to(raw.dtype) * self._bits(raw).to(raw.dtype) + (u - u.detach())
+        out = torch.polar(torch.ones_like(q), q)
+        if self.fixed_mask is None:
+            return out
+        fixed = self.table().to(dtype=out.dtype, device=out.device)[
+            2 if self.opaque else self.fixed_level]
+        return torch.where(self.fixed_mask.to(raw.device), fixed, out)
+
+    def hard(self, raw: Tensor) -> Tensor:
+        """``table()[indices(raw)]`` in ``raw``'s complex dtype (complex64 for float32)."""
+        t = self.table().to(device=raw.device)
+        t = t.to(torch.complex128 if raw.dtype == torch.float64 else torch.complex64)
+        return t[self.indices(raw)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "binary", "alpha": float(self.alpha.detach()),
+                "alpha_init": self.alpha_init, "fixed_level": self.fixed_level,
+                "opaque": self.opaque,
+                "bits_per_pixel": stored_bits_per_pixel(
+                    None if self.fixed_mask is None else self.fixed_mask.cpu().numpy())}
+
+
+def stored_bits_per_pixel(mask: np.ndarray | None) -> float:
+    """Bits stored per pixel of a binary layer: the fraction of free pixels × 1 bit.
+
+    Args:
+        mask: bool array (any shape, e.g. ``(ny, nx)`` or ``(K, ny, nx)``), True = fixed pixel
+            (stores no bit); None = no fixed pixels.
+
+    Returns:
+        bits per pixel in ``[0, 1]``.
+    """
+    if mask is None:
+        return 1.0
+    m = np.asarray(mask, dtype=bool)
+    return float(1.0 - m.mean()) if m.size else 1.0
