@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,19 @@ FORMAT = "optodesign.design/1"
 Task = Literal["d2nn", "hologram", "lens", "splitter"]
 LayerKind = Literal["phase", "complex"]
 TASKS = ("d2nn", "hologram", "lens", "splitter")
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal designs give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
 
 
 class DesignError(UserError):
@@ -191,10 +205,8 @@ class Design:
             arrays["target"] = np.asarray(self.target, dtype=np.float64)
         if self.fixed_mask is not None:
             arrays["fixed_mask"] = np.asarray(self.fixed_mask, dtype=bool)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
         with atomic_path(directory / "design.npz") as tmp:
-            tmp.write_bytes(buf.getvalue())
+            tmp.write_bytes(_npz_bytes(arrays))
         atomic_write_json(directory / "design.json", self.to_json_dict())
         return directory
 

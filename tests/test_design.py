@@ -42,8 +42,13 @@ def test_round_trip_is_exact(tmp_path) -> None:
     assert t.shape == (2, 8, 8) and np.allclose(t[1, 3, 4], d.level_tables[1, d.levels[1, 3, 4]])
 
 
-def test_saving_is_deterministic(tmp_path) -> None:
+def test_saving_is_deterministic(tmp_path, monkeypatch) -> None:
+    import time
+
     tiny_design().save(tmp_path / "a")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 86400 * 365)  # a year later
+    monkeypatch.setattr(time, "localtime", lambda *a: __import__("time").gmtime(real() + 3e7))
     tiny_design().save(tmp_path / "b")
     for name in ("design.json", "design.npz"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -1,0 +1,72 @@
+"""``optodesign export RUN_DIR --process NAME_OR_PATH --out FAB_DIR``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ._common import user_errors
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--process", "process_name", required=True, metavar="NAME_OR_PATH",
+              help="Shipped process name (e.g. thz-printed, fused-silica-etch4, tio2-pillars, "
+                   "ip-dip-2pp) or a process .toml file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Fab directory to write (replaced if it is a previous fab directory).")
+@click.option("--format", "formats", default="gds,oas,stl", show_default=True,
+              help="Comma-separated outputs: gds, oas, stl.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any design rule fails (files are still written).")
+@click.option("--spacer", is_flag=True,
+              help="Also write STL spacer frames holding the layers at the design distances.")
+@user_errors
+def export(run_dir: Path, process_name: str, out_dir: Path, formats: str, strict: bool,
+           spacer: bool) -> None:
+    """Write GDSII/OASIS/STL, a DRC report and manifest.json for the design in RUN_DIR."""
+    from ..design import Design
+    from ..export.fab import DesignRuleError, export_design, parse_formats
+    from ..process import load_process
+
+    t0 = time.perf_counter()
+    fmts = parse_formats(formats)
+    design = Design.load(run_dir)
+    process = load_process(process_name)
+    failed: DesignRuleError | None = None
+    try:
+        manifest = export_design(design, process, out_dir, formats=fmts, strict=strict,
+                                 spacer=spacer, design_dir=run_dir)
+    except DesignRuleError as e:
+        failed, manifest = e, e.manifest
+    dt = time.perf_counter() - t0
+
+    click.echo(f"exported {manifest['n_layers']} layer(s), {manifest['shape'][0]}x"
+               f"{manifest['shape'][1]} px, {manifest['n_levels']} levels, process "
+               f"{process.name} ({process.kind}) -> {out_dir}  [{dt:.1f} s]")
+    for layer in manifest["layers"]:
+        files = "  ".join(f"{info['name']} {_size(info['bytes'])}"
+                          for info in layer["files"].values())
+        counts = "  ".join(f"{k}={v}" for k, v in layer["drc"]["counts"].items())
+        status = "ok" if layer["drc"]["passed"] else "FAIL"
+        click.echo(f"  layer {layer['index']}: {files or '(no layout files)'}")
+        click.echo(f"    drc {status}: {counts}")
+    for sp in manifest.get("spacers", []):
+        click.echo(f"  spacer {sp['between'][0]}-{sp['between'][1]}: {sp['file']}")
+    for note in manifest.get("notes", []):
+        click.echo(f"  note: {note}")
+    click.echo(f"  manifest: {Path(out_dir) / 'manifest.json'}   drc: "
+               f"{Path(out_dir) / 'drc.txt'}")
+    if failed is not None:
+        click.echo(f"error: {failed}", err=True)
+        sys.exit(1)

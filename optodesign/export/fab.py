@@ -1,0 +1,439 @@
+"""Orchestration: a Design and a process become a fab directory.
+
+``export_design(design, process, out_dir)`` writes, per design layer ``k`` (1-based),
+``layer<k>.gds``, ``layer<k>.oas`` and ``layer<k>.stl`` (one file per layer keeps things
+simple for a fab), plus ``drc.json``/``drc.txt`` (design-rule summary), ``levels.png`` (the
+level maps as heights or pillar sizes), a byte copy of ``design.json``/``design.npz`` (so
+``verify`` has the Design) and ``manifest.json`` (:mod:`optodesign.export.manifest`).
+
+Atomic as a whole: everything is written into a hidden temporary directory beside
+``out_dir`` and renamed into place at the end, so an error leaves no half-written fab
+directory (a previous fab directory at ``out_dir`` is replaced only on success). A directory
+that exists, is not empty and holds no ``manifest.json`` is never overwritten.
+
+STL heights: print → the thickness map on its base plate; etch → the relief above the
+substrate (process ``etch.substrate``); pillars → no STL (noted in the manifest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..design import Design
+from ..errors import UserError
+from ..fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from ..process import EtchSpec, PillarSpec, Process, wrap_phase
+from .drc import DRCReport, check_levels
+from .manifest import FORMAT, file_entry, write_manifest
+
+__all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("gds", "oas", "stl")
+
+
+class DesignRuleError(UserError):
+    """Design rules failed in strict mode; the fab directory was still written.
+
+    Attributes:
+        report: the :class:`~optodesign.export.drc.DRCReport`.
+        manifest: the manifest dict of the written fab directory.
+    """
+
+    def __init__(self, message: str, report: DRCReport, manifest: dict[str, Any]):
+        super().__init__(message)
+        self.report = report
+        self.manifest = manifest
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """``"gds,oas"`` or ``["gds", "stl"]`` → a validated tuple in canonical order."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    wanted = {f.strip().lower() for f in items if f.strip()}
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown:
+        raise UserError(
+            f"format: unknown format {', '.join(map(repr, unknown))} "
+            f"(allowed: {', '.join(FORMATS)})"
+        )
+    if not wanted:
+        raise UserError(f"format: choose at least one of {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in wanted)
+
+
+# ---------------------------------------------------------------------------- directories
+def _prepare_temp_dir(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out: {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise UserError(
+            f"out: {out} exists, is not empty and holds no manifest.json; refusing to "
+            "overwrite it (choose a new directory)"
+        )
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as e:
+        raise UserError(f"out: cannot create {out} ({e.strerror or type(e).__name__})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    # mkdtemp/mkstemp create private (0700/0600) entries; a fab directory is for sharing
+    mask = _umask()
+    os.chmod(tmp, 0o777 & ~mask)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o666 & ~mask)
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rmdir(old)
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- main entry
+def export_design(
+    design: Design,
+    process: Process,
+    out_dir: str | Path,
+    *,
+    formats: str | Iterable[str] = FORMATS,
+    strict: bool = False,
+    spacer: bool = False,
+    design_dir: str | Path | None = None,
+    max_examples: int = 10,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Write the fab directory of ``design`` made with ``process``.
+
+    Args:
+        design: the trained Design.
+        process: the fabrication process (checked against the design first).
+        out_dir: the fab directory to create (or replace, if it is a previous one).
+        formats: any of ``gds``, ``oas``, ``stl`` (a list or ``"gds,oas"``).
+        strict: raise :class:`DesignRuleError` when any error-severity rule fails (after
+            writing the directory, so the DRC report can be read).
+        spacer: also write spacer frames (STL) holding consecutive layers at the design's
+            distances (plates stacked base-down; frame height = distance − base thickness).
+        design_dir: the run directory the design came from; its ``design.json`` and
+            ``design.npz`` are copied byte for byte (else the Design is saved afresh).
+        max_examples: example locations per design rule.
+        plot: write ``levels.png``.
+
+    Returns:
+        The manifest as a dict (also written to ``manifest.json``).
+
+    Raises:
+        UserError: design and process do not match, output not writable, bad formats.
+        DesignRuleError: ``strict`` and the design rules fail.
+    """
+    fmts = parse_formats(formats)
+    process.check_design(design)
+    out = Path(out_dir).expanduser().absolute()
+    tmp = _prepare_temp_dir(out)
+    try:
+        manifest, report = _write_all(
+            design, process, tmp, formats=fmts, spacer=spacer, design_dir=design_dir,
+            max_examples=max_examples, plot=plot,
+        )
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote fab directory %s", out)
+    if strict and not report.passed:
+        failing = [
+            f"layer {layer.layer}: " + ", ".join(
+                f"{v.count} {v.rule}" for v in layer.violations if v.fails)
+            for layer in report.layers if not layer.passed
+        ]
+        raise DesignRuleError(
+            f"design rules failed ({'; '.join(failing)}); see {out / 'drc.txt'}",
+            report, manifest,
+        )
+    return manifest
+
+
+def _write_all(
+    design: Design,
+    process: Process,
+    d: Path,
+    *,
+    formats: tuple[str, ...],
+    spacer: bool,
+    design_dir: str | Path | None,
+    max_examples: int,
+    plot: bool,
+) -> tuple[dict[str, Any], DRCReport]:
+    from .gds import build_library, layout_origin, top_cell_name, write_gds, write_oas
+
+    g = process.gds
+    pitch = design.pitch
+    ny, nx = design.shape
+    K, L = design.n_layers, design.n_levels
+    origin = layout_origin((ny, nx), pitch, g.precision)
+    stl_offset = (origin[0] + nx * pitch / 2, origin[1] + ny * pitch / 2)
+    notes: list[str] = []
+    is_pillars = isinstance(process.structure, PillarSpec)
+    want_stl = "stl" in formats
+    if want_stl and is_pillars:
+        notes.append("stl: not written for a pillar metasurface (pillars are lithographic; "
+                     "the GDS is the fabrication file)")
+        want_stl = False
+    if want_stl and not process.base_thickness > 0:
+        notes.append("stl: not written, the process has no base/substrate thickness (> 0 "
+                     "needed for a solid)")
+        want_stl = False
+
+    layers_out: list[dict[str, Any]] = []
+    level_rows: list[list[dict[str, Any]]] = []
+    height_maps: list[np.ndarray] = []
+    for k in range(K):
+        idx = k + 1
+        lv = design.levels[k]
+        table = design.level_tables[k]
+        files: dict[str, Any] = {}
+        if "gds" in formats or "oas" in formats:
+            lib = build_library([(idx, lv, table)], process=process, pitch=pitch,
+                                wavelength=design.wavelength, n_layers=K)
+            if "gds" in formats:
+                files["gds"] = file_entry(write_gds(lib, d / f"layer{idx}.gds"))
+            if "oas" in formats:
+                files["oas"] = file_entry(write_oas(lib, d / f"layer{idx}.oas"))
+        if is_pillars:
+            height_maps.append(process.pillar_sizes(lv, table))
+        else:
+            heights = process.heights(lv, np.angle(table))
+            height_maps.append(heights)
+            if want_stl:
+                from .stl import heightmap_mesh, write_stl
+
+                mesh = heightmap_mesh(heights, pitch=pitch, base=process.base_thickness,
+                                      offset=stl_offset)
+                path = d / f"layer{idx}.stl"
+                write_stl(mesh, path)
+                entry = file_entry(path)
+                entry["triangles"] = int(len(mesh.faces))
+                files["stl"] = entry
+        layers_out.append({"index": idx, "top_cell": top_cell_name(process, idx),
+                           "files": files})
+        level_rows.append(_level_rows(process, table, L))
+
+    report = check_levels(design.levels, design.level_tables, process=process, pitch=pitch,
+                          max_examples=max_examples)
+    for entry, lr in zip(layers_out, report.layers, strict=True):
+        entry["drc"] = {"passed": lr.passed,
+                        "counts": {v.rule: v.count for v in lr.violations}}
+    atomic_write_text(d / "drc.txt", report.to_text())
+    atomic_write_json(d / "drc.json", report.to_dict())
+
+    extra_files = ["drc.json", "drc.txt"]
+    if plot:
+        _plot_levels(d / "levels.png", height_maps, process=process, pitch=pitch)
+        extra_files.append("levels.png")
+
+    # the Design, byte for byte when we know where it came from
+    design_sha: dict[str, str] = {}
+    if design_dir is not None:
+        src = Path(design_dir)
+        if src.is_file():
+            src = src.parent
+        for name in ("design.json", "design.npz"):
+            if not (src / name).is_file():
+                raise UserError(f"{src / name}: not found (the design to copy into the fab "
+                                "directory)")
+            with atomic_path(d / name) as t:
+                shutil.copyfile(src / name, t)
+    else:
+        design.save(d)
+    for name in ("design.json", "design.npz"):
+        design_sha[name] = sha256_file(d / name)
+        extra_files.append(name)
+
+    spacers: list[dict[str, Any]] = []
+    if spacer:
+        spacers = _write_spacers(design, process, d, notes, enabled=want_stl)
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "created_by": _created_by(),
+        "process": {
+            "name": process.name,
+            "kind": process.kind,
+            "file": Path(process.source).name if process.source else "",
+            "sha256": process.sha256,
+            "toml": process.text,
+            "wavelength": process.wavelength,
+            "n": process.material.n,
+            "kappa": process.material.kappa,
+            "n0": process.material.n0,
+            "references": list(process.references),
+        },
+        "units": {"length": "m", "phase": "rad", "gds_unit": g.unit,
+                  "gds_precision": g.precision, "stl": "mm"},
+        "wavelength": design.wavelength,
+        "pitch": pitch,
+        "shape": [ny, nx],
+        "n_layers": K,
+        "n_levels": L,
+        "distances": list(design.distances),
+        "base_thickness": process.base_thickness,
+        "origin": list(origin),
+        "stl_offset": list(stl_offset),
+        "gds_layers": [list(x) for x in process.gds_layers(L)],
+        "levels": level_rows,
+        "layers": layers_out,
+        "files": {name: {k: v for k, v in file_entry(d / name).items() if k != "name"}
+                  for name in extra_files},
+        "design": {"task": design.task, "n_layers": K, "n_levels": L,
+                   "layer_kind": design.layer_kind, "files": design_sha},
+        "drc": {"passed": report.passed, "file": "drc.json"},
+        "notes": notes,
+    }
+    if spacers:
+        manifest["spacers"] = spacers
+    write_manifest(d / "manifest.json", manifest)
+    return manifest, report
+
+
+def _created_by() -> str:
+    import optodesign
+
+    return f"optodesign {getattr(optodesign, '__version__', '?')}"
+
+
+def _level_rows(process: Process, table: np.ndarray, n_levels: int) -> list[dict[str, Any]]:
+    """The level → structure table of one design layer, for the manifest."""
+    rows: list[dict[str, Any]] = []
+    s = process.structure
+    if isinstance(s, PillarSpec):
+        from .gds import pillar_cell_names
+
+        atoms = process.level_atoms(table)
+        names = pillar_cell_names(process)
+        t_atoms = process.pillar_table()
+        for k, a in enumerate(atoms):
+            t = t_atoms[a]
+            rows.append({"level": k, "atom": int(a), "size": s.sizes[a],
+                         "height": s.height if s.sizes[a] > 0 else 0.0,
+                         "cell": names[a], "t": [float(t.real), float(t.imag)],
+                         "phase": float(wrap_phase(np.angle(t)))})
+        return rows
+    phases = wrap_phase(np.angle(table))
+    heights = process.level_heights(phases)
+    t_made = process.transmission(heights)
+    top = float(heights.max())
+    binary = isinstance(s, EtchSpec) and s.mode == "binary"
+    layers = process.gds_layers(n_levels)
+    for k in range(n_levels):
+        row: dict[str, Any] = {
+            "level": k,
+            "phase": float(phases[k]),
+            "t": [float(t_made[k].real), float(t_made[k].imag)],
+            "height": float(heights[k]),
+            "thickness": float(process.base_thickness + heights[k]),
+        }
+        if process.kind == "etch":
+            if binary:
+                code = (n_levels - 1) - k
+                row["depth"] = code * process.etch_step
+                row["masks"] = [j for j in range(s.masks) if (code >> j) & 1]  # type: ignore[union-attr]
+                row["gds_layers"] = [list(layers[j]) for j in row["masks"]]
+            else:
+                row["depth"] = top - float(heights[k])
+                row["gds_layers"] = [list(layers[k])]
+        else:
+            row["gds_layers"] = [list(layers[k])]
+        rows.append(row)
+    return rows
+
+
+def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,
+                   enabled: bool) -> list[dict[str, Any]]:
+    if not enabled:
+        notes.append("spacer: needs STL output of a thin-element process; not written")
+        return []
+    if design.n_layers < 2:
+        notes.append("spacer: a single layer needs no spacer")
+        return []
+    from .stl import spacer_frame, write_stl
+
+    ny, nx = design.shape
+    wx, wy = nx * design.pitch, ny * design.pitch
+    rim = max(0.1 * max(wx, wy), 5 * design.pitch)
+    out = []
+    for k in range(1, design.n_layers):
+        height = design.distances[k] - process.base_thickness
+        if not height > 0:
+            notes.append(f"spacer {k}-{k + 1}: distance {design.distances[k]:.6g} m is not "
+                         f"larger than the base thickness; not written")
+            continue
+        mesh = spacer_frame(outer=(wx + 2 * rim, wy + 2 * rim), inner=(wx, wy), height=height)
+        path = d / f"spacer{k}-{k + 1}.stl"
+        write_stl(mesh, path)
+        out.append({"between": [k, k + 1], "height": height, "rim": rim, "file": path.name,
+                    "sha256": sha256_file(path),
+                    "convention": "plates stacked base-down; base bottom to base bottom = "
+                                  "design distance"})
+    return out
+
+
+def _plot_levels(path: Path, maps: list[np.ndarray], *, process: Process, pitch: float) -> None:
+    """Level maps as heights (µm) or pillar sizes (nm); deterministic PNG (no metadata)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    K = len(maps)
+    cols = min(K, 4)
+    rows = math.ceil(K / cols)
+    fig = Figure(figsize=(3.4 * cols, 3.2 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    pillars = isinstance(process.structure, PillarSpec)
+    scale, unit = (1e-9, "nm") if pillars else (1e-6, "um")
+    what = "pillar size" if pillars else "height"
+    for k, m in enumerate(maps):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ny, nx = m.shape
+        ext = (-nx * pitch / 2e-3, nx * pitch / 2e-3, -ny * pitch / 2e-3, ny * pitch / 2e-3)
+        im = ax.imshow(m / scale, origin="lower", interpolation="nearest", cmap="viridis",
+                       extent=ext)
+        ax.set_title(f"layer {k + 1}: {what} ({unit})", fontsize=9)
+        ax.set_xlabel("x (mm)", fontsize=8)
+        ax.set_ylabel("y (mm)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{process.name}", fontsize=10)
+    # fixed margins: tight_layout would draw the figure twice (most of the export time of a
+    # small design)
+    fig.subplots_adjust(left=0.08, right=0.95, bottom=0.12, top=0.85, wspace=0.45, hspace=0.45)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    with atomic_path(path) as t:
+        t.write_bytes(buf.getvalue())
+    with contextlib.suppress(Exception):
+        fig.clear()
