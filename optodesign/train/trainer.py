@@ -109,8 +109,9 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
             from ..quantize.binary import BinaryQuantizer
 
             mask = None if fixed_masks is None else fixed_masks[layer]
+            options = {k: v for k, v in q.options.items() if k != "structural"}
             try:
-                out.append(BinaryQuantizer(fixed_mask=mask, **q.options))
+                out.append(BinaryQuantizer(fixed_mask=mask, **options))
             except TypeError as e:
                 raise ConfigError(f"quantization.options: {e}") from None
         else:
@@ -167,8 +168,9 @@ class Trainer:
             extra["focus_radius"] = tasks.focus_radius(
                 wavelength=o.wavelength, focal_length=f, aperture=o.size * o.pitch, pitch=o.pitch)
             extra["ideal_peak"] = self._ideal_lens_peak(f)
-        self.fixed_masks = self._structural_masks(detectors) if cfg.quantization.method == \
-            "binary" and cfg.quantization.options.get("structural", True) is not False else None
+        structural = cfg.quantization.method == "binary" and \
+            cfg.quantization.options.get("structural", True) is not False
+        self.fixed_masks = self._structural_masks(detectors) if structural else None
         self.template = dict(
             task=cfg.task, wavelength=o.wavelength, pitch=o.pitch, distances=o.distances,
             layer_kind="complex" if cfg.quantization.method in COMPLEX_METHODS else "phase",

@@ -1,0 +1,149 @@
+"""``optodesign refine RUN_DIR [--budget N|Ts] [--method dbs|anneal] [--out NEW_RUN_DIR]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UserError
+from ._common import device_option, resolve_device, user_errors
+
+_LOSS_NAMES = {"d2nn": "classification ({})", "hologram": "hologram mse",
+               "lens": "focus (-efficiency in the focal disk)",
+               "splitter": "splitter (-efficiency + std/mean)"}
+
+
+def parse_budget(text: str) -> tuple[int | None, float | None]:
+    """``"5000"`` -> 5000 evaluations; ``"30s"`` -> 30 seconds."""
+    t = text.strip().lower()
+    try:
+        if t.endswith("s"):
+            seconds = float(t[:-1])
+            if seconds > 0:
+                return None, seconds
+        else:
+            n = int(t)
+            if n >= 1:
+                return n, None
+    except ValueError:
+        pass
+    raise UserError(f"--budget: expected evaluations (e.g. 2000) or seconds (e.g. 30s), "
+                    f"got {text!r}")
+
+
+def _training_loss(run_dir: Path) -> dict[str, Any]:
+    """D2NN loss settings of the run's config.toml (``[train] loss, temperature``), if any."""
+    import tomllib
+
+    p = run_dir / "config.toml"
+    out: dict[str, Any] = {}
+    if not p.is_file():
+        return out
+    try:
+        train = tomllib.loads(p.read_text(encoding="utf-8")).get("train", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return out
+    if train.get("loss") in ("ce", "mse"):
+        out["loss"] = train["loss"]
+    temp = train.get("temperature")
+    if isinstance(temp, (int, float)) and not isinstance(temp, bool) and temp > 0:
+        out["temperature"] = float(temp)
+    return out
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--budget", default="2000", show_default=True, metavar="N|Ts",
+              help="Candidate evaluations (e.g. 5000) or a time limit (e.g. 30s).")
+@click.option("--method", type=click.Choice(["dbs", "anneal"]), default="dbs", show_default=True,
+              help="dbs: direct binary search; anneal: simulated annealing (best design kept).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for the refined design [default: RUN_DIR/refined].")
+@click.option("--min-feature", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="PX", help="No change may create a run of one level shorter than PX "
+                                 "pixels along x or y.")
+@click.option("--block", type=click.IntRange(min=1), default=None, metavar="PX",
+              help="Change square blocks of PX pixels at once [default: --min-feature].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random order / proposals.")
+@click.option("--train-samples", type=click.IntRange(min=1), default=256, show_default=True,
+              help="D2NN: training images the loss averages over.")
+@device_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, min_feature: int,
+           block: int | None, seed: int, train_samples: int, device: str, quiet: bool) -> None:
+    """Refine the integer level maps of the design in RUN_DIR on its hard-quantized task loss.
+
+    Writes a new design (the input is never modified) whose test metric is re-evaluated with
+    hard levels; design.json's extra.refine records what was done.
+    """
+    from tqdm.auto import tqdm
+
+    from ..design import Design
+    from ..evaluate import PRIMARY_METRIC, Evaluator
+    from ..refine import Objective, free_levels, satisfies_min_feature
+    from ..refine import refine as run_refine
+
+    n_evals, seconds = parse_budget(budget)
+    design = Design.load(run_dir)
+    out = out_dir if out_dir is not None else Path(run_dir) / "refined"
+    src = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    if out.resolve() == src.resolve():
+        raise UserError("--out: must differ from RUN_DIR (the input design is kept unchanged)")
+    dev = resolve_device(device)
+    evaluator = Evaluator.from_design(design, device=dev)
+    key = PRIMARY_METRIC[design.task]
+    before = evaluator.evaluate(design.transmissions())
+    loss_opts = _training_loss(src) if design.task == "d2nn" else {}
+    objective = Objective(design, evaluator=evaluator, train_samples=train_samples, seed=seed,
+                          **loss_opts)
+    if min_feature > 1 and not satisfies_min_feature(design.levels, min_feature):
+        click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
+                   f"creates no new ones but does not repair them")
+    bar = tqdm(total=n_evals, desc=f"refine ({method})", unit="eval", disable=quiet,
+               mininterval=0.5, leave=False)
+
+    def progress(n: int, loss: float) -> None:
+        bar.update(n)
+        bar.set_postfix(loss=f"{loss:.5g}", refresh=False)
+
+    try:
+        result = run_refine(objective, design.levels, method=method,  # type: ignore[arg-type]
+                            budget=n_evals, seconds=seconds, min_feature=min_feature,
+                            block=block, fixed_mask=design.fixed_mask,
+                            allowed_levels=free_levels(design), seed=seed, progress=progress)
+    finally:
+        bar.close()
+    after = evaluator.evaluate(objective.transmissions(result.levels))
+    metrics = dict(design.metrics)
+    metrics.update(after)
+    note = {
+        "method": method,
+        "budget": {"evaluations": n_evals} if n_evals is not None else {"seconds": seconds},
+        "evaluations": result.evaluations,
+        "accepted": result.accepted,
+        "converged": result.converged,
+        "loss": {"kind": _LOSS_NAMES[design.task].format(objective.loss_kind),
+                 "before": result.loss_before, "after": result.loss_after,
+                 **({"train_samples": objective.n_inputs, "temperature": objective.temperature}
+                    if design.task == "d2nn" else {})},
+        "metric": key,
+        "metric_before": before[key],
+        "metric_after": after[key],
+        "min_feature_px": min_feature,
+        "block_px": block if block is not None else min_feature,
+        "seed": seed,
+        "wall_time_s": round(result.wall_time, 3),
+        "changed_pixels": int((result.levels != design.levels).sum()),
+    }
+    history = list(design.extra.get("refine", []))
+    extra = {**design.extra, "refine": [*history, note]}
+    refined = design.with_levels(result.levels, metrics=metrics, extra=extra)
+    refined.save(out)
+    click.echo(f"refined {design.task} with {method}: {result.evaluations} evaluations in "
+               f"{result.wall_time:.1f} s, {note['changed_pixels']} pixels changed, loss "
+               f"{result.loss_before:.5g} -> {result.loss_after:.5g}")
+    click.echo(f"{key} (test, hard levels): {before[key]:.4g} -> {after[key]:.4g}")
+    click.echo(f"design: {out / 'design.json'}")

@@ -1,0 +1,328 @@
+"""The hard-quantized task loss of a Design's level maps, and its exact incremental update.
+
+:class:`Objective` scores integer level maps ``levels (K, ny, nx)`` through
+``level_tables[k, levels[k]]`` with the Evaluator's forward model
+(:func:`optodesign.models.functional.forward_stack`): D2NN the classification loss on a fixed
+subset of the training split, hologram / lens / splitter their task loss under unit plane-wave
+illumination. The losses are those of :mod:`optodesign.tasks` (the same formulas, reduced per
+candidate so that many candidates are scored in one call).
+
+Fast candidate scoring (why this is exact). Fields are linear in every single layer's
+transmission. Changing pixels ``p`` of layer ``k`` from ``t_p`` to ``t'_p`` changes the output
+field of input ``b`` by
+
+    Δu_b(r) = Σ_p a_b(p) (t'_p − t_p) G_p(r),
+
+with ``a_b`` the field incident on layer ``k`` (unchanged, as it only depends on earlier
+layers) and ``G_p`` the response of the rest of the stack to a unit point source at ``p``
+right after layer ``k``. ``G_p`` does not depend on the input, so a candidate costs one point
+source through the remaining layers instead of the whole input batch through them; for the
+last layer ``G_p`` is the padded angular-spectrum kernel shifted to ``p`` (a gather, no FFT at
+all). Only the "observed" output pixels that the loss reads are kept (detector boxes, focal
+disk, spot boxes; the whole plane for a hologram). Candidates are stacked along a leading
+dimension and scored together (on the GPU when the Objective lives there).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..design import Design
+from ..errors import UserError
+from ..evaluate import Evaluator
+from ..grid import padded_shape
+from ..optics.propagation import propagate, transfer_function
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Objective", "LayerState"]
+
+#: complex entries per chunk of candidate fields (memory bound of one scoring call)
+_CHUNK_ELEMENTS = 1 << 23
+
+
+@dataclass
+class LayerState:
+    """What the incremental update of one layer needs (mutable; owned by one solver).
+
+    Attributes:
+        layer: 0-based layer index ``k``.
+        incident: complex ``(B, ny*nx)``: field arriving on layer ``k`` per input.
+        transmission: complex ``(ny*nx,)``: current transmission of layer ``k``.
+        output: complex ``(B, P)``: current output field at the observed pixels.
+        loss: current loss (from ``output``).
+        later: complex ``(ny, nx)`` transmissions of layers ``k+1..K-1``.
+    """
+
+    layer: int
+    incident: Tensor
+    transmission: Tensor
+    output: Tensor
+    loss: float
+    later: list[Tensor]
+
+    def snapshot(self) -> tuple[Tensor, Tensor, float]:
+        return self.transmission.clone(), self.output.clone(), self.loss
+
+    def restore(self, snap: tuple[Tensor, Tensor, float]) -> None:
+        self.transmission, self.output, self.loss = snap[0].clone(), snap[1].clone(), snap[2]
+
+
+class Objective:
+    """Hard-quantized task loss of level maps, with batched exact scoring of level changes.
+
+    Args:
+        design: the Design (its level tables, optics, task, target, detectors, dataset).
+        evaluator: an :class:`~optodesign.evaluate.Evaluator` of the design (built with
+            ``device`` when None; D2NN loads the design's dataset).
+        device: torch device for all computation ("cpu", "cuda").
+        train_samples: D2NN: number of training images the loss averages over (a fixed random
+            subset of the train split, drawn with ``seed``).
+        seed: seed of that subset.
+        loss: D2NN: "ce" (softmax cross-entropy on tempered energy fractions) or "mse".
+        temperature: D2NN: temperature of the logits (as in training).
+        uniformity_weight: splitter: weight of the std/mean term.
+    """
+
+    def __init__(self, design: Design, *, evaluator: Evaluator | None = None,
+                 device: str | torch.device = "cpu", train_samples: int = 256, seed: int = 0,
+                 loss: Literal["ce", "mse"] = "ce", temperature: float = 10.0,
+                 uniformity_weight: float = 1.0) -> None:
+        self.design = design
+        self.evaluator = evaluator or Evaluator.from_design(design, device=device)
+        self.device = self.evaluator.device
+        if loss not in ("ce", "mse"):
+            raise UserError(f"loss: must be 'ce' or 'mse', got {loss!r}")
+        self.loss_kind = loss
+        self.temperature = float(temperature)
+        self.uniformity_weight = float(uniformity_weight)
+        d = design
+        ny, nx = d.shape
+        self.tables = torch.as_tensor(d.level_tables.astype(np.complex64), device=self.device)
+        # ---- inputs
+        self.labels: Tensor | None = None
+        if d.task == "d2nn":
+            ds = self.evaluator.dataset
+            assert ds is not None
+            n = len(ds.train_labels)
+            if train_samples < 1:
+                raise UserError(f"train_samples: must be >= 1, got {train_samples}")
+            idx = np.sort(np.random.default_rng(seed).permutation(n)[:min(train_samples, n)])
+            self.field = self.evaluator.images_to_field(ds.train_images[idx])
+            self.labels = torch.as_tensor(ds.train_labels[idx], device=self.device)
+        else:
+            self.field = self.evaluator.plane_wave()
+        # ---- observed output pixels and how the loss reads them
+        boxes: list[list[int]] = []
+        if d.task in ("d2nn", "splitter"):
+            boxes = self.evaluator.boxes
+            flat, owner = [], []
+            for c, (y0, x0, h, w) in enumerate(boxes):
+                yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w]
+                flat.append((yy * nx + xx).ravel())
+                owner.append(np.full(h * w, c))
+            obs = np.concatenate(flat)
+            member = np.zeros((obs.size, len(boxes)), dtype=np.float32)
+            member[np.arange(obs.size), np.concatenate(owner)] = 1.0
+            self.member: Tensor | None = torch.as_tensor(member, device=self.device)
+        elif d.task == "lens":
+            r = int(d.extra["focus_radius"])
+            yy, xx = np.mgrid[0:ny, 0:nx]
+            disk = (yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= r * r
+            obs = np.flatnonzero(disk.ravel())
+            self.member = None
+        else:  # hologram: the whole plane
+            obs = np.arange(ny * nx)
+            self.member = None
+        self.obs = torch.as_tensor(obs, dtype=torch.long, device=self.device)
+        self.obs_y = self.obs // nx
+        self.obs_x = self.obs % nx
+        self.target = (torch.as_tensor(np.asarray(d.target, dtype=np.float32).ravel(),
+                                       device=self.device)
+                       if d.task == "hologram" else None)
+        self.incident = float(ny * nx)
+        self._kernel: Tensor | None = None
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_layers(self) -> int:
+        return self.design.n_layers
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.design.shape
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.field.shape[0])
+
+    def transmissions(self, levels: np.ndarray) -> list[Tensor]:
+        """Complex64 ``(ny, nx)`` transmission per layer: ``level_tables[k, levels[k]]``."""
+        lv = torch.as_tensor(np.asarray(levels).astype(np.int64), device=self.device)
+        return [self.tables[k][lv[k]] for k in range(self.n_layers)]
+
+    def _propagate(self, u: Tensor, distance: float) -> Tensor:
+        d = self.design
+        return propagate(u, distance, pitch=d.pitch, wavelength=d.wavelength, pad=d.pad)
+
+    # ------------------------------------------------------------------ loss
+    def reduce(self, intensity: Tensor) -> Tensor:
+        """Loss from observed output intensities.
+
+        Args:
+            intensity: real ``(..., B, P)``: intensity at the observed pixels, per input.
+
+        Returns:
+            ``(...)`` loss per leading index (one per candidate). Equal to the loss of
+            :mod:`optodesign.tasks` on the full output plane.
+        """
+        task = self.design.task
+        if task == "d2nn":
+            assert self.member is not None and self.labels is not None
+            e = intensity @ self.member  # (..., B, C)
+            frac = e / e.sum(-1, keepdim=True).clamp_min(1e-20)
+            if self.loss_kind == "ce":
+                logits = self.temperature * frac
+                picked = logits.gather(-1, self.labels.expand(*logits.shape[:-1])[..., None])
+                return (torch.logsumexp(logits, -1) - picked[..., 0]).mean(-1)
+            onehot = torch.nn.functional.one_hot(self.labels, frac.shape[-1]).to(frac.dtype)
+            return ((frac - onehot) ** 2).sum(-1).mean(-1)
+        if task == "hologram":
+            assert self.target is not None
+            t = self.target
+            num = (intensity * t).sum(-1, keepdim=True)
+            den = (intensity * intensity).sum(-1, keepdim=True).clamp_min(1e-30)
+            return ((num / den * intensity - t) ** 2).mean(-1).mean(-1)
+        if task == "lens":
+            return -(intensity.sum(-1) / self.incident).mean(-1)
+        assert self.member is not None
+        e = (intensity @ self.member) / self.incident
+        spread = e.std(-1) / e.mean(-1).clamp_min(1e-20)
+        return (-e.sum(-1) + self.uniformity_weight * spread).mean(-1)
+
+    @torch.no_grad()
+    def loss(self, levels: np.ndarray) -> float:
+        """Loss of the level maps ``(K, ny, nx)`` through the Evaluator's forward model."""
+        inten = self.evaluator.output_intensity(self.field, self.transmissions(levels))
+        return float(self.reduce(inten.flatten(-2)[..., self.obs]))
+
+    # ------------------------------------------------------------------ incremental scoring
+    @torch.no_grad()
+    def state(self, levels: np.ndarray, layer: int) -> LayerState:
+        """Forward all inputs once and keep what scoring changes of ``layer`` needs."""
+        d = self.design
+        if not 0 <= layer < self.n_layers:
+            raise UserError(f"layer: must lie in 0..{self.n_layers - 1}, got {layer}")
+        ts = self.transmissions(levels)
+        u = self._propagate(self.field, d.distances[0])
+        for j in range(layer):
+            u = self._propagate(u * ts[j], d.distances[j + 1])
+        incident = u
+        v = self._propagate(incident * ts[layer], d.distances[layer + 1])
+        for j in range(layer + 1, self.n_layers):
+            v = self._propagate(v * ts[j], d.distances[j + 1])
+        out = v.flatten(-2)[:, self.obs]
+        loss = float(self.reduce(out.real**2 + out.imag**2))
+        return LayerState(layer, incident.flatten(-2), ts[layer].flatten().clone(), out, loss,
+                          ts[layer + 1:])
+
+    def _last_kernel(self) -> Tensor:
+        """Padded-grid impulse response of the last distance (FFT order), complex64."""
+        if self._kernel is None:
+            d = self.design
+            nyp, nxp = padded_shape(d.shape, d.pad)
+            dist = d.distances[-1]
+            if dist == 0:
+                k = torch.zeros((nyp, nxp), dtype=torch.complex64, device=self.device)
+                k[0, 0] = 1
+            else:
+                h = transfer_function((nyp, nxp), dist, pitch=d.pitch, wavelength=d.wavelength,
+                                      device=self.device, dtype=torch.complex64)
+                k = torch.fft.ifft2(h)
+            self._kernel = k
+        return self._kernel
+
+    def responses(self, state: LayerState, pixels: Tensor) -> Tensor:
+        """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``."""
+        ny, nx = self.shape
+        py, px = pixels // nx, pixels % nx
+        if state.layer == self.n_layers - 1:
+            k = self._last_kernel()
+            nyp, nxp = k.shape
+            iy = torch.remainder(self.obs_y[None, :] - py[:, None], nyp)
+            ix = torch.remainder(self.obs_x[None, :] - px[:, None], nxp)
+            return k[iy, ix]
+        d = self.design
+        out = []
+        nyp, nxp = padded_shape(d.shape, d.pad)
+        step = max(1, _CHUNK_ELEMENTS // (nyp * nxp))
+        for i in range(0, pixels.numel(), step):
+            p = pixels[i:i + step]
+            v = torch.zeros((p.numel(), ny * nx), dtype=torch.complex64, device=self.device)
+            v[torch.arange(p.numel(), device=self.device), p] = 1
+            v = self._propagate(v.view(-1, ny, nx), d.distances[state.layer + 1])
+            for j, t in enumerate(state.later):
+                v = self._propagate(v * t, d.distances[state.layer + 2 + j])
+            out.append(v.flatten(-2)[:, self.obs])
+        return torch.cat(out)
+
+    def _delta(self, state: LayerState, pixels: Tensor, new: Tensor) -> Tensor:
+        """Output-field change ``(M, B, P)`` of candidates ``pixels, new (M, S)``."""
+        m, s = pixels.shape
+        c = self.tables[state.layer][new] - state.transmission[pixels]  # (M, S)
+        coef = state.incident[:, pixels].permute(1, 2, 0) * c[..., None]  # (M, S, B)
+        g = self.responses(state, pixels.reshape(-1)).view(m, s, -1)
+        if s == 1:
+            return coef[:, 0, :, None] * g[:, 0, None, :]
+        return torch.einsum("msb,msp->mbp", coef, g)
+
+    @torch.no_grad()
+    def candidate_losses(self, state: LayerState, pixels: Tensor | np.ndarray,
+                         new: Tensor | np.ndarray) -> Tensor:
+        """Loss after each candidate change of ``state.layer``, each relative to the state.
+
+        Args:
+            state: from :meth:`state` (and :meth:`apply`).
+            pixels: int ``(M, S)`` flat pixel indices ``y * nx + x``; the S pixels of one
+                candidate must be distinct (a slot with ``new`` equal to the current level
+                changes nothing, so it pads a shorter candidate).
+            new: int ``(M, S)`` new level of each pixel.
+
+        Returns:
+            float ``(M,)`` on the Objective's device.
+        """
+        pixels = torch.as_tensor(pixels, dtype=torch.long, device=self.device)
+        new = torch.as_tensor(new, dtype=torch.long, device=self.device)
+        if pixels.ndim == 1:
+            pixels, new = pixels[:, None], new[:, None]
+        m, s = pixels.shape
+        per = max(1, s * self.n_inputs * self.obs.numel())
+        step = max(1, _CHUNK_ELEMENTS // per)
+        out = []
+        for i in range(0, m, step):
+            u = state.output[None] + self._delta(state, pixels[i:i + step], new[i:i + step])
+            out.append(self.reduce(u.real**2 + u.imag**2))
+        return torch.cat(out) if out else torch.zeros(0, device=self.device)
+
+    @torch.no_grad()
+    def apply(self, state: LayerState, pixels: Sequence[int] | np.ndarray | Tensor,
+              new: Sequence[int] | np.ndarray | Tensor) -> float:
+        """Make one change (distinct flat ``pixels`` of ``state.layer`` to levels ``new``) in the
+        state; returns the new loss."""
+        p = torch.as_tensor(np.asarray(pixels), dtype=torch.long, device=self.device).reshape(1, -1)
+        v = torch.as_tensor(np.asarray(new), dtype=torch.long, device=self.device).reshape(1, -1)
+        state.output = state.output + self._delta(state, p, v)[0]
+        state.transmission[p[0]] = self.tables[state.layer][v[0]]
+        out = state.output
+        state.loss = float(self.reduce(out.real**2 + out.imag**2))
+        if not math.isfinite(state.loss):
+            raise FloatingPointError("refine: the loss became non-finite")
+        return state.loss
