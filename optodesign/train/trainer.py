@@ -65,6 +65,8 @@ def _process_table(cfg: Config) -> np.ndarray | None:
     from ..process import load_process
 
     process = load_process(q.process)
+    if q.method in COMPLEX_METHODS and "levels" not in cfg.source.get("quantization", {}):
+        return np.asarray(process.level_table(None), dtype=np.complex128)  # every meta-atom
     if q.phases is not None:
         return np.asarray(process.level_table(np.asarray(q.phases)), dtype=np.complex128)
     return np.asarray(process.level_table(q.levels), dtype=np.complex128)
@@ -104,7 +106,12 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
             from ..quantize.complex import make_complex_quantizer
 
             cb = _codebook(cfg, process_table) if q.method.startswith("joint") else None
-            out.append(make_complex_quantizer(q.method, cb, **q.options))
+            options = dict(q.options)
+            if q.method == "reim":
+                # a Re/Im lattice on [-1, 1]² has corners with |t| = √2, which no passive
+                # element makes; 1/√2 keeps the whole lattice inside the unit disk
+                options.setdefault("extent", 1 / math.sqrt(2))
+            out.append(make_complex_quantizer(q.method, cb, **options))
         elif q.method == "binary":
             from ..quantize.binary import BinaryQuantizer
 
@@ -279,9 +286,7 @@ class Trainer:
             log.info("epoch %d: %s", epoch + 1, row)
         with torch.no_grad():
             final = evaluator.evaluate(self.hard_transmissions(stack))
-            fp = evaluator.evaluate(self._full_precision(stack)
-                                    if cfg.quantization.method not in COMPLEX_METHODS
-                                    else stack.transmissions("train"))
+            fp = evaluator.evaluate(self._full_precision(stack))
         metrics = {k: v for k, v in final.items()}
         key = PRIMARY_METRIC[cfg.task]
         metrics[f"{key}_full_precision"] = fp[key]
