@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,6 @@ import numpy as np
 
 from .errors import ConfigError, UserError
 from .units import UnitsError, format_length, parse_length, parse_quantity
-
-import tomllib
 
 if TYPE_CHECKING:
     from .design import Design

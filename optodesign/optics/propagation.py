@@ -298,8 +298,8 @@ def propagate(
                                        wavelength=wavelength, pad=pad, bandlimit=bandlimit):
             warnings.warn(problem, SamplingWarning, stacklevel=2)
         _warned.add(key)
-    spectrum = spectrum * h
-    out = torch.fft.ifft2(spectrum)
+    # in place: fft2's backward does not need its output, so this saves an allocation
+    out = torch.fft.ifft2(spectrum.mul_(h))
     if (nyp, nxp) != (ny, nx):
         out = out[..., :ny, :nx]
     return out
