@@ -88,7 +88,7 @@ def machine_info() -> dict[str, Any]:
         info["allocator"] = f"glibc, GLIBC_TUNABLES={tunables}"
     else:
         info["allocator"] = "glibc default"
-    info["date"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    info["date"] = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     return info
 
 

@@ -1,0 +1,91 @@
+"""``optodesign verify FAB_DIR --report OUT``: simulate the written files under fab errors.
+
+Exit codes: 0 when the metric under the combined errors stays within the tolerance, 1 when
+it does not, 2 for bad input (missing or corrupt files, a bad errors file, bad options).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import device_option, resolve_device, user_errors
+
+
+@click.command()
+@click.argument("fab_dir", type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory (created): report.json, report.md, PNG figures.")
+@click.option("--samples", type=int, default=100, show_default=True,
+              help="Monte-Carlo samples of the combined errors.")
+@click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Errors TOML ([errors], [tolerance], [sweep]); default: a "
+                                 "typical model scaled to the design (see docs/verify.md).")
+@device_option
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Dataset directory (MNIST/Fashion IDX files) if not where training had it.")
+@click.option("--source", type=click.Choice(["auto", "gds", "stl"]), default="auto",
+              show_default=True,
+              help="Which files to read back: auto = STL for printed parts, GDS otherwise.")
+@click.option("--test-samples", type=int, default=None,
+              help="Use only the first N test images (D2NN).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
+@click.option("--sweep/--no-sweep", default=True, show_default=True,
+              help="Run the tolerance sweep (metric vs each error's magnitude).")
+@click.option("--sweep-samples", type=int, default=None,
+              help="Samples per sweep point (default: errors file, else min(samples, 8)).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | None, device: str,
+           data: Path | None, source: str, test_samples: int | None, seed: int, sweep: bool,
+           sweep_samples: int | None, quiet: bool) -> None:
+    """Re-read the GDS/STL files of FAB_DIR, perturb them with fabrication errors, simulate
+    and score them, and write a report to --report."""
+    from ..verify.errors import load_errors
+    from ..verify.montecarlo import verify_fab
+    from ..verify.report import format_magnitude, write_report
+
+    if samples < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--samples")
+    if sweep_samples is not None and sweep_samples < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--sweep-samples")
+    cfg = load_errors(errors_file) if errors_file is not None else None
+    dev = resolve_device(device)
+    result = verify_fab(fab_dir, errors=cfg, samples=samples, seed=seed, device=dev,
+                        source=source, data=data, test_samples=test_samples,  # type: ignore[arg-type]
+                        sweep=sweep, sweep_samples=sweep_samples, progress=not quiet)
+    files = write_report(result, report_dir)
+    fab, m = result.fab, result.metric
+    s = result.combined.summary()
+    t = result.seconds
+    click.echo(f"verify {fab.fab_dir} ({fab.process.name}, read from {fab.source.upper()}, "
+               f"{dev}): {fab.design.task}, metric {m}")
+    if result.trained is not None:
+        same = "exactly reproduced" if result.round_trip_exact else "DIFFERS"
+        click.echo(f"  trained {m} {result.trained:.6g}; files read back {result.nominal_value:.6g}"
+                   f" ({same})")
+    else:
+        click.echo(f"  nominal {m} (files read back): {result.nominal_value:.6g}")
+    for note in fab.notes:
+        click.echo(f"  note: {note}")
+    rate = result.combined.computed / max(t.get("combined", 0.0), 1e-9)
+    click.echo(f"  combined errors, {result.samples} samples: mean {s['mean']:.4g}, std "
+               f"{s['std']:.3g}, min {s['min']:.4g}, 5th pct {s['p5']:.4g}  "
+               f"[{t.get('combined', 0):.1f} s, {rate:.2f} samples/s]")
+    for sw in result.sweep:
+        if sw.estimate is None:
+            tol = f">= {format_magnitude(sw.max_ok, sw.unit)}"
+        else:
+            tol = (f"{format_magnitude(sw.max_ok, sw.unit)} "
+                   f"(~{format_magnitude(sw.estimate, sw.unit)})")
+        click.echo(f"  sweep {sw.name:<19} tolerated up to {tol}")
+    tol = result.config.tolerance
+    verdict = "PASS" if result.passed else "FAIL"
+    click.echo(f"  {verdict}: {tol.statistic} {m} drop {result.drop:.4g} "
+               f"(allowed {result.max_drop:.4g})")
+    click.echo(f"  report: {files['report.md']}  ({len(files)} files in {report_dir})")
+    if not result.passed:
+        sys.exit(1)

@@ -1,0 +1,659 @@
+"""Fabrication error models: what the fab gets wrong, as pure functions of a physical description.
+
+An errors file (TOML) has up to three tables; every magnitude is in physical units, parsed with
+:mod:`optodesign.units` (bare numbers are metres for lengths, degrees for angles)::
+
+    [errors]                       # all optional, default 0 (no error); all combinable
+    height_sigma = "10 um"         # random height error of every pixel, Gaussian σ
+    height_scale = 0.01            # systematic relative height (etch depth) scale error
+    height_scale_sigma = 0.01      # relative height scale drawn per sample (part to part), σ
+    height_offset = "0 um"         # systematic uniform height offset (over-etch, thicker print)
+    index_error = 0.0              # systematic refractive-index error Δn
+    index_sigma = 0.005            # Δn drawn per sample, σ
+    misalignment = "40 um"         # lateral offset of each layer, σ per axis
+    rotation = 0.05                # in-plane rotation of each layer about its centre, σ, degrees
+    linewidth_bias = "10 um"       # dilation (> 0) / erosion (< 0) of raised regions, per edge
+    spacing_sigma = "100 um"       # error of every non-zero distance (layer spacing), σ
+    wavelength_shift = "0 nm"      # source detuning Δλ (systematic)
+    kappa = 0.0                    # extra extinction coefficient κ of the material
+
+    [tolerance]
+    metric = "accuracy"            # default: the task's primary metric
+    max_drop = 0.02                # allowed drop from the nominal (absolute: 0.02 acc., 1 dB)
+    statistic = "mean"             # mean | median | p5 | min of the metric under the errors
+
+    [sweep]
+    factors = [0, 0.5, 1, 2, 4]    # sweep magnitudes, × the configured magnitude
+    samples = 8                    # samples per sweep point (random errors; systematic use 1)
+    errors = ["height_sigma"]      # which errors to sweep (default: all)
+    oversample = 8                 # sub-pixels per pixel (per axis) for linewidth_bias
+
+Conventions (see ``docs/verify.md`` for the physics of each):
+
+* "σ" errors are drawn per Monte-Carlo sample from ``N(0, σ²)``; systematic ones are the same
+  in every sample. Each error has its own random stream seeded by ``(seed, sample, error)``,
+  so switching one error on or off, or scaling it (the sweep), leaves the draws of the others
+  unchanged (common random numbers make sweeps smooth).
+* Heights: ``h' = (h (1 + height_scale) + height_offset) (1 + s) + σ z`` with ``s`` the
+  per-sample scale, clipped at ``−base`` (nothing thinner than no plate) for thin elements.
+* Placement (misalignment, rotation): the layer's transmission is resampled bilinearly at
+  the moved pixel centres; pixels the plate no longer covers transmit **nothing** (zero-fill:
+  the simulation window is the fixed, opaque aperture of the holder). An integer-pixel shift
+  is therefore exactly a zero-filled shift (not a roll). Shifts within 1e-9 px of an integer
+  are treated as integers so such a shift is exact to the bit.
+* Line-width bias acts on the height map on a grid oversampled ``oversample`` times: a
+  grayscale dilation (``> 0``; raised material grows by ``bias`` at every edge) or erosion
+  (``< 0``) with a square footprint, then the thin-element transmission of every sub-pixel,
+  then the area average back to the design pitch. A bias between two whole sub-pixels mixes
+  the two results linearly (the averaged transmission is linear in the strip area), so the
+  result is continuous in the bias and exact along straight edges.
+
+All perturbations are pure numpy functions of the physical description
+(:class:`~optodesign.verify.readback.Physical`) and the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..units import UnitsError, parse_length
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
+    import tomli as tomllib  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from .readback import Physical
+
+__all__ = [
+    "ErrorSpec",
+    "ERRORS",
+    "ErrorModel",
+    "Tolerance",
+    "SweepSpec",
+    "ErrorConfig",
+    "Scales",
+    "DEFAULT_DROP",
+    "TASK_METRICS",
+    "load_errors",
+    "parse_errors",
+    "default_errors",
+    "reference_magnitude",
+    "sweep_magnitudes",
+    "apply_systematic",
+    "apply_random",
+    "perturb",
+    "place",
+    "dilate_heights",
+]
+
+Quantity = Literal["length", "signed_length", "relative", "index", "angle", "kappa"]
+Statistic = Literal["mean", "median", "p5", "min"]
+STATISTICS: tuple[str, ...] = ("mean", "median", "p5", "min")
+
+#: the metrics each task's Evaluator returns (all: higher is better)
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "d2nn": ("accuracy",),
+    "hologram": ("psnr", "efficiency"),
+    "lens": ("strehl", "efficiency"),
+    "splitter": ("uniformity", "efficiency"),
+}
+#: default allowed drop of a metric (absolute: accuracy fraction, dB, Strehl ratio, ...)
+DEFAULT_DROP: dict[str, float] = {"accuracy": 0.02, "psnr": 1.0, "strehl": 0.05,
+                                  "uniformity": 0.05, "efficiency": 0.02}
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """What one error is.
+
+    Attributes:
+        name: key in ``[errors]``.
+        quantity: how it is parsed: ``length`` (>= 0 m), ``signed_length`` (m), ``relative``
+            (a fraction, or ``"2 %"``), ``index`` (Δn), ``angle`` (degrees, or
+            ``"1 mrad"``), ``kappa`` (>= 0).
+        random: drawn per sample (a σ) rather than systematic.
+        unit: unit shown in reports.
+        help: one line for people.
+    """
+
+    name: str
+    quantity: Quantity
+    random: bool
+    unit: str
+    help: str
+
+
+ERRORS: dict[str, ErrorSpec] = {s.name: s for s in (
+    ErrorSpec("height_sigma", "length", True, "m", "random height error per pixel (σ)"),
+    ErrorSpec("height_scale", "relative", False, "", "systematic relative height scale"),
+    ErrorSpec("height_scale_sigma", "relative", True, "", "relative height scale per part (σ)"),
+    ErrorSpec("height_offset", "signed_length", False, "m", "systematic uniform height offset"),
+    ErrorSpec("index_error", "index", False, "", "systematic refractive-index error Δn"),
+    ErrorSpec("index_sigma", "index", True, "", "refractive-index error per part (σ)"),
+    ErrorSpec("misalignment", "length", True, "m", "lateral offset of each layer (σ per axis)"),
+    ErrorSpec("rotation", "angle", True, "deg", "rotation of each layer (σ)"),
+    ErrorSpec("linewidth_bias", "signed_length", False, "m",
+              "line-width bias: dilation (> 0) / erosion (< 0) per edge"),
+    ErrorSpec("spacing_sigma", "length", True, "m", "layer-spacing error (σ per distance)"),
+    ErrorSpec("wavelength_shift", "signed_length", False, "m", "wavelength detuning Δλ"),
+    ErrorSpec("kappa", "kappa", False, "", "extra extinction coefficient κ"),
+)}
+
+# stable ids of the random streams (never renumber: seeds would change meaning)
+_STREAM = {"height_sigma": 1, "height_scale_sigma": 2, "index_sigma": 3, "misalignment": 4,
+           "rotation": 5, "spacing_sigma": 6}
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """Magnitudes of every fabrication error (SI units; rotation in degrees). 0 = off."""
+
+    height_sigma: float = 0.0
+    height_scale: float = 0.0
+    height_scale_sigma: float = 0.0
+    height_offset: float = 0.0
+    index_error: float = 0.0
+    index_sigma: float = 0.0
+    misalignment: float = 0.0
+    rotation: float = 0.0
+    linewidth_bias: float = 0.0
+    spacing_sigma: float = 0.0
+    wavelength_shift: float = 0.0
+    kappa: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"errors.{f.name}: must be a finite number, got {v!r}")
+            object.__setattr__(self, f.name, float(v))
+            spec = ERRORS[f.name]
+            if (spec.random or spec.quantity in ("length", "kappa")) and v < 0:
+                raise ConfigError(f"errors.{f.name}: must be >= 0, got {v!r}")
+        if self.height_scale <= -1:
+            raise ConfigError(f"errors.height_scale: must be > -1 (heights stay positive), "
+                              f"got {self.height_scale!r}")
+
+    # ------------------------------------------------------------------ views
+    def active(self) -> tuple[str, ...]:
+        """Names of the errors with a non-zero magnitude, in :data:`ERRORS` order."""
+        return tuple(n for n in ERRORS if getattr(self, n) != 0)
+
+    @property
+    def is_zero(self) -> bool:
+        return not self.active()
+
+    @property
+    def is_random(self) -> bool:
+        """Whether samples differ from one another (any σ error is on)."""
+        return any(ERRORS[n].random for n in self.active())
+
+    @property
+    def varies_distances(self) -> bool:
+        return self.spacing_sigma > 0
+
+    def only(self, name: str, value: float) -> ErrorModel:
+        """A model with just ``name`` set to ``value`` (every other error off)."""
+        if name not in ERRORS:
+            raise ConfigError(f"errors: unknown error {name!r} (allowed: {', '.join(ERRORS)})")
+        return ErrorModel(**{name: value})
+
+    def to_dict(self) -> dict[str, float]:
+        return {n: getattr(self, n) for n in ERRORS}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """When a design still "works": the metric may drop at most ``max_drop`` below nominal.
+
+    Attributes:
+        metric: metric name (``None``: the task's primary metric).
+        max_drop: allowed absolute drop (``None``: :data:`DEFAULT_DROP` of the metric).
+        statistic: which statistic of the samples is compared: ``mean``, ``median``, ``p5``
+            (5th percentile: 95 % of parts at least this good) or ``min``.
+    """
+
+    metric: str | None = None
+    max_drop: float | None = None
+    statistic: Statistic = "mean"
+
+    def resolve(self, task: str) -> tuple[str, float]:
+        """``(metric, max_drop)`` for a task; one-line ConfigError when the metric is wrong."""
+        from ..evaluate import PRIMARY_METRIC
+
+        metric = self.metric or PRIMARY_METRIC[task]
+        allowed = TASK_METRICS[task]
+        if metric not in allowed:
+            raise ConfigError(f"tolerance.metric: {metric!r} is not a metric of task {task!r} "
+                              f"(allowed: {', '.join(allowed)})")
+        drop = self.max_drop if self.max_drop is not None else DEFAULT_DROP[metric]
+        return metric, float(drop)
+
+    def statistic_of(self, values: np.ndarray) -> float:
+        v = np.asarray(values, dtype=np.float64)
+        if self.statistic == "mean":
+            return float(v.mean())
+        if self.statistic == "median":
+            return float(np.median(v))
+        if self.statistic == "p5":
+            return float(np.percentile(v, 5))
+        return float(v.min())
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The tolerance sweep: metric vs each error's magnitude (one error at a time).
+
+    Attributes:
+        factors: magnitudes as multiples of the configured magnitude (or, when that is 0, of
+            :func:`reference_magnitude`); must start at 0 and increase.
+        samples: samples per sweep point for random errors (``None``: min(samples, 8));
+            systematic errors need one.
+        errors: which errors to sweep (``None``: all of :data:`ERRORS`).
+        oversample: sub-pixels per pixel per axis for ``linewidth_bias``.
+    """
+
+    factors: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    samples: int | None = None
+    errors: tuple[str, ...] | None = None
+    oversample: int = 8
+
+
+@dataclass(frozen=True)
+class ErrorConfig:
+    """A parsed errors file: the error model, the tolerance and the sweep."""
+
+    errors: ErrorModel = ErrorModel()
+    tolerance: Tolerance = Tolerance()
+    sweep: SweepSpec = SweepSpec()
+    source: str = ""
+    defaults: bool = False  # True when built by default_errors (no file given)
+
+
+@dataclass(frozen=True)
+class Scales:
+    """Natural scales of a fabricated stack, for default errors and sweep ranges.
+
+    Attributes:
+        pitch: pixel pitch, metres. size: pixels along the longer side.
+        wavelength: metres. distance: mean non-zero distance, metres.
+        index_contrast: ``n − n0``. height_2pi: relief height for 2π of phase (thin) or the
+        pillar height (pillars), metres.
+    """
+
+    pitch: float
+    size: int
+    wavelength: float
+    distance: float
+    index_contrast: float
+    height_2pi: float
+
+
+# ---------------------------------------------------------------------------- parsing
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{field}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _relative(value: Any, field: str) -> float:
+    if isinstance(value, str):
+        s = value.strip()
+        if s.endswith("%"):
+            try:
+                return float(s[:-1]) / 100.0
+            except ValueError:
+                pass
+        raise ConfigError(f"{field}: expected a fraction (0.01) or a percentage ('1 %'), "
+                          f"got {value!r}")
+    return _number(value, field)
+
+
+_ANGLE = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "°": 1.0, "rad": 180 / math.pi,
+          "mrad": 0.180 / math.pi, "urad": 1.8e-4 / math.pi, "µrad": 1.8e-4 / math.pi,
+          "arcmin": 1 / 60, "arcsec": 1 / 3600}
+
+
+def _angle(value: Any, field: str) -> float:
+    if isinstance(value, str):
+        s = value.strip()
+        for unit in sorted(_ANGLE, key=len, reverse=True):
+            if s.lower().endswith(unit):
+                try:
+                    return float(s[: -len(unit)]) * _ANGLE[unit]
+                except ValueError:
+                    break
+        raise ConfigError(f"{field}: expected degrees (0.1) or an angle with a unit "
+                          f"('0.1 deg', '2 mrad'), got {value!r}")
+    return _number(value, field)
+
+
+def _parse_value(spec: ErrorSpec, value: Any, field: str) -> float:
+    try:
+        if spec.quantity == "length":
+            return parse_length(value, field=field, allow_zero=True)
+        if spec.quantity == "signed_length":
+            return parse_length(value, field=field, positive=False)
+    except UnitsError as e:
+        raise ConfigError(str(e)) from None
+    if spec.quantity == "relative":
+        return _relative(value, field)
+    if spec.quantity == "angle":
+        return _angle(value, field)
+    return _number(value, field)
+
+
+def _table(raw: Mapping[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:
+    t = raw.get(key, {})
+    if not isinstance(t, Mapping):
+        raise ConfigError(f"{where}[{key}]: must be a table")
+    unknown = sorted(set(t) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}{key}.{unknown[0]}: unknown key "
+                          f"(allowed in [{key}]: {', '.join(sorted(allowed))})")
+    return dict(t)
+
+
+def parse_errors(raw: Mapping[str, Any], *, source: str = "") -> ErrorConfig:
+    """Validate a parsed errors TOML mapping (unknown keys rejected; one-line ConfigErrors)."""
+    where = f"{Path(source).name}: " if source else ""
+    unknown = sorted(set(raw) - {"errors", "tolerance", "sweep"})
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown table (allowed: errors, tolerance, "
+                          "sweep)")
+    e = _table(raw, "errors", set(ERRORS), where)
+    values = {k: _parse_value(ERRORS[k], v, f"{where}errors.{k}") for k, v in e.items()}
+    try:
+        model = ErrorModel(**values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}{err}") from None
+
+    t = _table(raw, "tolerance", {"metric", "max_drop", "statistic"}, where)
+    metric = t.get("metric")
+    if metric is not None and (not isinstance(metric, str) or
+                               metric not in DEFAULT_DROP):
+        raise ConfigError(f"{where}tolerance.metric: {metric!r} is not one of "
+                          f"{', '.join(DEFAULT_DROP)}")
+    max_drop = None
+    if "max_drop" in t:
+        max_drop = _number(t["max_drop"], f"{where}tolerance.max_drop")
+        if max_drop < 0:
+            raise ConfigError(f"{where}tolerance.max_drop: must be >= 0, got {max_drop!r}")
+    statistic = t.get("statistic", "mean")
+    if statistic not in STATISTICS:
+        raise ConfigError(f"{where}tolerance.statistic: {statistic!r} is not one of "
+                          f"{', '.join(STATISTICS)}")
+    tol = Tolerance(metric, max_drop, statistic)
+
+    s = _table(raw, "sweep", {"factors", "samples", "errors", "oversample"}, where)
+    factors = SweepSpec.factors
+    if "factors" in s:
+        f = s["factors"]
+        if not isinstance(f, list) or not f:
+            raise ConfigError(f"{where}sweep.factors: expected a list of numbers")
+        factors = tuple(_number(x, f"{where}sweep.factors") for x in f)
+        if factors[0] != 0 or any(b <= a for a, b in zip(factors[:-1], factors[1:],
+                                                           strict=True)):
+            raise ConfigError(f"{where}sweep.factors: must start at 0 and increase, got {f!r}")
+    samples = s.get("samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or samples < 1):
+        raise ConfigError(f"{where}sweep.samples: must be an integer >= 1, got {samples!r}")
+    names = s.get("errors")
+    if names is not None:
+        if not isinstance(names, list) or any(n not in ERRORS for n in names):
+            bad = [n for n in names if n not in ERRORS] if isinstance(names, list) else names
+            raise ConfigError(f"{where}sweep.errors: unknown error {bad!r} "
+                              f"(allowed: {', '.join(ERRORS)})")
+        names = tuple(names)
+    over = s.get("oversample", 8)
+    if isinstance(over, bool) or not isinstance(over, int) or not 1 <= over <= 64:
+        raise ConfigError(f"{where}sweep.oversample: must be an integer 1..64, got {over!r}")
+    return ErrorConfig(model, tol, SweepSpec(factors, samples, names, over), source=source)
+
+
+def load_errors(path: str | Path) -> ErrorConfig:
+    """Read and validate an errors TOML file (see the module docstring)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--errors: file {p} not found")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    return parse_errors(raw, source=str(p))
+
+
+# ---------------------------------------------------------------------------- defaults
+def reference_magnitude(name: str, scales: Scales) -> float:
+    """A "typical" magnitude of an error for this stack, used for the default error model
+    and for sweep ranges of errors configured as 0.
+
+    Heights: 1 % of the 2π height (σ) / 2 % scale; index: 1 % of ``n − n0``; placement: 0.1
+    pixel (rotation: 0.1 pixel at the edge); line width: 1/16 pixel; spacing: 0.5 % of the
+    mean distance; detuning 0.5 % of λ; κ: 5 % amplitude loss over the 2π height.
+    """
+    s = scales
+    return {
+        "height_sigma": 0.01 * s.height_2pi,
+        "height_scale": 0.02,
+        "height_scale_sigma": 0.01,
+        "height_offset": 0.05 * s.height_2pi,
+        "index_error": 0.02 * s.index_contrast,
+        "index_sigma": 0.01 * s.index_contrast,
+        "misalignment": 0.1 * s.pitch,
+        "rotation": math.degrees(0.1 / (s.size / 2)),
+        "linewidth_bias": s.pitch / 16,
+        "spacing_sigma": 0.005 * s.distance,
+        "wavelength_shift": 0.005 * s.wavelength,
+        "kappa": -math.log(0.95) * s.wavelength / (2 * math.pi * s.height_2pi),
+    }[name]
+
+
+#: errors on in the default model (no --errors file): the random, part-to-part ones
+DEFAULT_ON = ("height_sigma", "height_scale_sigma", "index_sigma", "misalignment", "rotation",
+              "spacing_sigma")
+
+
+def default_errors(scales: Scales) -> ErrorConfig:
+    """The error model used without ``--errors``: :func:`reference_magnitude` of every random
+    error (systematic errors off), the task's default tolerance, the default sweep."""
+    model = ErrorModel(**{n: reference_magnitude(n, scales) for n in DEFAULT_ON})
+    return ErrorConfig(model, Tolerance(), SweepSpec(), source="", defaults=True)
+
+
+def sweep_magnitudes(name: str, model: ErrorModel, factors: tuple[float, ...],
+                     scales: Scales) -> tuple[float, ...]:
+    """Magnitudes of ``name`` to sweep: ``factors`` × the configured magnitude, or × the
+    :func:`reference_magnitude` when it is configured as 0."""
+    base = getattr(model, name) or reference_magnitude(name, scales)
+    return tuple(float(f * base) for f in factors)
+
+
+# ---------------------------------------------------------------------------- perturbations
+def _rng(seed: int, sample: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(sample), _STREAM[name]])
+
+
+def apply_systematic(phys: Physical, model: ErrorModel) -> Physical:
+    """The errors that are the same in every sample (height scale/offset, Δn, line-width bias,
+    detuning, κ). Returns ``phys`` itself when none is on."""
+    changes: dict[str, Any] = {}
+    if model.height_scale or model.height_offset:
+        h = phys.heights * (1.0 + model.height_scale) + model.height_offset
+        changes["heights"] = _clip_heights(h, phys)
+    if model.index_error:
+        changes["n"] = phys.n + model.index_error
+    if model.linewidth_bias:
+        changes["bias"] = phys.bias + model.linewidth_bias
+    if model.wavelength_shift:
+        changes["wavelength"] = phys.wavelength + model.wavelength_shift
+        changes["element_wavelength"] = phys.element_wavelength + model.wavelength_shift
+        if changes["wavelength"] <= 0 or changes["element_wavelength"] <= 0:
+            raise ConfigError("errors.wavelength_shift: detuned wavelength must stay > 0")
+    if model.kappa:
+        changes["kappa_extra"] = phys.kappa_extra + model.kappa
+    return replace(phys, **changes) if changes else phys
+
+
+def apply_random(phys: Physical, model: ErrorModel, *, seed: int, sample: int) -> Physical:
+    """The errors drawn per sample (every σ), from streams seeded by ``(seed, sample, error)``.
+
+    Returns ``phys`` itself when no σ error is on; the height array is shared (not copied)
+    when no height σ is on, which lets callers reuse element transmissions.
+    """
+    changes: dict[str, Any] = {}
+    if model.height_scale_sigma or model.height_sigma:
+        h = phys.heights
+        if model.height_scale_sigma:
+            z = _rng(seed, sample, "height_scale_sigma").standard_normal()
+            h = h * (1.0 + model.height_scale_sigma * z)
+        if model.height_sigma:
+            z = _rng(seed, sample, "height_sigma").standard_normal(h.shape)
+            h = h + model.height_sigma * z
+        changes["heights"] = _clip_heights(h, phys)
+    if model.index_sigma:
+        changes["n"] = phys.n + model.index_sigma * _rng(seed, sample,
+                                                         "index_sigma").standard_normal()
+    K = phys.heights.shape[0]
+    if model.misalignment:
+        d = model.misalignment * _rng(seed, sample, "misalignment").standard_normal((K, 2))
+        changes["shifts"] = phys.shift_array() + d
+    if model.rotation:
+        a = math.radians(model.rotation) * _rng(seed, sample, "rotation").standard_normal(K)
+        changes["rotations"] = phys.rotation_array() + a
+    if model.spacing_sigma:
+        z = _rng(seed, sample, "spacing_sigma").standard_normal(len(phys.distances))
+        changes["distances"] = tuple(
+            max(0.0, d + model.spacing_sigma * float(zi)) if d > 0 else d
+            for d, zi in zip(phys.distances, z, strict=True))
+    return replace(phys, **changes) if changes else phys
+
+
+def perturb(phys: Physical, model: ErrorModel, *, seed: int, sample: int) -> Physical:
+    """One fabricated realisation: systematic errors, then the sample's random draws."""
+    return apply_random(apply_systematic(phys, model), model, seed=seed, sample=sample)
+
+
+def _clip_heights(h: np.ndarray, phys: Physical) -> np.ndarray:
+    # a thin element cannot be thinner than no plate at all; a pillar not shorter than nothing
+    floor = -phys.base if phys.kind == "thin" else 0.0
+    return np.maximum(h, floor)
+
+
+# ---------------------------------------------------------------------------- geometry
+def place(t: np.ndarray, *, pitch: float, shifts: np.ndarray | None = None,
+          rotations: np.ndarray | None = None) -> np.ndarray:
+    """Move each layer's transmission: rotate about the layer centre, then shift; zero-fill.
+
+    The moved element is sampled at the (fixed) pixel centres by bilinear interpolation of
+    the complex transmission, which for a translation is the area-weighted mix of the pixels
+    a moved pixel overlaps. Outside the moved plate the transmission is 0 (the window is the
+    holder's opaque aperture). Integer-pixel shifts (within 1e-9 px) are exact.
+
+    Args:
+        t: complex ``(K, ny, nx)`` transmissions.
+        pitch: metres.
+        shifts: ``(K, 2)`` ``(dy, dx)`` metres; the structure moves by +dy rows / +dx cols.
+        rotations: ``(K,)`` radians, counter-clockwise seen along +z (x right, y up).
+
+    Returns:
+        complex ``(K, ny, nx)`` (``t`` itself when nothing moves).
+    """
+    K, ny, nx = t.shape
+    sh = np.zeros((K, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)
+    rot = np.zeros(K) if rotations is None else np.asarray(rotations, dtype=np.float64)
+    if not sh.any() and not rot.any():
+        return t
+    out = np.empty_like(t)
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    for k in range(K):
+        sy, sx = sh[k] / pitch
+        sy, sx = _snap(sy), _snap(sx)
+        if rot[k] == 0:
+            if float(sy).is_integer() and float(sx).is_integer():
+                out[k] = _shift_int(t[k], int(sy), int(sx))
+                continue
+            yy = np.arange(ny, dtype=np.float64)[:, None] - sy
+            xx = np.arange(nx, dtype=np.float64)[None, :] - sx
+            yy, xx = np.broadcast_arrays(yy, xx)
+        else:
+            c, s = math.cos(rot[k]), math.sin(rot[k])
+            y = np.arange(ny, dtype=np.float64)[:, None] - cy - sy
+            x = np.arange(nx, dtype=np.float64)[None, :] - cx - sx
+            # inverse rotation: where in the unmoved element a fixed pixel centre now looks
+            xx = c * x + s * y + cx
+            yy = -s * x + c * y + cy
+        out[k] = _bilinear(t[k], yy, xx)
+    return out
+
+
+def _snap(v: float) -> float:
+    r = round(v)
+    return float(r) if abs(v - r) < 1e-9 else float(v)
+
+
+def _shift_int(a: np.ndarray, sy: int, sx: int) -> np.ndarray:
+    out = np.zeros_like(a)
+    ny, nx = a.shape
+    if abs(sy) >= ny or abs(sx) >= nx:
+        return out
+    src_y = slice(max(0, -sy), ny - max(0, sy))
+    dst_y = slice(max(0, sy), ny - max(0, -sy))
+    src_x = slice(max(0, -sx), nx - max(0, sx))
+    dst_x = slice(max(0, sx), nx - max(0, -sx))
+    out[dst_y, dst_x] = a[src_y, src_x]
+    return out
+
+
+def _bilinear(a: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    ny, nx = a.shape
+    y0 = np.floor(yy).astype(np.int64)
+    x0 = np.floor(xx).astype(np.int64)
+    wy = yy - y0
+    wx = xx - x0
+    out = np.zeros(yy.shape, dtype=a.dtype)
+    for dy, fy in ((0, 1 - wy), (1, wy)):
+        for dx, fx in ((0, 1 - wx), (1, wx)):
+            yi, xi = y0 + dy, x0 + dx
+            ok = (yi >= 0) & (yi < ny) & (xi >= 0) & (xi < nx) & (fy * fx != 0)
+            w = np.where(ok, fy * fx, 0.0)
+            out += w * a[np.clip(yi, 0, ny - 1), np.clip(xi, 0, nx - 1)]
+    return out
+
+
+def dilate_heights(h: np.ndarray, *, bias: float, pitch: float, oversample: int) -> np.ndarray:
+    """Line-width bias on an oversampled height map.
+
+    Args:
+        h: ``(ny, nx)`` heights, metres.
+        bias: metres per edge; > 0 grows raised regions (grayscale dilation), < 0 shrinks
+            them (erosion). Rounded to the sub-pixel ``pitch / oversample``.
+        pitch: metres. oversample: sub-pixels per pixel per axis.
+
+    Returns:
+        ``(ny·M, nx·M)`` heights on the sub-pixel grid (``M = oversample``); outside the
+        array the edge pixels continue (no artificial edge).
+    """
+    from scipy import ndimage
+
+    m = int(oversample)
+    fine = np.repeat(np.repeat(h, m, axis=0), m, axis=1)
+    r = int(round(abs(bias) * m / pitch))
+    if r == 0:
+        return fine
+    size = (2 * r + 1, 2 * r + 1)
+    if bias > 0:
+        return ndimage.grey_dilation(fine, size=size, mode="nearest")
+    return ndimage.grey_erosion(fine, size=size, mode="nearest")

@@ -1,0 +1,501 @@
+"""Monte-Carlo verification: many fabricated realisations, propagated in batches, scored.
+
+Every sample is a physical stack (:func:`~optodesign.verify.errors.perturb` of the read-back
+nominal), turned into transmissions with the process physics (numpy, float64: the same seed
+gives the same samples on CPU and GPU), then stacked along a batch dimension and propagated
+together by :func:`optodesign.models.functional.forward_stack` — transmissions
+``(K, S, 1, ny, nx)`` against input fields ``(1, B, ny, nx)`` give ``S × B`` outputs in one
+pass. Samples share one propagation geometry unless the layer spacing varies per sample
+(``spacing_sigma``), in which case they run one at a time. For a D2NN the test images are
+propagated to the first layer once and reused by every sample (that distance is rarely
+perturbed). Scoring uses the task functions of :mod:`optodesign.tasks`, as training does.
+
+:func:`verify_fab` is the whole ``optodesign verify``: read back, nominal metric (through
+:class:`~optodesign.evaluate.Evaluator`, exactly as training scored the design), combined
+errors, tolerance sweep, verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import tasks
+from ..errors import UserError
+from ..evaluate import Evaluator
+from ..grid import padded_shape
+from ..models.functional import forward_stack
+from ..optics.propagation import SamplingWarning
+from .errors import (
+    ERRORS,
+    ErrorConfig,
+    ErrorModel,
+    Scales,
+    Tolerance,
+    apply_random,
+    apply_systematic,
+    default_errors,
+    place,
+    sweep_magnitudes,
+)
+from .readback import FabStack, Physical, Source, element_transmissions, read_fab
+
+__all__ = ["Scorer", "MCResult", "SweepResult", "VerifyResult", "monte_carlo",
+           "tolerance_sweep", "verify_fab", "realisations"]
+
+log = logging.getLogger(__name__)
+
+#: bytes of one batch of padded complex64 fields (samples × images) propagated at once: on
+#: CPU glibc's 32 MiB mmap threshold (bigger tensors are mapped and zeroed on every step, see
+#: DESIGN.md), i.e. 256 fields of 128×128; a GPU takes far more
+MAX_BATCH_BYTES = {"cpu": 32 * 2**20, "cuda": 1 * 2**30}
+#: bytes of propagated test images kept between samples
+INPUT_CACHE_BYTES = 512 * 2**20
+
+
+class Scorer:
+    """Scores batches of realisations of one design: ``(K, S, ny, nx)`` → S metric dicts.
+
+    Args:
+        evaluator: built from the read-back Design (task, detectors, target, dataset).
+        test_samples: use only the first N test images (D2NN).
+        max_fields: fields per forward pass (default: as many padded fields as fit in
+            :data:`MAX_BATCH_BYTES` of the device, at least 1).
+        image_batch: test images per forward pass (D2NN).
+    """
+
+    def __init__(self, evaluator: Evaluator, *, test_samples: int | None = None,
+                 max_fields: int | None = None, image_batch: int = 256) -> None:
+        self.ev = evaluator
+        self.design = evaluator.design
+        self.task = self.design.task
+        self.device = evaluator.device
+        nyp, nxp = padded_shape(self.design.shape, self.design.pad)
+        budget = MAX_BATCH_BYTES.get(self.device.type, MAX_BATCH_BYTES["cuda"])
+        self.max_fields = max_fields or max(1, budget // (nyp * nxp * 8))
+        self.images: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+        if self.task == "d2nn":
+            self.images, self.labels = evaluator.test_split(test_samples)
+            if len(self.labels) == 0:
+                raise UserError("--test-samples: the test set is empty")
+            self.image_batch = max(1, min(image_batch, len(self.labels), self.max_fields))
+        else:
+            self.image_batch = 1
+        self._inputs: dict[tuple[float, float], list[Tensor]] = {}
+
+    @property
+    def n_images(self) -> int:
+        return 0 if self.labels is None else len(self.labels)
+
+    def chunk_size(self) -> int:
+        """Samples propagated together."""
+        return max(1, self.max_fields // self.image_batch)
+
+    def _input_batches(self, d0: float, wavelength: float) -> list[Tensor] | None:
+        """Test images propagated to the first layer, cached for the latest (distance,
+        wavelength): samples sharing it reuse them; ``None`` when too large to keep."""
+        assert self.images is not None
+        key = (float(d0), float(wavelength))
+        if key in self._inputs:
+            return self._inputs[key]
+        ny, nx = self.design.shape
+        if self.n_images * ny * nx * 8 > INPUT_CACHE_BYTES:
+            return None
+        self._inputs.clear()
+        d = self.design
+        out = []
+        for i in range(0, self.n_images, self.image_batch):
+            f = self.ev.images_to_field(self.images[i:i + self.image_batch])
+            out.append(forward_stack(f, [], [d0], pitch=d.pitch, wavelength=wavelength,
+                                     pad=d.pad))
+        self._inputs[key] = out
+        return out
+
+    @torch.no_grad()
+    def example_images(self, count: int = 4) -> np.ndarray:
+        """Indices of the first test image of each of the first ``count`` classes seen."""
+        assert self.labels is not None
+        _, first = np.unique(self.labels, return_index=True)
+        return np.sort(first)[:count]
+
+    def intensities(self, ts: Tensor, *, distances: Sequence[float], wavelength: float,
+                    images: np.ndarray | None = None) -> Tensor:
+        """Output intensities ``(S, B, ny, nx)`` (D2NN: test images ``images``, default
+        :meth:`example_images`) or ``(S, ny, nx)`` (metasurfaces) of transmissions ``ts``
+        ``(K, S, ny, nx)``."""
+        d = self.design
+        if self.task == "d2nn":
+            assert self.images is not None
+            sel = self.example_images() if images is None else images
+            field = self.ev.images_to_field(self.images[sel])[None]
+            u = forward_stack(field, ts[:, :, None], distances, pitch=d.pitch,
+                              wavelength=wavelength, pad=d.pad)
+        else:
+            u = forward_stack(self.ev.plane_wave(), ts, distances, pitch=d.pitch,
+                              wavelength=wavelength, pad=d.pad)
+        return u.real**2 + u.imag**2
+
+    @torch.no_grad()
+    def score(self, ts: Tensor, *, distances: Sequence[float], wavelength: float,
+              reuse_inputs: bool = True) -> list[dict[str, Any]]:
+        """Metrics of S realisations sharing one geometry.
+
+        Args:
+            ts: complex64 ``(K, S, ny, nx)`` on the scorer's device.
+            distances: ``K + 1`` metres. wavelength: metres (propagation).
+            reuse_inputs: keep the test images propagated to the first layer for the next
+                call (pointless when every call has another first distance).
+
+        Returns:
+            S dicts as :meth:`Evaluator.evaluate` returns them (D2NN: ``accuracy`` and
+            ``confusion``; metasurfaces: the task's scalar metrics).
+        """
+        d = self.design
+        S = ts.shape[1]
+        if self.task != "d2nn":
+            inten = self.intensities(ts, distances=distances, wavelength=wavelength)
+            out = []
+            for s in range(S):
+                i = inten[s]
+                if self.task == "hologram":
+                    out.append(tasks.hologram_metrics(i, self.ev.target(), self.ev.incident))
+                elif self.task == "lens":
+                    out.append(tasks.focus_metrics(i, int(d.extra["focus_radius"]),
+                                                   self.ev.incident,
+                                                   float(d.extra["ideal_peak"])))
+                else:
+                    out.append(tasks.splitter_metrics(i, self.ev.boxes, self.ev.incident))
+            return out
+        assert self.images is not None and self.labels is not None
+        cached = self._input_batches(distances[0], wavelength) if reuse_inputs else None
+        rest = [0.0, *distances[1:]]
+        t5 = ts[:, :, None]  # (K, S, 1, ny, nx) against fields (1, B, ny, nx)
+        preds = []
+        for b, i in enumerate(range(0, self.n_images, self.image_batch)):
+            if cached is not None:
+                u = forward_stack(cached[b][None], t5, rest, pitch=d.pitch,
+                                  wavelength=wavelength, pad=d.pad)
+            else:
+                f = self.ev.images_to_field(self.images[i:i + self.image_batch])[None]
+                u = forward_stack(f, t5, distances, pitch=d.pitch, wavelength=wavelength,
+                                  pad=d.pad)
+            inten = u.real**2 + u.imag**2
+            preds.append(tasks.classification_predictions(inten, self.ev.boxes).cpu().numpy())
+        p = np.concatenate(preds, axis=1)  # (S, n_images)
+        C = len(self.ev.boxes)
+        return [tasks.classification_metrics(p[s], self.labels, C) for s in range(S)]
+
+
+@dataclass(frozen=True)
+class MCResult:
+    """Metrics of S realisations.
+
+    Attributes:
+        metric: the metric the tolerance refers to.
+        values: float64 ``(S,)`` that metric per sample.
+        metrics: every scalar metric, ``(S,)`` each.
+        confusion: ``(C, C)`` int64 confusion matrix summed over samples (D2NN), else None.
+        seconds: wall time.
+        computed: samples actually simulated (1 when the model has no random error: every
+            sample is the same realisation).
+    """
+
+    metric: str
+    values: np.ndarray
+    metrics: dict[str, np.ndarray]
+    confusion: np.ndarray | None
+    seconds: float
+    computed: int
+
+    def summary(self) -> dict[str, float]:
+        v = self.values
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                "min": float(v.min()), "p5": float(np.percentile(v, 5)),
+                "median": float(np.median(v)), "max": float(v.max())}
+
+
+def realisations(fab: FabStack, model: ErrorModel, samples: Sequence[int], *,
+                 seed: int) -> list[tuple[Physical, np.ndarray]]:
+    """The physical stacks and complex128 transmissions ``(K, ny, nx)`` of some samples
+    (a convenience for inspection and tests; :func:`monte_carlo` streams them)."""
+    base = apply_systematic(fab.physical, model)
+    out = []
+    for s in samples:
+        phys = apply_random(base, model, seed=seed, sample=s)
+        out.append((phys, fab.transmissions(phys)))
+    return out
+
+
+def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Scorer,
+                metric: str, seed: int = 0, progress: bool = False,
+                desc: str = "monte carlo") -> MCResult:
+    """Simulate ``samples`` fabricated realisations of ``fab`` under ``model`` and score them.
+
+    Sample ``i`` is :func:`~optodesign.verify.errors.perturb` with ``(seed, i)``, whatever
+    the chunking, device or other errors: results are reproducible and sweeps use common
+    random numbers. A model without random errors is simulated once.
+    """
+    from tqdm.auto import tqdm
+
+    if samples < 1:
+        raise UserError(f"--samples: must be >= 1, got {samples}")
+    t0 = time.perf_counter()
+    todo = samples if model.is_random else 1
+    base = apply_systematic(fab.physical, model)
+    pitch = fab.design.pitch
+    device = scorer.device
+    chunk = 1 if model.varies_distances else min(scorer.chunk_size(), todo)
+    cache: tuple[tuple, Physical, np.ndarray] | None = None
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=todo, desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    try:
+        for start in range(0, todo, chunk):
+            ts = []
+            phys = base
+            for s in range(start, min(start + chunk, todo)):
+                phys = apply_random(base, model, seed=seed, sample=s)
+                key = phys.element_key()
+                if cache is None or cache[0] != key:
+                    cache = (key, phys, element_transmissions(phys, fab.process, pitch=pitch))
+                ts.append(place(cache[2], pitch=pitch, shifts=phys.shifts,
+                                rotations=phys.rotations))
+            t = torch.as_tensor(np.stack(ts, axis=1).astype(np.complex64), device=device)
+            results.extend(scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,
+                                        reuse_inputs=not model.varies_distances))
+            bar.update(len(ts))
+    finally:
+        bar.close()
+    if todo < samples:
+        results = results * samples
+    names = [k for k, v in results[0].items() if isinstance(v, (int, float))]
+    metrics = {k: np.array([r[k] for r in results], dtype=np.float64) for k in names}
+    confusion = None
+    if "confusion" in results[0]:
+        confusion = np.sum([np.asarray(r["confusion"], dtype=np.int64) for r in results], axis=0)
+    return MCResult(metric, metrics[metric], metrics, confusion, time.perf_counter() - t0, todo)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The metric vs the magnitude of one error (all others off).
+
+    Attributes:
+        name: the error. unit: its unit. random: drawn per sample.
+        magnitudes: swept magnitudes (SI; rotation in degrees), starting at 0.
+        values: per magnitude, the metric of every sample.
+        statistic: per magnitude, the tolerance statistic of the samples.
+        passed: per magnitude, whether the drop from nominal is within the tolerance.
+        max_ok: largest swept magnitude up to which every point passes.
+        estimate: magnitude where the drop crosses the tolerance, interpolated linearly
+            between the last passing and the first failing point (None: none fails).
+    """
+
+    name: str
+    unit: str
+    random: bool
+    magnitudes: tuple[float, ...]
+    values: tuple[np.ndarray, ...]
+    statistic: tuple[float, ...]
+    passed: tuple[bool, ...]
+    max_ok: float
+    estimate: float | None
+
+
+def _within(nominal: float, value: float, max_drop: float) -> bool:
+    return bool(nominal - value <= max_drop * (1 + 1e-9) + 1e-12)
+
+
+def tolerance_sweep(fab: FabStack, model: ErrorModel, *, names: Sequence[str],
+                    factors: Sequence[float], scales: Scales, scorer: Scorer, metric: str,
+                    tolerance: Tolerance, max_drop: float, nominal: float, samples: int,
+                    seed: int = 0, progress: bool = False) -> list[SweepResult]:
+    """Metric vs each error's magnitude, one error at a time (see :class:`SweepResult`)."""
+    out = []
+    for name in names:
+        spec = ERRORS[name]
+        mags = sweep_magnitudes(name, model, tuple(factors), scales)
+        vals: list[np.ndarray] = []
+        stats: list[float] = []
+        for m in mags:
+            if m == 0:
+                v = np.full(samples if spec.random else 1, nominal)
+            else:
+                r = monte_carlo(fab, ErrorModel().only(name, m), samples=samples if spec.random
+                                else 1, scorer=scorer, metric=metric, seed=seed,
+                                progress=progress, desc=f"sweep {name} {m:.3g}")
+                v = r.values
+            vals.append(v)
+            stats.append(tolerance.statistic_of(v))
+        passed = [_within(nominal, s, max_drop) for s in stats]
+        first_fail = next((i for i, p in enumerate(passed) if not p), None)
+        if first_fail is None:
+            max_ok, estimate = mags[-1], None
+        else:
+            max_ok = mags[first_fail - 1] if first_fail > 0 else 0.0
+            a, b = mags[first_fail - 1], mags[first_fail]
+            da, db = nominal - stats[first_fail - 1], nominal - stats[first_fail]
+            estimate = a + (b - a) * (max_drop - da) / (db - da) if db != da else b
+        out.append(SweepResult(name, spec.unit, spec.random, tuple(mags), tuple(vals),
+                               tuple(stats), tuple(passed), float(max_ok),
+                               None if estimate is None else float(estimate)))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class VerifyResult:
+    """Everything ``optodesign verify`` found (the report is written from this).
+
+    Attributes:
+        fab: the read-back fab directory.
+        config: the error configuration used.
+        metric, max_drop: the tolerance, resolved for the task.
+        nominal: metrics of the read-back design without errors (Evaluator.evaluate).
+        trained: the design's trained hard-quantized metric (``design.json``), if recorded.
+        combined: all configured errors together.
+        sweep: one :class:`SweepResult` per swept error.
+        passed: whether the combined errors keep the metric within the tolerance.
+        samples, seed, device, test_samples: how it ran.
+        examples: arrays for the figures (``nominal_t``/``sample_t`` transmissions,
+            ``nominal_out``/``sample_out`` output intensities, ``labels``).
+        seconds: wall time of each stage.
+    """
+
+    fab: FabStack
+    config: ErrorConfig
+    metric: str
+    max_drop: float
+    nominal: dict[str, Any]
+    trained: float | None
+    combined: MCResult
+    sweep: list[SweepResult]
+    passed: bool
+    samples: int
+    seed: int
+    device: str
+    test_samples: int
+    examples: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def nominal_value(self) -> float:
+        return float(self.nominal[self.metric])
+
+    @property
+    def drop(self) -> float:
+        """Drop of the tolerance statistic under the combined errors."""
+        return self.nominal_value - self.config.tolerance.statistic_of(self.combined.values)
+
+    @property
+    def round_trip_exact(self) -> bool | None:
+        if self.trained is None:
+            return None
+        return self.nominal_value == self.trained
+
+
+def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, samples: int = 100,
+               seed: int = 0, device: str = "cpu", source: Source = "auto",
+               data: str | Path | None = None, test_samples: int | None = None,
+               sweep: bool = True, sweep_samples: int | None = None,
+               max_fields: int | None = None, progress: bool = False) -> VerifyResult:
+    """Read a fab directory back and simulate it under fabrication errors.
+
+    Args:
+        fab_dir: written by ``optodesign export``.
+        errors: error model, tolerance and sweep (``None``: :func:`default_errors`).
+        samples: Monte-Carlo samples of the combined errors.
+        seed: seed of every random draw.
+        device: ``cpu`` or ``cuda``.
+        source: ``auto``, ``gds`` or ``stl`` (see :mod:`optodesign.verify.readback`).
+        data: dataset path (D2NN on MNIST/Fashion IDX files), overriding the design's.
+        test_samples: use only the first N test images (D2NN).
+        sweep: run the tolerance sweep.
+        sweep_samples: samples per sweep point (default: the errors file's, else
+            min(samples, 8)).
+        max_fields: fields per forward pass (memory / speed trade-off).
+        progress: show tqdm progress bars.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    oversample = errors.sweep.oversample if errors is not None else 8
+    fab = read_fab(fab_dir, source=source, oversample=oversample)
+    timings["read"] = time.perf_counter() - t0
+    scales = fab.scales()
+    cfg = errors or default_errors(scales)
+    metric, max_drop = cfg.tolerance.resolve(fab.design.task)
+    model = cfg.errors
+    if samples < 1:
+        raise UserError(f"--samples: must be >= 1, got {samples}")
+    if test_samples is not None and test_samples < 1:
+        raise UserError(f"--test-samples: must be >= 1, got {test_samples}")
+
+    dataset = None
+    if fab.design.task == "d2nn" and data is not None:
+        from ..data.datasets import load_dataset
+
+        dataset = load_dataset(fab.design.dataset.get("name", "digits"), str(data))
+    ev = Evaluator.from_design(fab.design, device=device, dataset=dataset)
+
+    t1 = time.perf_counter()
+    nominal_t = fab.transmissions()
+    nominal = ev.evaluate(nominal_t, max_samples=test_samples)
+    timings["nominal"] = time.perf_counter() - t1
+    trained = fab.design.metrics.get(metric)
+    trained = float(trained) if isinstance(trained, (int, float)) else None
+    if test_samples:  # a subset is not what training scored
+        trained = None
+
+    scorer = Scorer(ev, test_samples=test_samples, max_fields=max_fields)
+    with warnings.catch_warnings():
+        # the nominal evaluation has warned about the sampling once; perturbed distances
+        # would repeat it for every sample
+        warnings.simplefilter("ignore", SamplingWarning)
+        t2 = time.perf_counter()
+        combined = monte_carlo(fab, model, samples=samples, scorer=scorer, metric=metric,
+                               seed=seed, progress=progress, desc="combined errors")
+        timings["combined"] = time.perf_counter() - t2
+        results: list[SweepResult] = []
+        if sweep:
+            t3 = time.perf_counter()
+            names = cfg.sweep.errors or tuple(ERRORS)
+            n_sweep = sweep_samples or cfg.sweep.samples or min(samples, 8)
+            results = tolerance_sweep(
+                fab, model, names=names, factors=cfg.sweep.factors, scales=scales,
+                scorer=scorer, metric=metric, tolerance=cfg.tolerance, max_drop=max_drop,
+                nominal=float(nominal[metric]), samples=n_sweep, seed=seed, progress=progress)
+            timings["sweep"] = time.perf_counter() - t3
+        examples = _examples(fab, model, scorer, nominal_t, seed)
+    stat = cfg.tolerance.statistic_of(combined.values)
+    passed = _within(float(nominal[metric]), stat, max_drop)
+    n_test = scorer.n_images
+    return VerifyResult(fab=fab, config=cfg, metric=metric, max_drop=max_drop,
+                        nominal=nominal, trained=trained, combined=combined, sweep=results,
+                        passed=passed, samples=samples, seed=seed, device=str(device),
+                        test_samples=n_test, examples=examples, seconds=timings)
+
+
+def _examples(fab: FabStack, model: ErrorModel, scorer: Scorer, nominal_t: np.ndarray,
+              seed: int) -> dict[str, np.ndarray]:
+    """Nominal and sample-0 transmissions and outputs, for the report's figures."""
+    (phys, sample_t), = realisations(fab, model, [0], seed=seed)
+    t = torch.as_tensor(np.stack([nominal_t, sample_t], axis=1).astype(np.complex64),
+                        device=scorer.device)
+    nom = scorer.intensities(t[:, :1], distances=fab.physical.distances,
+                             wavelength=fab.physical.wavelength)[0]
+    smp = scorer.intensities(t[:, 1:], distances=phys.distances, wavelength=phys.wavelength)[0]
+    out = {"nominal_t": nominal_t, "sample_t": sample_t,
+           "nominal_out": nom.cpu().numpy(), "sample_out": smp.cpu().numpy()}
+    if scorer.labels is not None:
+        out["labels"] = scorer.labels[scorer.example_images()]
+    if fab.design.target is not None:
+        out["target"] = np.asarray(fab.design.target)
+    return out

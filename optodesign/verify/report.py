@@ -1,0 +1,336 @@
+"""The verify report: ``report.json`` (everything, for scripts), ``report.md`` (for people) and
+PNG figures.
+
+Files in the report directory (all deterministic: no timestamps, no timings; PNGs without
+metadata):
+
+``report.json``   ``format = "optodesign.verify/1"``; nominal metrics, trained metric and
+                  whether the round trip reproduced it exactly, the error model (SI units,
+                  rotation in degrees), the combined-error samples and their statistics, the
+                  tolerance and its verdict, the sweep (magnitudes, per-sample values,
+                  statistic, pass/fail, largest tolerated magnitude).
+``report.md``     nominal metric; mean, std, min, 5th percentile under the combined errors;
+                  the verdict; the sweep as a table.
+``sweep.png``     the metric vs each error's magnitude, with the tolerance line.
+``histogram.png`` the metric under the combined errors.
+``outputs.png``   output intensities, nominal and one perturbed sample (D2NN: first test
+                  images with the detector boxes; metasurfaces: target, nominal, perturbed).
+``layers.png``    phase of every layer's transmission, nominal and one perturbed sample.
+``confusion.png`` D2NN only: confusion matrices, nominal and summed over the samples.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import atomic_path, atomic_write_json, atomic_write_text
+from .errors import ERRORS
+from .montecarlo import VerifyResult
+
+__all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude"]
+
+FORMAT = "optodesign.verify/1"
+
+
+def format_magnitude(value: float, unit: str) -> str:
+    """``4e-05, "m"`` → ``"40 um"``; ``0.1, "deg"`` → ``"0.1 deg"``; plain numbers as %.4g."""
+    if unit == "m":
+        if value == 0:
+            return "0"
+        a = abs(value)
+        for u, s in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9), ("pm", 1e-12)):
+            if a >= s * 0.9999999:
+                return f"{value / s:.3g} {u}"
+        return f"{value:.3g} m"
+    if unit == "deg":
+        return f"{value:.3g} deg"
+    return f"{value:.3g}"
+
+
+def _f(x: float | None) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def report_dict(r: VerifyResult) -> dict[str, Any]:
+    """Everything in the report, JSON-serialisable (see module docstring)."""
+    fab = r.fab
+    tol = r.config.tolerance
+    stat = tol.statistic_of(r.combined.values)
+    nominal = {k: v for k, v in r.nominal.items() if isinstance(v, (int, float))}
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "fab_dir": str(fab.fab_dir),
+        "process": {"name": fab.process.name, "kind": fab.process.kind},
+        "source": fab.source,
+        "task": fab.design.task,
+        "device": r.device,
+        "seed": r.seed,
+        "samples": r.samples,
+        "samples_simulated": r.combined.computed,
+        "test_samples": r.test_samples if fab.design.task == "d2nn" else None,
+        "readback": {"levels_equal_design": fab.trained_levels_equal,
+                     "notes": list(fab.notes)},
+        "nominal": nominal,
+        "trained": {"metric": r.metric, "value": r.trained,
+                    "round_trip_exact": r.round_trip_exact},
+        "errors": {"source": r.config.source or "default", "values": r.config.errors.to_dict(),
+                   "units": {n: s.unit for n, s in ERRORS.items()},
+                   "active": list(r.config.errors.active())},
+        "tolerance": {"metric": r.metric, "max_drop": r.max_drop, "statistic": tol.statistic,
+                      "value": stat, "drop": r.nominal_value - stat,
+                      "threshold": r.nominal_value - r.max_drop, "passed": r.passed},
+        "combined": {**r.combined.summary(),
+                     "values": r.combined.values.tolist(),
+                     "metrics": {k: v.tolist() for k, v in r.combined.metrics.items()}},
+        "sweep": [{"error": s.name, "unit": s.unit, "random": s.random,
+                   "magnitudes": list(s.magnitudes), "statistic": list(s.statistic),
+                   "passed": list(s.passed), "max_ok": s.max_ok, "estimate": _f(s.estimate),
+                   "values": [v.tolist() for v in s.values]} for s in r.sweep],
+    }
+    if "confusion" in r.nominal:
+        out["nominal_confusion"] = r.nominal["confusion"]
+    if r.combined.confusion is not None:
+        out["combined"]["confusion"] = r.combined.confusion.tolist()
+    return out
+
+
+def report_markdown(r: VerifyResult, figures: list[str]) -> str:
+    """The short human-readable report."""
+    fab = r.fab
+    tol = r.config.tolerance
+    s = r.combined.summary()
+    m = r.metric
+    lines = [f"# Verify: {fab.fab_dir.name}", ""]
+    lines.append(f"Process **{fab.process.name}** ({fab.process.kind}), task {fab.design.task}, "
+                 f"read from **{fab.source.upper()}** files; {fab.design.n_layers} layer(s) of "
+                 f"{fab.design.shape[0]}x{fab.design.shape[1]} px, {fab.design.n_levels} levels.")
+    if fab.design.task == "d2nn":
+        lines.append(f"Test images: {r.test_samples}.")
+    lines.append("")
+    verdict = "PASS" if r.passed else "FAIL"
+    lines.append(f"**{verdict}**: {tol.statistic} {m} under the combined errors is "
+                 f"{tol.statistic_of(r.combined.values):.4g}, a drop of {r.drop:.4g} from the "
+                 f"nominal {r.nominal_value:.4g} (allowed: {r.max_drop:.4g}).")
+    lines.append("")
+    lines.append("| | value |")
+    lines.append("| --- | --- |")
+    trained = "n/a" if r.trained is None else f"{r.trained:.6g}"
+    exact = {True: " (reproduced exactly)", False: " (differs)", None: ""}[r.round_trip_exact]
+    lines.append(f"| trained {m} (design.json) | {trained}{exact} |")
+    lines.append(f"| nominal {m} (files read back) | {r.nominal_value:.6g} |")
+    lines.append(f"| mean under errors ({r.samples} samples) | {s['mean']:.4g} |")
+    lines.append(f"| std | {s['std']:.3g} |")
+    lines.append(f"| min | {s['min']:.4g} |")
+    lines.append(f"| 5th percentile | {s['p5']:.4g} |")
+    lines.append("")
+    active = r.config.errors.active()
+    src = r.config.source or "the default model, no --errors file"
+    lines.append(f"Errors ({src}): " + (", ".join(
+        f"{n} = {format_magnitude(getattr(r.config.errors, n), ERRORS[n].unit)}"
+        for n in active) or "none") + ".")
+    if fab.notes:
+        lines.append("")
+        lines.extend(f"- {n}" for n in fab.notes)
+    if r.sweep:
+        lines += ["", "## Tolerance sweep (one error at a time)", "",
+                  f"{tol.statistic} {m} at each magnitude; the largest magnitude keeping the "
+                  f"drop within {r.max_drop:.4g}:", "",
+                  "| error | magnitudes | " + m + " | tolerated up to |",
+                  "| --- | --- | --- | --- |"]
+        for sw in r.sweep:
+            mags = ", ".join(format_magnitude(x, sw.unit) for x in sw.magnitudes)
+            vals = ", ".join(f"{v:.3g}" for v in sw.statistic)
+            if sw.estimate is None:
+                ok = f">= {format_magnitude(sw.max_ok, sw.unit)} (all passed)"
+            else:
+                ok = (f"{format_magnitude(sw.max_ok, sw.unit)} (crossing ~"
+                      f"{format_magnitude(sw.estimate, sw.unit)})")
+            lines.append(f"| {sw.name} | {mags} | {vals} | {ok} |")
+    if figures:
+        lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in figures) + "."]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- figures
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    with atomic_path(path) as t:
+        t.write_bytes(buf.getvalue())
+
+
+def _axis_scale(values: tuple[float, ...], unit: str) -> tuple[float, str]:
+    if unit != "m":
+        return 1.0, unit
+    a = max(abs(v) for v in values) or 1.0
+    for u, s in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9)):
+        if a >= s:
+            return s, u
+    return 1e-12, "pm"
+
+
+_QUANTITY_LABEL = {"relative": "relative", "index": "Δn", "kappa": "κ", "angle": "deg",
+                   "length": "m", "signed_length": "m"}
+
+
+def _plot_sweep(r: VerifyResult, path: Path) -> None:
+    n = len(r.sweep)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = _figure(3.3 * cols, 2.7 * rows)
+    thr = r.nominal_value - r.max_drop
+    for i, sw in enumerate(r.sweep):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        scale, unit = _axis_scale(sw.magnitudes, sw.unit)
+        x = np.asarray(sw.magnitudes) / scale
+        lo = [float(np.min(v)) for v in sw.values]
+        hi = [float(np.max(v)) for v in sw.values]
+        ax.fill_between(x, lo, hi, color="C0", alpha=0.2, lw=0)
+        ax.plot(x, sw.statistic, "o-", color="C0", ms=3)
+        ax.axhline(thr, color="C3", lw=1, ls="--")
+        ax.set_title(sw.name, fontsize=9)
+        ax.set_xlabel(unit or _QUANTITY_LABEL[ERRORS[sw.name].quantity], fontsize=8)
+        ax.set_ylabel(r.metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{r.config.tolerance.statistic} {r.metric} vs error magnitude "
+                 f"(band: min..max; dashed: tolerance)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_histogram(r: VerifyResult, path: Path) -> None:
+    fig = _figure(4.5, 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    v = r.combined.values
+    bins = max(5, min(40, int(np.sqrt(v.size)) * 2))
+    if np.ptp(v) == 0:
+        ax.bar([float(v[0])], [v.size], width=0.01 * max(abs(float(v[0])), 1e-3))
+    else:
+        ax.hist(v, bins=bins, color="C0", alpha=0.8)
+    ax.axvline(r.nominal_value, color="k", lw=1, label="nominal")
+    ax.axvline(r.nominal_value - r.max_drop, color="C3", lw=1, ls="--", label="tolerance")
+    ax.axvline(r.config.tolerance.statistic_of(v), color="C1", lw=1,
+               label=r.config.tolerance.statistic)
+    ax.set_xlabel(r.metric, fontsize=8)
+    ax.set_ylabel("samples", fontsize=8)
+    ax.set_title(f"{r.metric} under the combined errors ({r.samples} samples)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_outputs(r: VerifyResult, path: Path) -> None:
+    ex = r.examples
+    nom, smp = ex["nominal_out"], ex["sample_out"]
+    if r.fab.design.task == "d2nn":
+        n = nom.shape[0]
+        fig = _figure(2.6 * n, 5.2)
+        labels = ex.get("labels", np.full(n, -1))
+        for row, (imgs, name) in enumerate(((nom, "nominal"), (smp, "sample 0"))):
+            for i in range(n):
+                ax = fig.add_subplot(2, n, row * n + i + 1)
+                ax.imshow(imgs[i], origin="lower", cmap="inferno", interpolation="nearest")
+                for c, (y0, x0, h, w) in enumerate(r.fab.design.detectors):
+                    from matplotlib.patches import Rectangle
+
+                    col = "lime" if c == labels[i] else "w"
+                    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=col,
+                                           lw=0.6))
+                ax.set_title(f"{name}, label {int(labels[i])}", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+    else:
+        panels = [(ex["target"], "target")] if "target" in ex else []
+        panels += [(nom, "nominal output"), (smp, "sample 0 output")]
+        fig = _figure(3.0 * len(panels), 3.0)
+        for i, (img, name) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            ax.imshow(img, origin="lower", cmap="inferno", interpolation="nearest")
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_layers(r: VerifyResult, path: Path) -> None:
+    ex = r.examples
+    nt, st = ex["nominal_t"], ex["sample_t"]
+    K = nt.shape[0]
+    fig = _figure(2.8 * K, 5.4)
+    for row, (t, name) in enumerate(((nt, "nominal"), (st, "sample 0"))):
+        for k in range(K):
+            ax = fig.add_subplot(2, K, row * K + k + 1)
+            ph = np.mod(np.angle(t[k]), 2 * np.pi)
+            ph[np.abs(t[k]) == 0] = np.nan
+            ax.imshow(ph, origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
+                      interpolation="nearest")
+            ax.set_title(f"layer {k + 1} phase, {name}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_confusion(r: VerifyResult, path: Path) -> None:
+    fig = _figure(7.0, 3.4)
+    mats = [(np.asarray(r.nominal["confusion"]), "nominal")]
+    if r.combined.confusion is not None:
+        mats.append((r.combined.confusion, f"combined errors ({r.samples} samples)"))
+    for i, (c, name) in enumerate(mats):
+        ax = fig.add_subplot(1, 2, i + 1)
+        norm = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and the figures into ``out_dir`` (created).
+
+    Returns:
+        ``{name: path}`` of every file written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    figures: list[str] = []
+    if plots:
+        jobs = [("sweep.png", _plot_sweep, bool(r.sweep)),
+                ("histogram.png", _plot_histogram, True),
+                ("outputs.png", _plot_outputs, bool(r.examples)),
+                ("layers.png", _plot_layers, bool(r.examples)),
+                ("confusion.png", _plot_confusion, "confusion" in r.nominal)]
+        for name, fn, wanted in jobs:
+            if wanted:
+                fn(r, out / name)
+                written[name] = out / name
+                figures.append(name)
+    data = report_dict(r)
+    data["figures"] = figures
+    atomic_write_json(out / "report.json", data)
+    written["report.json"] = out / "report.json"
+    atomic_write_text(out / "report.md", report_markdown(r, figures))
+    written["report.md"] = out / "report.md"
+    return written
