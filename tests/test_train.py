@@ -181,3 +181,12 @@ def test_config_accepts_units_and_frequency() -> None:
     assert math.isclose(cfg.optics.pitch, 4e-4)
     with pytest.raises(ConfigError, match="optics.size: required"):
         parse_config({"optics": {"wavelength": "1 um", "pitch": "1 um"}})
+
+
+def test_example_digits_config_is_the_packaged_quickstart_config() -> None:
+    from pathlib import Path
+
+    from optodesign.commands.quickstart import quickstart_config_text
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "d2nn_digits.toml"
+    assert example.read_text(encoding="utf-8") == quickstart_config_text()

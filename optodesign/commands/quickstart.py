@@ -69,10 +69,7 @@ def quickstart_config_text() -> str:
 def quickstart(out_dir: Path, device: str, samples: int, epochs: int | None, tiny: bool,
                quiet: bool) -> None:
     """Train, export and verify the embedded default D2NN (digits, 3D-printed THz layers)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    import tomllib
 
     from ..export.fab import export_design
     from ..process import load_process

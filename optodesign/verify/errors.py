@@ -55,6 +55,7 @@ All perturbations are pure numpy functions of the physical description
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -64,11 +65,6 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..units import UnitsError, parse_length
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from .readback import Physical

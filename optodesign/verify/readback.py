@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,11 +42,6 @@ from ..design import Design
 from ..errors import UserError
 from ..process import PillarSpec, Process, load_process, process_from_dict
 from .errors import Scales, dilate_heights, place
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["Physical", "FabStack", "read_fab", "element_transmissions", "transmissions",
            "Source", "SNAP_FRACTION"]
