@@ -1,0 +1,237 @@
+"""Quantization benchmark: MNIST test accuracy of one D2NN trained with every phase quantizer.
+
+One table: rows FP32, PQ, STE, GS, DSQ, PSQ-FT, PSQ-LI, PSQ-LT; columns L = 2, 4, 16 phase
+levels; cells the MNIST test accuracy (%) of the *hard-quantized* design (``Design`` levels,
+what export writes). The FP32 row is the unquantized model. Every run uses the same D2NN,
+data, epochs, optimiser and seed; the quantizers keep their library defaults
+(``docs/quantizers.md``). See ``docs/benchmarks_quantization.md`` for the exact setting.
+
+PQ trains in full precision whatever ``L`` is (its training path is ``exp(i·raw)``, and the
+initial phases do not depend on ``L``), so one training gives the FP32 row and the PQ row at
+every ``L`` (nearest-level quantization of the trained phases). That is 1 + 6 × 3 = 19 runs.
+
+Usage::
+
+    python benchmarks/quantization.py --data /work/shared/data/mnist          # the table
+    python benchmarks/quantization.py --data /work/shared/data/mnist --quick  # smoke run
+
+Runs are cached as JSON under ``--work`` (keyed by the setting), so an interrupted grid
+resumes where it stopped. Unless ``LD_PRELOAD`` names tcmalloc/jemalloc or ``GLIBC_TUNABLES``
+is set, the script re-executes itself with glibc's mmap/trim thresholds raised (DESIGN.md,
+"Platform facts": the default allocator about halves CPU training speed); ``--no-tune-malloc``
+keeps the default allocator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+GLIBC_TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
+IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+METHODS = ("fp32", "pq", "ste", "gs", "dsq", "psq-ft", "psq-li", "psq-lt")
+LEVELS = (2, 4, 16)
+
+#: The benchmark setting (also written to examples/d2nn_mnist4.toml for PSQ-LI, L = 4).
+FULL: dict[str, Any] = {
+    "size": 48, "layers": 5, "wavelength": "0.75 mm", "pitch": "0.4 mm", "distance": "1 cm",
+    "image_size": 28, "detector": 4, "train_samples": 4000, "epochs": 4, "batch_size": 64,
+    "lr": 0.05, "temperature": 10.0, "monitor_samples": 500, "test_samples": 10000, "seed": 0,
+}
+QUICK: dict[str, Any] = {**FULL, "size": 32, "image_size": 20, "detector": 3,
+                         "distance": "6 mm", "train_samples": 256, "epochs": 2,
+                         "monitor_samples": 100, "test_samples": 500}
+
+
+def config_dict(s: dict[str, Any], method: str, levels: int, data: str) -> dict[str, Any]:
+    """The training config (a TOML mapping, see optodesign.train.config) of one run."""
+    return {
+        "task": "d2nn", "seed": s["seed"],
+        "optics": {"wavelength": s["wavelength"], "pitch": s["pitch"], "size": s["size"],
+                   "layers": s["layers"], "distance": s["distance"]},
+        "quantization": {"method": method, "levels": levels},
+        "data": {"dataset": "mnist", "path": data, "image_size": s["image_size"],
+                 "encoding": "amplitude", "train_samples": s["train_samples"],
+                 "test_samples": s["monitor_samples"]},
+        "detectors": {"size": s["detector"]},
+        "train": {"epochs": s["epochs"], "batch_size": s["batch_size"], "lr": s["lr"],
+                  "loss": "ce", "temperature": s["temperature"]},
+    }
+
+
+def _key(s: dict[str, Any], method: str, levels: int) -> str:
+    h = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{method}-L{levels}-{h}"
+
+
+def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
+            threads: int) -> dict[str, Any]:
+    """Train one (method, L), then score the hard design on the first ``test_samples`` images.
+
+    For ``pq`` (trained once) also score the full-precision phases and their nearest-level
+    quantization at every ``L`` in LEVELS. Returns a JSON-able record; cached under ``work``.
+    """
+    import torch
+
+    from optodesign.evaluate import Evaluator
+    from optodesign.quantize.phase import make_phase_quantizer
+    from optodesign.train.config import parse_config
+    from optodesign.train.trainer import Trainer
+
+    warnings.filterwarnings("ignore", module="optodesign")
+    torch.set_num_threads(threads)
+    key = _key(s, method, levels)
+    cache = Path(work) / f"{key}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    cfg = parse_config(config_dict(s, method, levels, data))
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, Path(work) / key, progress=False)
+    result = trainer.run()
+    train_s = time.perf_counter() - t0
+    design = result.design
+    test = design.with_levels(design.levels,
+                              dataset={**design.dataset, "test_samples": s["test_samples"]})
+    ev = Evaluator(test, torch.device("cpu"), trainer.dataset)
+    rec: dict[str, Any] = {
+        "method": method, "levels": levels, "train_s": train_s,
+        "accuracy": ev.evaluate(design.transmissions())["accuracy"],
+        "history": result.history, "quantizer": design.quantizer["layers"][0],
+    }
+    if method == "pq":
+        state = torch.load(Path(work) / key / "checkpoint.pt", weights_only=False)["stack"]
+        raw = [state[f"raw.{k}"] for k in range(s["layers"])]
+        rec["accuracy_fp32"] = ev.evaluate([torch.polar(torch.ones_like(r), r)
+                                            for r in raw])["accuracy"]
+        for lv in LEVELS:
+            q = make_phase_quantizer("pq", lv)
+            rec[f"accuracy_pq_L{lv}"] = ev.evaluate([q.hard(r) for r in raw])["accuracy"]
+    rec["wall_s"] = time.perf_counter() - t0
+    cache.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def _maybe_reexec(args: argparse.Namespace) -> None:
+    pre = os.environ.get("LD_PRELOAD", "")
+    if args.no_tune_malloc or "malloc" in pre or os.environ.get("GLIBC_TUNABLES"):
+        return
+    env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNED}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="/work/shared/data/mnist",
+                   help="directory holding the four MNIST IDX .gz files")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny smoke run (about 2 minutes); prints the table, saves nothing")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 thread each)")
+    p.add_argument("--work", default=None, help="run directories and cache (default /tmp)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--levels", default="2,4,16", help="comma-separated L values to train")
+    p.add_argument("--train-samples", type=int, default=None, help="override (see FULL)")
+    p.add_argument("--epochs", type=int, default=None, help="override (see FULL)")
+    p.add_argument("--size", type=int, default=None, help="override layer size, px")
+    p.add_argument("--no-save", action="store_true",
+                   help="print the table only (for settings other than the default)")
+    p.add_argument("--no-tune-malloc", action="store_true")
+    args = p.parse_args()
+    _maybe_reexec(args)
+
+    data = Path(args.data)
+    missing = [f for f in IDX if not (data / f).is_file()]
+    if missing:
+        sys.exit(f"--data: {data} lacks the MNIST IDX file(s) {', '.join(missing)}; download "
+                 f"them from http://yann.lecun.com/exdb/mnist/ (or a mirror) into one directory "
+                 f"and pass --data DIR")
+    s = dict(QUICK if args.quick else FULL)
+    for k in ("train_samples", "epochs", "size"):
+        if getattr(args, k) is not None:
+            s[k] = getattr(args, k)
+    levels = [int(v) for v in args.levels.split(",") if v]
+    name = "quantization_quick" if args.quick else "quantization"
+    work = Path(args.work or f"/tmp/optodesign-{name}")
+    work.mkdir(parents=True, exist_ok=True)
+    methods = [m for m in args.methods.split(",") if m]
+    # fp32 and pq are one training (see the module docstring); L = 4 first, it matters most
+    jobs = [("pq", 4)] if {"fp32", "pq"} & set(methods) else []
+    jobs += [(m, lv) for lv in sorted(levels, key=lambda v: (v != 4, -v))
+             for m in methods if m not in ("fp32", "pq")]
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    t0 = time.perf_counter()
+    recs: dict[tuple[str, int], dict[str, Any]] = {}
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futs = {pool.submit(run_one, s, m, lv, str(data.resolve()), str(work), threads): (m, lv)
+                for m, lv in jobs}
+        for f in cf.as_completed(futs):
+            m, lv = futs[f]
+            rec = f.result()
+            recs[(m, lv)] = rec
+            print(f"[{time.perf_counter() - t0:7.1f} s] {m:6s} L={lv:2d}: hard accuracy "
+                  f"{100 * rec['accuracy']:.2f} %  ({rec['wall_s']:.0f} s)", flush=True)
+    total = time.perf_counter() - t0
+
+    rows: list[list[Any]] = []
+    pq = recs.get(("pq", 4))
+    for m in methods:
+        row: list[Any] = [m.upper()]
+        for lv in LEVELS:
+            if m == "fp32":
+                v = pq["accuracy_fp32"] if pq else None
+            elif m == "pq":
+                v = pq[f"accuracy_pq_L{lv}"] if pq else None
+            else:
+                r = recs.get((m, lv))
+                v = r["accuracy"] if r else None
+            row.append(None if v is None else round(100 * v, 2))
+        times = [recs[(m, lv)]["wall_s"] for lv in LEVELS if (m, lv) in recs]
+        if m in ("fp32", "pq") and pq:
+            times = [pq["wall_s"]]
+        row.append(round(sorted(times)[len(times) // 2]) if times else None)
+        rows.append(row)
+    lt = [recs[("psq-lt", lv)]["quantizer"].get("learned_t") for lv in LEVELS
+          if ("psq-lt", lv) in recs]
+    meta = {**s, "data": str(data), "runs": len(recs), "jobs": args.jobs,
+            "threads_per_run": threads, "grid_wall_s": round(total, 1)}
+    notes = [
+        f"MNIST test accuracy (%) of the hard-quantized design, first {s['test_samples']} test "
+        f"images; trained on the first {s['train_samples']} training images, {s['epochs']} "
+        f"epochs, batch {s['batch_size']}, Adam lr {s['lr']}, CE loss at temperature "
+        f"{s['temperature']}, seed {s['seed']}; quantizer options at their defaults.",
+        f"D2NN: {s['layers']} phase layers of {s['size']}x{s['size']} px, pitch {s['pitch']}, "
+        f"wavelength {s['wavelength']}, {s['distance']} between planes, band-limited ASM "
+        f"with 2x padding; {s['image_size']} px amplitude-encoded input; 10 detectors of "
+        f"{s['detector']}x{s['detector']} px.",
+        "FP32 = unquantized phases of the PQ training (the same for every L); PQ = those "
+        "phases rounded to the nearest of L uniform levels.",
+        f"'train s' = wall time of one run (median over L), {args.jobs} runs in parallel "
+        f"with {threads} torch thread(s) each; whole grid {total:.0f} s.",
+    ]
+    if lt:
+        notes.append("PSQ-LT learned T at the end (layer 1, 1/rad), L = 2, 4, 16: "
+                     + ", ".join(f"{t:.3g}" for t in lt))
+    header = ["method", "L=2 %", "L=4 %", "L=16 %", "train s"]
+    if args.quick or args.no_save:  # print only; benchmarks/results keeps the default table
+        print("\n".join([format_table(rows, header), "", *notes]))
+    else:
+        save_table(name, rows, header, meta, notes=notes)
+    (work / "records.json").write_text(
+        json.dumps({f"{m}-L{lv}": r for (m, lv), r in recs.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _machine import format_table, save_table
+
+    main()

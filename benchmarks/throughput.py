@@ -1,0 +1,222 @@
+"""Training throughput (samples/s) of a 5-layer D2NN: ours against LightRidge and torchoptics.
+
+The network is LightRidge's D2NN tutorial geometry: 532 nm, 200×200 phase layers of 36 µm,
+0.3 m between planes (input → layer 1 → … → layer 5 → detector: 6 propagations), every
+propagation zero-padded to 400×400. One training step = forward through the 5 layers,
+intensity, cross-entropy over 10 detector boxes of 20×20 px (``optodesign.tasks``, the same
+loss code for every framework), backward and an Adam step. The input is a batch of random
+amplitude images (throughput does not depend on the content).
+
+* ours: ``DiffractiveStack`` of ``fp32`` quantizers + ``forward_stack`` (band-limited ASM,
+  complex64).
+* LightRidge (``lightridge.layers.DiffractLayer_Raw``, ``approx="Fresnel"``, ``pad=100``, as
+  shipped: its phase parameter is float64, so its modulation runs in complex128).
+* torchoptics (``System`` of ``PhaseModulator``; ``measure_at_z`` with ASM, ``asm_pad=100``
+  per side, default dtype float32).
+
+Each (framework, allocator) is measured in a fresh subprocess, because the allocator is fixed
+when the process starts: glibc default, glibc with raised mmap/trim thresholds
+(``GLIBC_TUNABLES``), and tcmalloc (``LD_PRELOAD``) when its library is found. Rounds
+interleave the configurations, so a noisy neighbour on the shared cores hits all of them
+alike; the table gives the median over rounds.
+
+Usage: ``python benchmarks/throughput.py [--batch 32] [--steps 2] [--rounds 3] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+WAVELENGTH, PITCH, N, DIST, LAYERS, PAD = 532e-9, 36e-6, 200, 0.3, 5, 100
+GLIBC_TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
+TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+            "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4")
+FRAMEWORKS = ("optodesign", "lightridge", "torchoptics")
+
+
+def _boxes() -> list[list[int]]:
+    from optodesign.models.functional import auto_detectors
+
+    return auto_detectors(10, (N, N), 20)
+
+
+def build(framework: str) -> tuple[Any, Any, str]:
+    """Returns (params, step_intensity(field) -> (B, N, N) intensity, version string)."""
+    import torch
+
+    if framework == "optodesign":
+        import optodesign
+        from optodesign.models.functional import forward_stack
+        from optodesign.models.stack import DiffractiveStack
+        from optodesign.quantize.phase import make_phase_quantizer
+
+        stack = DiffractiveStack([make_phase_quantizer("fp32", 4) for _ in range(LAYERS)],
+                                 (N, N), generator=torch.Generator().manual_seed(0))
+
+        def run(field: torch.Tensor) -> torch.Tensor:
+            u = forward_stack(field, stack.transmissions("train"), [DIST] * (LAYERS + 1),
+                              pitch=PITCH, wavelength=WAVELENGTH, pad=(N + 2 * PAD) / N)
+            return u.real**2 + u.imag**2
+
+        return list(stack.parameters()), run, getattr(optodesign, "__version__", "dev")
+    if framework == "lightridge":
+        import importlib.metadata as md
+
+        from lightridge import layers
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per layer
+            mods = torch.nn.ModuleList(
+                [layers.DiffractLayer_Raw(wavelength=WAVELENGTH, pixel_size=PITCH, size=N,
+                                          pad=PAD, distance=DIST, approx="Fresnel",
+                                          phase_mod=True) for _ in range(LAYERS)]
+                + [layers.DiffractLayer_Raw(wavelength=WAVELENGTH, pixel_size=PITCH, size=N,
+                                            pad=PAD, distance=DIST, approx="Fresnel",
+                                            phase_mod=False)])
+
+        def run(field: torch.Tensor) -> torch.Tensor:
+            x = field
+            for m in mods:
+                x = m(x)
+            return x.abs() ** 2
+
+        return list(mods.parameters()), run, md.version("lightridge")
+    if framework == "torchoptics":
+        import torchoptics
+        from torchoptics.elements import PhaseModulator
+
+        torchoptics.set_default_dtype(torch.float32)
+        phases = [torch.nn.Parameter(torch.zeros(N, N)) for _ in range(LAYERS)]
+        system = torchoptics.System(*[PhaseModulator(p, z=DIST * (k + 1), spacing=PITCH)
+                                      for k, p in enumerate(phases)])
+
+        def run(field: torch.Tensor) -> torch.Tensor:
+            f = torchoptics.Field(field, wavelength=WAVELENGTH, spacing=PITCH)
+            out = system.measure_at_z(f, z=DIST * (LAYERS + 1), propagation_method="ASM",
+                                      asm_pad=(PAD, PAD))
+            return out.intensity()
+
+        return list(system.parameters()), run, torchoptics.__version__
+    raise ValueError(f"framework: unknown {framework!r}")
+
+
+def worker(framework: str, batch: int, steps: int, threads: int) -> dict[str, Any]:
+    """Time ``steps`` training steps (after one warm-up step) in this process."""
+    import torch
+
+    from optodesign import tasks
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    params, run, version = build(framework)
+    opt = torch.optim.Adam(params, lr=0.01)
+    boxes = _boxes()
+    img = torch.zeros(batch, N, N)
+    img[:, 44:156, 44:156] = torch.rand(batch, 112, 112)
+    field = img.to(torch.complex64)
+    y = torch.randint(0, 10, (batch,))
+
+    def step() -> float:
+        inten = run(field)
+        loss = tasks.classification_loss(inten.float(), y, boxes, loss="ce", temperature=10.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return {"framework": framework, "version": version,
+            "samples_per_s": batch / statistics.median(times)}
+
+
+def allocators() -> list[tuple[str, dict[str, str]]]:
+    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES")}
+    out = [("glibc default", base), ("glibc tuned", {**base, "GLIBC_TUNABLES": GLIBC_TUNED})]
+    lib = next((p for p in TCMALLOC if Path(p).exists()), None)
+    if lib:
+        out.append(("tcmalloc", {**base, "LD_PRELOAD": lib}))
+    return out
+
+
+def available(framework: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(framework) is not None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="fresh processes per configuration")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.batch, args.steps, args.threads)))
+        return
+    frameworks = [f for f in FRAMEWORKS if available(f)]
+    allocs = allocators()
+    res: dict[tuple[str, str], list[float]] = {}
+    versions: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for r in range(args.rounds):
+        for alloc, env in allocs:
+            for fw in frameworks:
+                cmd = [sys.executable, __file__, "--worker", fw, "--batch", str(args.batch),
+                       "--steps", str(args.steps), "--threads", str(args.threads)]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                    print(f"round {r + 1}: {fw} with {alloc} failed: {tail}", flush=True)
+                    continue
+                rec = json.loads(proc.stdout.strip().splitlines()[-1])
+                versions[fw] = rec["version"]
+                res.setdefault((fw, alloc), []).append(rec["samples_per_s"])
+                print(f"round {r + 1}: {fw:11s} {alloc:13s} {rec['samples_per_s']:7.2f} "
+                      f"samples/s", flush=True)
+    rows: list[list[Any]] = []
+    for fw in frameworks:
+        row: list[Any] = [f"{fw} {versions.get(fw, '')}".strip()]
+        for alloc, _ in allocs:
+            v = res.get((fw, alloc))
+            row.append(round(statistics.median(v), 2) if v else None)
+        rows.append(row)
+    header = ["framework", *[f"{a} samples/s" for a, _ in allocs]]
+    meta = {"network": f"{LAYERS} phase layers {N}x{N}, pitch {PITCH * 1e6:g} um, "
+                       f"wavelength {WAVELENGTH * 1e9:g} nm, {DIST} m spacing, "
+                       f"padded to {N + 2 * PAD}x{N + 2 * PAD}",
+            "batch": args.batch, "timed_steps": args.steps, "rounds": args.rounds,
+            "torch_threads_per_process": args.threads,
+            "tcmalloc": next((a for a in TCMALLOC if Path(a).exists()), None),
+            "glibc_tuned": GLIBC_TUNED, "wall_s": round(time.perf_counter() - t0, 1)}
+    notes = [
+        "samples/s = batch / median step time (forward + CE loss + backward + Adam), median "
+        "over rounds of fresh processes; one column per allocator the process started with.",
+        "LightRidge: DiffractLayer_Raw(approx='Fresnel', pad=100), as shipped (float64 "
+        "phase -> complex128 modulation); torchoptics: System.measure_at_z(ASM, "
+        "asm_pad=100), float32; ours: band-limited ASM, complex64.",
+        "The header's allocator line describes this parent process only.",
+    ]
+    save_table("throughput", rows, header, meta, notes=notes)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _machine import save_table
+
+    main()
