@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from optodesign.errors import ConfigError
 from optodesign.quantize.binary import BinaryQuantizer, stored_bits_per_pixel
+from optodesign.quantize.levels import circular_distance
 from optodesign.quantize.structural import diffraction_half_angle, structural_mask
 
 TWO_PI = 2 * math.pi
@@ -19,7 +20,7 @@ TWO_PI = 2 * math.pi
 
 # ------------------------------------------------------------------------------ binary
 def test_binary_two_levels_and_table() -> None:
-    q = BinaryQuantizer()
+    q = BinaryQuantizer(soft=False)
     raw = torch.linspace(-TWO_PI, 2 * TWO_PI, 3001)
     idx = q.indices(raw)
     assert sorted(torch.unique(idx).tolist()) == [0, 1]
@@ -71,7 +72,7 @@ def test_binary_fixed_pixels_keep_their_level() -> None:
     mask[:, 4] = True
     raw = (torch.rand(5, 5, generator=torch.Generator().manual_seed(0)) * TWO_PI)
     for level in (0, 1):
-        q = BinaryQuantizer(fixed_mask=mask, fixed_level=level, alpha_init=2.5)
+        q = BinaryQuantizer(fixed_mask=mask, fixed_level=level, alpha_init=2.5, soft=False)
         r = raw.clone().requires_grad_()
         out = q(r)
         assert torch.all(q.indices(r)[torch.from_numpy(mask)] == level)
@@ -86,7 +87,7 @@ def test_binary_fixed_pixels_keep_their_level() -> None:
 
 def test_binary_opaque_fixed_pixels() -> None:
     mask = np.eye(4, dtype=bool)
-    q = BinaryQuantizer(fixed_mask=mask, opaque=True)
+    q = BinaryQuantizer(fixed_mask=mask, opaque=True, soft=False)
     raw = torch.full((4, 4), 3.0)
     t = q.table()
     assert t.shape == (3,) and complex(t[2].detach()) == 0
@@ -204,3 +205,21 @@ def test_structural_mask_errors(changes: dict, needle: str) -> None:
     kw.update(changes)
     with pytest.raises(ConfigError, match=needle):
         structural_mask(**kw)
+
+
+def test_soft_binary_is_periodic_and_hardens_to_the_two_levels() -> None:
+    q = BinaryQuantizer(alpha_init=math.pi)
+    raw = torch.linspace(-2 * math.pi, 4 * math.pi, 2001, dtype=torch.float64)
+    away = (circular_distance(torch.remainder(raw, 2 * math.pi), 0.0)
+            - circular_distance(torch.remainder(raw, 2 * math.pi), math.pi)).abs() > 2.0  # > 1 rad from a step
+    errors = []
+    for epoch in range(5):
+        q.set_progress(epoch, 5)
+        errors.append((q(raw) - q.hard(raw))[away].abs().max().item())
+    assert all(b < a for a, b in zip(errors, errors[1:]))  # hardens monotonically
+    assert errors[-1] < 1e-6  # T·Δ = 64 at the end: the forward is the hard level off-boundary
+    torch.testing.assert_close(q(raw), q(raw + 2 * math.pi))  # periodic in the phase
+    raw = raw.clone().requires_grad_(True)
+    q.set_progress(0, 5)
+    q(raw).real.sum().backward()
+    assert raw.grad.abs().sum() > 0 and q.alpha.grad is not None

@@ -31,6 +31,15 @@ class BinaryQuantizer(Quantizer):
     gradient, i.e. value ``exp(iα b)`` exactly, gradient identity w.r.t. ``raw`` (straight-
     through) and ``∂phase/∂α = b``.
 
+    With ``soft=True`` (the default) the training path is instead a progressive sigmoid in the
+    spirit of PSQ (QuATON, arXiv:2310.03049): the wrap-aware sigmoid staircase over the two
+    levels {0, α} (see ``_soft_phase``), with ``T`` rising linearly over the epochs from
+    ``t_start`` to ``t_end`` (in 1/rad; defaults 2/Δ and 64/Δ with ``Δ = min(α, 2π − α)`` at
+    init), so the forward is periodic, differentiable in ``raw`` and ``α``, and hardens to
+    ``exp(iα b)``. A
+    straight-through binary (``soft=False``) must jump π to flip a pixel, which the gradient
+    at the hard point does not predict: on the benchmark D2NN it stayed at chance.
+
     Fixed pixels (``fixed_mask`` True) take level ``fixed_level`` (0 or 1) or, with
     ``opaque=True``, transmit 0: then ``table()`` has a third entry ``0`` and fixed pixels index
     it. Fixed pixels never change with ``raw`` and pass it no gradient.
@@ -41,13 +50,16 @@ class BinaryQuantizer(Quantizer):
         fixed_level: level (0 or 1) of fixed pixels when not opaque.
         opaque: fixed pixels transmit 0 (absorber) instead of a phase level.
         learn_alpha: make α an ``nn.Parameter`` (default) or a fixed buffer.
+        soft: progressive-sigmoid training path (default) instead of straight-through.
+        t_start, t_end: temperatures of the soft path (1/rad); None = 2/Δ and 64/Δ.
     """
 
     raw_kind = "phase"
 
     def __init__(self, *, alpha_init: float = math.pi,
                  fixed_mask: np.ndarray | Tensor | None = None, fixed_level: int = 0,
-                 opaque: bool = False, learn_alpha: bool = True) -> None:
+                 opaque: bool = False, learn_alpha: bool = True, soft: bool = True,
+                 t_start: float | None = None, t_end: float | None = None) -> None:
         super().__init__()
         if not (isinstance(alpha_init, (int, float)) and math.isfinite(alpha_init)
                 and 0 < alpha_init < TWO_PI):
@@ -56,6 +68,14 @@ class BinaryQuantizer(Quantizer):
             raise ConfigError(f"fixed_level: must be 0 or 1, got {fixed_level!r}")
         self.alpha_init = float(alpha_init)
         self.fixed_level = int(fixed_level)
+        self.soft = bool(soft)
+        delta = min(self.alpha_init, TWO_PI - self.alpha_init)
+        self.t_start = float(t_start) if t_start is not None else 2.0 / delta
+        self.t_end = float(t_end) if t_end is not None else 64.0 / delta
+        for name, value in (("t_start", self.t_start), ("t_end", self.t_end)):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}: must be a temperature > 0 (1/rad), got {value!r}")
+        self.epoch, self.n_epochs = 0, 1
         self.opaque = bool(opaque)
         alpha = torch.tensor(self.alpha_init)
         if learn_alpha:
@@ -92,9 +112,38 @@ class BinaryQuantizer(Quantizer):
             idx = torch.where(self.fixed_mask.to(raw.device), fixed, idx)
         return idx
 
+    def set_progress(self, epoch: int, n_epochs: int) -> None:
+        self.epoch, self.n_epochs = int(epoch), max(1, int(n_epochs))
+
+    def temperature(self) -> float:
+        """Soft-path temperature (1/rad): linear from t_start to t_end over the epochs."""
+        p = min(1.0, self.epoch / max(1, self.n_epochs - 1))
+        return self.t_start + p * (self.t_end - self.t_start)
+
+    @staticmethod
+    def _soft_phase(u: Tensor, alpha: Tensor, t: float) -> Tensor:
+        """PSQ staircase over the two levels {0, α} of the circle: steps of height α at α/2 and
+        2π − α at π + α/2 (plus the tails of neighbouring periods), so the phase rises
+        monotonically from 0 to 2π ≡ 0 and the transmission is periodic; differentiable in α."""
+        reach = 16.0 / t  # beyond this a step's tail is < e^-16
+        steps = ((alpha, alpha / 2), (TWO_PI - alpha, math.pi + alpha / 2))
+        out = torch.zeros_like(u)
+        n_max = int(math.ceil(reach / TWO_PI)) + 1
+        for n in range(-n_max, n_max + 1):
+            for gap, mid in steps:
+                c = mid + TWO_PI * n
+                if not -reach <= float(c) <= TWO_PI + reach:
+                    continue
+                out = out + gap * (torch.sigmoid(t * (u - c)) - (1.0 if n < 0 else 0.0))
+        return out
+
     def forward(self, raw: Tensor) -> Tensor:
         u = torch.remainder(raw, TWO_PI)
-        q = self.alpha.to(raw.dtype) * self._bits(raw).to(raw.dtype) + (u - u.detach())
+        alpha = self.alpha.to(raw.dtype)
+        if self.soft:
+            q = self._soft_phase(u, alpha, self.temperature())
+        else:
+            q = alpha * self._bits(raw).to(raw.dtype) + (u - u.detach())
         out = torch.polar(torch.ones_like(q), q)
         if self.fixed_mask is None:
             return out
@@ -111,7 +160,8 @@ class BinaryQuantizer(Quantizer):
     def describe(self) -> dict[str, Any]:
         return {"method": "binary", "alpha": float(self.alpha.detach()),
                 "alpha_init": self.alpha_init, "fixed_level": self.fixed_level,
-                "opaque": self.opaque,
+                "opaque": self.opaque, "soft": self.soft, "t_start": self.t_start,
+                "t_end": self.t_end,
                 "bits_per_pixel": stored_bits_per_pixel(
                     None if self.fixed_mask is None else self.fixed_mask.cpu().numpy())}
 
