@@ -15,9 +15,12 @@ import click
 
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("optodesign.commands.train", "train", "Train a quantized design from a TOML config."),
-    "export": ("optodesign.commands.export", "export", "Write GDSII/OASIS/STL for a trained design."),
-    "verify": ("optodesign.commands.verify", "verify", "Simulate the written files under fab errors."),
+    "train": ("optodesign.commands.train", "train",
+              "Train a quantized design from a TOML config."),
+    "export": ("optodesign.commands.export", "export",
+               "Write GDSII/OASIS/STL for a trained design."),
+    "verify": ("optodesign.commands.verify", "verify",
+               "Simulate the written files under fab errors."),
     "quickstart": (
         "optodesign.commands.quickstart",
         "quickstart",

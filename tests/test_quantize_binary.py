@@ -210,8 +210,9 @@ def test_structural_mask_errors(changes: dict, needle: str) -> None:
 def test_soft_binary_is_periodic_and_hardens_to_the_two_levels() -> None:
     q = BinaryQuantizer(alpha_init=math.pi)
     raw = torch.linspace(-2 * math.pi, 4 * math.pi, 2001, dtype=torch.float64)
+    # pixels more than 1 rad from a step
     away = (circular_distance(torch.remainder(raw, 2 * math.pi), 0.0)
-            - circular_distance(torch.remainder(raw, 2 * math.pi), math.pi)).abs() > 2.0  # > 1 rad from a step
+            - circular_distance(torch.remainder(raw, 2 * math.pi), math.pi)).abs() > 2.0
     errors = []
     for epoch in range(5):
         q.set_progress(epoch, 5)

@@ -84,5 +84,6 @@ def test_grid_validation_and_mismatch_names_both_geometries() -> None:
         Grid((4, 4), -1.0)
     with pytest.raises(ValueError, match="shape"):
         Grid((0, 4), 1e-6)
-    with pytest.raises(GridMismatchError, match=r"\(4, 4\) at pitch 1e-06 m vs \(4, 4\) at pitch 2e-06"):
+    with pytest.raises(GridMismatchError,
+                       match=r"\(4, 4\) at pitch 1e-06 m vs \(4, 4\) at pitch 2e-06"):
         Grid((4, 4), 1e-6).check_same(Grid((4, 4), 2e-6))

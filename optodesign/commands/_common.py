@@ -37,11 +37,12 @@ def user_errors(func: F) -> F:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one errs."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device: cuda requested but no CUDA device is available (use auto or cpu)")
+        raise UserError("--device: cuda requested but no CUDA device is available "
+                        "(use auto or cpu)")
     return name

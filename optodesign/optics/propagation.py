@@ -40,7 +40,7 @@ _cache: OrderedDict[tuple, Tensor] = OrderedDict()
 
 
 class SamplingWarning(UserWarning):
-    """The grid can represent the propagation only approximately; the message says what to change."""
+    """The grid represents the propagation only approximately; the message says what to change."""
 
 
 class SamplingError(UserError):

@@ -65,7 +65,8 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
             images, labels = ev.test_split()
             classes = sorted(set(labels.tolist()))
             picks = [int(np.flatnonzero(labels == c)[0]) for c in classes]
-            inten = ev.output_intensity(ev.images_to_field(images[picks]), transmissions).cpu().numpy()
+            fields = ev.images_to_field(images[picks])
+            inten = ev.output_intensity(fields, transmissions).cpu().numpy()
             n = len(picks)
             fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
             for j in range(n):

@@ -233,7 +233,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, *, resume: bool = False) -> TrainResult:
-        cfg, o, tr = self.cfg, self.cfg.optics, self.cfg.train
+        cfg, tr = self.cfg, self.cfg.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.out_dir / "checkpoint.pt"
         if self.config_text is not None and not (resume and ckpt_path.exists()):
