@@ -17,7 +17,7 @@ changes.
     uniform 3 bits' (and of uniform 2 bits'), and 2 epochs of quantization-aware fine-tuning
     for the adaptive and the uniform allocations alike (and a uniform 1-bit control).
 
-Every run uses :func:`optodesign.quantize.adaptive.train_mixed_precision`, which runs the
+Every run uses :func:`optodesign.train.adaptive.train_mixed_precision`, which runs the
 trainer's own epoch loop and evaluator and reproduces ``Trainer.run`` bit for bit (checked
 here once, and in ``tests/test_complex_training.py``) without writing plots and checkpoints.
 Torch runs on one thread: on a shared 2-core machine two threads were up to 7x slower.
@@ -46,15 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import format_table, save_table  # noqa: E402
 
 from optodesign.evaluate import PRIMARY_METRIC  # noqa: E402
-from optodesign.quantize.adaptive import (  # noqa: E402
-    BitFamily,
-    adaptive_precision,
-    full_precision_transmissions,
-    joint_codebook,
-    layer_sensitivity,
-    task_metric,
-    train_mixed_precision,
-)
 from optodesign.quantize.base import Quantizer  # noqa: E402
 from optodesign.quantize.codebooks import polar_codebook  # noqa: E402
 from optodesign.quantize.complex import (  # noqa: E402
@@ -63,6 +54,15 @@ from optodesign.quantize.complex import (  # noqa: E402
     IndependentReImQuantizer,
     JointComplexQuantizer,
     make_complex_quantizer,
+)
+from optodesign.train.adaptive import (  # noqa: E402
+    BitFamily,
+    adaptive_precision,
+    full_precision_transmissions,
+    joint_codebook,
+    layer_sensitivity,
+    task_metric,
+    train_mixed_precision,
 )
 from optodesign.train.config import parse_config  # noqa: E402
 from optodesign.train.trainer import Trainer, build_quantizers  # noqa: E402

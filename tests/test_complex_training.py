@@ -19,7 +19,9 @@ from optodesign.design import Design
 from optodesign.errors import ConfigError
 from optodesign.evaluate import Evaluator
 from optodesign.models.stack import DiffractiveStack
-from optodesign.quantize.adaptive import (
+from optodesign.quantize.codebooks import polar_codebook
+from optodesign.quantize.complex import complex_to_raw
+from optodesign.train.adaptive import (
     BitFamily,
     LayerSensitivity,
     adaptive_precision,
@@ -32,8 +34,6 @@ from optodesign.quantize.adaptive import (
     task_metric,
     train_mixed_precision,
 )
-from optodesign.quantize.codebooks import polar_codebook
-from optodesign.quantize.complex import complex_to_raw
 from optodesign.train.config import parse_config
 from optodesign.train.trainer import Trainer, build_quantizers
 

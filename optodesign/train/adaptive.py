@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Quantizer
-from .codebooks import phase_codebook, polar_codebook
-from .complex import (
+from ..quantize.base import Quantizer
+from ..quantize.codebooks import phase_codebook, polar_codebook
+from ..quantize.complex import (
     BitAllocation,
     IndependentAmpPhaseQuantizer,
     IndependentReImQuantizer,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..design import Design
     from ..evaluate import Evaluator
     from ..models.stack import DiffractiveStack
-    from ..train.trainer import Trainer
+    from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class BitFamily:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .phase import PHASE_METHODS
+        from ..quantize.phase import PHASE_METHODS
 
         allowed = COMPLEX_FAMILIES + PHASE_METHODS
         if self.method not in allowed:
@@ -151,7 +151,7 @@ class BitFamily:
             if self.method == "joint":
                 return JointComplexQuantizer(joint_codebook(b), **opts)
             if self.method == "joint-learned":
-                from .complex import make_complex_quantizer
+                from ..quantize.complex import make_complex_quantizer
 
                 return make_complex_quantizer("joint-learned", joint_codebook(b), **opts)
             if self.method == "reim":
@@ -162,7 +162,7 @@ class BitFamily:
                 return IndependentAmpPhaseQuantizer(amp, phase, **opts)
         except TypeError as e:
             raise ConfigError(f"options: {e}") from None
-        from .phase import make_phase_quantizer
+        from ..quantize.phase import make_phase_quantizer
 
         return make_phase_quantizer(self.method, 2**b, **opts)
 
