@@ -146,12 +146,12 @@ def parse_quantity(value: str | float | int, *, field: str) -> float:
     return parse_length(value, field=field, plausible=(1e-9, 1e-1))
 
 
-def format_length(metres: float) -> str:
-    """Human-readable length: ``format_length(5.32e-7) == '532 nm'``."""
+def format_length(metres: float, *, digits: int = 6) -> str:
+    """Human-readable length: ``format_length(5.32e-7) == '532 nm'`` (``digits`` significant)."""
     if metres == 0:
         return "0 m"
     a = abs(metres)
     for unit, scale in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9), ("pm", 1e-12)):
         if a >= scale * 0.9999999:
-            return f"{metres / scale:.6g} {unit}"
-    return f"{metres:.6g} m"
+            return f"{metres / scale:.{digits}g} {unit}"
+    return f"{metres:.{digits}g} m"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
+from ..units import format_length
 from .errors import ERRORS
 from .montecarlo import VerifyResult
 
@@ -40,13 +41,7 @@ FORMAT = "optodesign.verify/1"
 def format_magnitude(value: float, unit: str) -> str:
     """``4e-05, "m"`` → ``"40 um"``; ``0.1, "deg"`` → ``"0.1 deg"``; plain numbers as %.4g."""
     if unit == "m":
-        if value == 0:
-            return "0"
-        a = abs(value)
-        for u, s in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9), ("pm", 1e-12)):
-            if a >= s * 0.9999999:
-                return f"{value / s:.3g} {u}"
-        return f"{value:.3g} m"
+        return "0" if value == 0 else format_length(value, digits=3)
     if unit == "deg":
         return f"{value:.3g} deg"
     return f"{value:.3g}"
