@@ -190,3 +190,17 @@ def test_example_digits_config_is_the_packaged_quickstart_config() -> None:
 
     example = Path(__file__).resolve().parents[1] / "examples" / "d2nn_digits.toml"
     assert example.read_text(encoding="utf-8") == quickstart_config_text()
+
+
+def test_every_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from optodesign.verify.errors import load_errors
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))
+    assert len(examples) >= 8
+    for path in examples:
+        if path.name.startswith("errors_"):
+            load_errors(path)
+        else:
+            load_config(path)
