@@ -7,12 +7,12 @@ is one line naming the ``section.key``. See ``examples/*.toml`` and ``docs/train
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..fileio import read_toml
 from ..units import parse_length, parse_quantity
 
 __all__ = ["Config", "load_config", "parse_config"]
@@ -248,12 +248,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    raw = read_toml(path, what="config file")
     try:
         return parse_config(raw)
     except ConfigError as e:

@@ -55,7 +55,6 @@ All perturbations are pure numpy functions of the physical description
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -64,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import ConfigError
+from ..fileio import read_toml
 from ..units import UnitsError, parse_length
 
 if TYPE_CHECKING:
@@ -419,16 +419,7 @@ def parse_errors(raw: Mapping[str, Any], *, source: str = "") -> ErrorConfig:
 
 def load_errors(path: str | Path) -> ErrorConfig:
     """Read and validate an errors TOML file (see the module docstring)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--errors: file {p} not found")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    return parse_errors(raw, source=str(p))
+    return parse_errors(read_toml(path, what="--errors file"), source=str(path))
 
 
 # ---------------------------------------------------------------------------- defaults
