@@ -46,7 +46,7 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     and score them, and write a report to --report."""
     from ..verify.errors import load_errors
     from ..verify.montecarlo import verify_fab
-    from ..verify.report import format_magnitude, write_report
+    from ..verify.report import tolerated_up_to, write_report
 
     if samples < 1:
         raise click.BadParameter("must be >= 1", param_hint="--samples")
@@ -76,12 +76,7 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
                f"{s['std']:.3g}, min {s['min']:.4g}, 5th pct {s['p5']:.4g}  "
                f"[{t.get('combined', 0):.1f} s, {rate:.2f} samples/s]")
     for sw in result.sweep:
-        if sw.estimate is None:
-            tol = f">= {format_magnitude(sw.max_ok, sw.unit)}"
-        else:
-            tol = (f"{format_magnitude(sw.max_ok, sw.unit)} "
-                   f"(~{format_magnitude(sw.estimate, sw.unit)})")
-        click.echo(f"  sweep {sw.name:<19} tolerated up to {tol}")
+        click.echo(f"  sweep {sw.name:<19} tolerated up to {tolerated_up_to(sw)}")
     tol = result.config.tolerance
     verdict = "PASS" if result.passed else "FAIL"
     click.echo(f"  {verdict}: {tol.statistic} {m} drop {result.drop:.4g} "

@@ -33,9 +33,18 @@ from ..units import format_length
 from .errors import ERRORS
 from .montecarlo import VerifyResult
 
-__all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude"]
+__all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",
+           "tolerated_up_to"]
 
 FORMAT = "optodesign.verify/1"
+
+
+def tolerated_up_to(sw: Any) -> str:
+    """Largest passing magnitude of a sweep, and where the tolerance is crossed if it is."""
+    if sw.estimate is None:
+        return f">= {format_magnitude(sw.max_ok, sw.unit)} (all passed)"
+    return (f"{format_magnitude(sw.max_ok, sw.unit)} (crossing ~"
+            f"{format_magnitude(sw.estimate, sw.unit)})")
 
 
 def format_magnitude(value: float, unit: str) -> str:
@@ -142,12 +151,7 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
         for sw in r.sweep:
             mags = ", ".join(format_magnitude(x, sw.unit) for x in sw.magnitudes)
             vals = ", ".join(f"{v:.3g}" for v in sw.statistic)
-            if sw.estimate is None:
-                ok = f">= {format_magnitude(sw.max_ok, sw.unit)} (all passed)"
-            else:
-                ok = (f"{format_magnitude(sw.max_ok, sw.unit)} (crossing ~"
-                      f"{format_magnitude(sw.estimate, sw.unit)})")
-            lines.append(f"| {sw.name} | {mags} | {vals} | {ok} |")
+            lines.append(f"| {sw.name} | {mags} | {vals} | {tolerated_up_to(sw)} |")
     if figures:
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in figures) + "."]
     return "\n".join(lines) + "\n"
