@@ -109,7 +109,7 @@ def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
         "history": result.history, "quantizer": design.quantizer["layers"][0],
     }
     if method == "pq":
-        state = torch.load(Path(work) / key / "checkpoint.pt", weights_only=False)["stack"]
+        state = torch.load(Path(work) / key / "checkpoint.pt", weights_only=True)["stack"]
         raw = [state[f"raw.{k}"] for k in range(s["layers"])]
         rec["accuracy_fp32"] = ev.evaluate([torch.polar(torch.ones_like(r), r)
                                             for r in raw])["accuracy"]

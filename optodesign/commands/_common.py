@@ -1,10 +1,13 @@
-"""Shared pieces of the CLI commands: user-error handling and device choice."""
+"""Shared pieces of the CLI commands: user-error handling, output checks and device choice."""
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,9 +24,26 @@ device_option = click.option(
     help="Where to compute: auto uses CUDA when available, else CPU.",
 )
 
+#: exit codes shared by every command (verify adds 1 = FAIL)
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _os_error_line(e: OSError) -> str:
+    where = e.filename if e.filename is not None else ""
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        what = "no space left on the device; nothing already written was replaced"
+    return f"{where}: {what}" if where else what
+
 
 def user_errors(func: F) -> F:
-    """Turn :class:`UserError` (and its subclasses) into one line on stderr and exit code 2."""
+    """Turn bad input and environment failures into one line on stderr and exit code 2.
+
+    :class:`UserError` (and subclasses), ``OSError`` (unwritable path, full disk) and
+    ``MemoryError`` become ``error: ...`` and exit 2; Ctrl-C exits 130 as shells expect.
+    Every writer in the library is atomic, so none of these leaves a half-written file.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,9 +51,42 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_BAD_INPUT)
+        except OSError as e:
+            click.echo(f"error: {_os_error_line(e)}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except MemoryError:
+            click.echo("error: out of memory; reduce the grid size, layers, batch_size or "
+                       "--samples", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Fail fast (before any expensive work) when ``path`` cannot become a writable directory.
+
+    Creates nothing; checks that the path is not a file and that its nearest existing
+    ancestor is a writable directory.
+
+    Raises:
+        UserError: one line naming ``option``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option}: {path} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option}: {path} cannot be created: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: {path} is not writable ({probe} denies writing)")
 
 
 def resolve_device(name: str) -> str:
