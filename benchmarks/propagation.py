@@ -236,6 +236,8 @@ def profile_parts(n: int, repeats: int) -> list[list[object]]:
     m = PAD * n
     field = make_field(n, torch.complex64)
     h = transfer_function((m, m), z, pitch=PITCH, wavelength=WAVELENGTH)
+    # what propagate() multiplies by: the inverse FFT's 1/m² folded into H
+    h_folded = transfer_function((m, m), z, pitch=PITCH, wavelength=WAVELENGTH, scale=1 / m**2)
     padded = torch.nn.functional.pad(field, (0, m - n, 0, m - n))
     spec = torch.fft.fft2(padded)
 
@@ -265,10 +267,13 @@ def profile_parts(n: int, repeats: int) -> list[list[object]]:
     def ifft() -> torch.Tensor:
         return torch.fft.ifft2(spec)
 
+    def ifft_unnormalised() -> torch.Tensor:
+        return torch.fft.ifft2(spec, norm="forward")
+
     def inplace_variant() -> torch.Tensor:
         s = torch.fft.fft2(field, s=(m, m))
-        s.mul_(h)
-        return torch.fft.ifft2(s)[..., :n, :n]
+        s.mul_(h_folded)
+        return torch.fft.ifft2(s, norm="forward")[..., :n, :n]
 
     zero_buf = torch.zeros((m, m), dtype=torch.complex64)
 
@@ -278,8 +283,8 @@ def profile_parts(n: int, repeats: int) -> list[list[object]]:
         # would chain each call's graph onto the previous one.
         zero_buf[:n, :n].copy_(field)
         s = torch.fft.fft2(zero_buf)
-        s.mul_(h)
-        return torch.fft.ifft2(s)[..., :n, :n]
+        s.mul_(h_folded)
+        return torch.fft.ifft2(s, norm="forward")[..., :n, :n]
 
     ref = ours()
     for name, fn in (("inplace", inplace_variant), ("reused pad", reused_pad_variant)):
@@ -289,7 +294,8 @@ def profile_parts(n: int, repeats: int) -> list[list[object]]:
              ("fft2(f, s=2N) (pads inside)", fft_s), ("fft2(P) (pre-padded)", fft_padded),
              ("F.pad(f) alone", pad_only), ("S * H (allocates)", mul_alloc),
              ("S.mul_(H) (in place)", mul_inplace), ("ifft2(S)", ifft),
-             ("variant: fft2(s=) + S.mul_(H) + ifft2", inplace_variant),
+             ("ifft2(S, norm='forward') (unscaled)", ifft_unnormalised),
+             ("variant: fft2(s=) + S.mul_(H/m²) + unscaled ifft2", inplace_variant),
              ("variant: reused zero buffer + mul_", reused_pad_variant)]
     timed = time_calls([fn for _, fn in parts], repeats)
     floor_s = timed[1][0]

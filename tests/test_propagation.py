@@ -143,23 +143,95 @@ def test_batched_equals_single_and_complex64_matches_complex128() -> None:
     assert rel_l2(single.numpy().astype(np.complex128), together.numpy()) < 1e-4
 
 
-def test_padded_2048_complex64_round_trip_is_normalised() -> None:
-    """Guard for the platform FFT: a 1024 field padded 2x is exactly a 2048² complex64 FFT
-    (DESIGN.md reports torch mis-normalising this size with 2 threads on some builds)."""
+def _raw_ifft2_2048_c64_error() -> float:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 2048, dtype=torch.complex64, generator=g)
+    y = torch.fft.ifft2(torch.fft.fft2(x))
+    return rel_l2(y.numpy(), x.numpy())
+
+
+def test_platform_ifft2_2048_complex64_guard() -> None:
+    """The raw platform bug, kept visible: torch 2.13/2.14 CPU (MKL) on AMD EPYC with 2
+    threads returns a single complex64 2048² ``ifft2`` scaled by 1/2048². propagate() works
+    around it (next tests); this test only records whether this machine has the bug."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(2048, 2048, dtype=torch.complex64, generator=g)
-        y = torch.fft.ifft2(torch.fft.fft2(x))
-        assert rel_l2(y.numpy(), x.numpy()) < 1e-5
+        err = _raw_ifft2_2048_c64_error()
+    finally:
+        torch.set_num_threads(threads)
+    if err > 1e-5:
+        pytest.xfail(f"platform FFT bug present: complex64 ifft2(fft2(x)) at 2048² with 2 "
+                     f"threads is off by {err:.3g} (relative L2); propagate() avoids it")
+    assert err < 1e-5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", [512, 1024, 2048])
+def test_propagate_conserves_energy_at_pad_2(n: int, threads: int) -> None:
+    """Every padded size, including 2048² (the platform bug's size), in complex64."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        grid = Grid((n, n), 4e-6)
+        u = gaussian(grid, n * 4e-6 / 10).to(torch.complex64)
+        out = optodesign.propagate(u, 2e-3, pitch=grid.pitch, wavelength=WL)
+        ratio = (out.abs() ** 2).sum().item() / (u.abs() ** 2).sum().item()
+        assert abs(ratio - 1) < 1e-3, ratio
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_padded_2048_complex64_matches_complex128() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
         grid = Grid((1024, 1024), 4e-6)
         u = gaussian(grid, 200e-6)
         ref = optodesign.propagate(u, 5e-3, pitch=grid.pitch, wavelength=WL)
         low = optodesign.propagate(u.to(torch.complex64), 5e-3, pitch=grid.pitch, wavelength=WL)
+        assert low.dtype == torch.complex64
         assert rel_l2(low.numpy().astype(np.complex128), ref.numpy()) < 1e-4
     finally:
         torch.set_num_threads(threads)
+
+
+def test_fft_self_check_catches_a_broken_fft_and_falls_back(monkeypatch, caplog) -> None:
+    """Whichever size a library breaks next: a mis-scaled complex64 inverse FFT at one padded
+    shape is caught by the once-per-shape self-check, and propagate() stays right."""
+    from optodesign.optics import propagation as prop
+
+    real_ifft2 = torch.fft.ifft2
+
+    def broken_ifft2(x, *args, **kwargs):
+        out = real_ifft2(x, *args, **kwargs)
+        if x.dtype == torch.complex64 and tuple(x.shape[-2:]) == (96, 96):
+            out = out / (96 * 96)
+        return out
+
+    monkeypatch.setattr(torch.fft, "ifft2", broken_ifft2)
+    monkeypatch.setattr(prop, "_fft_checked", {})
+    grid = Grid((48, 48), 2e-6)
+    u = gaussian(grid, 15e-6)
+    with caplog.at_level("WARNING", logger="optodesign.optics.propagation"):
+        low = optodesign.propagate(u.to(torch.complex64), 1e-4, pitch=grid.pitch, wavelength=WL)
+    ref = optodesign.propagate(u, 1e-4, pitch=grid.pitch, wavelength=WL)
+    assert low.dtype == torch.complex64
+    assert rel_l2(low.numpy().astype(np.complex128), ref.numpy()) < 1e-5
+    assert "fails its round trip" in caplog.text
+    chosen = {k[:2]: v for k, v in prop._fft_checked.items()}
+    assert chosen[((96, 96), torch.complex64)] == torch.complex128
+
+
+def test_fft_self_check_refuses_when_nothing_round_trips(monkeypatch) -> None:
+    from optodesign.optics import propagation as prop
+
+    real_ifft2 = torch.fft.ifft2
+    monkeypatch.setattr(torch.fft, "ifft2", lambda x, *a, **k: 2 * real_ifft2(x, *a, **k))
+    monkeypatch.setattr(prop, "_fft_checked", {})
+    with pytest.raises(prop.FFTSelfCheckError, match="does not round-trip"):
+        optodesign.propagate(torch.ones(8, 8, dtype=torch.complex64), 1e-5, pitch=2e-6,
+                             wavelength=WL)
 
 
 def test_gradient_reaches_input() -> None:

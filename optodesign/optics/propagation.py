@@ -14,6 +14,7 @@ dtype), so a repeated call costs only FFT + multiply + inverse FFT.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections import OrderedDict
@@ -33,7 +34,10 @@ __all__ = [
     "SamplingWarning",
     "SamplingError",
     "clear_transfer_cache",
+    "FFTSelfCheckError",
 ]
+
+log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 64
 _cache: OrderedDict[tuple, Tensor] = OrderedDict()
@@ -45,6 +49,10 @@ class SamplingWarning(UserWarning):
 
 class SamplingError(UserError):
     """The grid cannot represent the propagation at all; the result would be meaningless."""
+
+
+class FFTSelfCheckError(RuntimeError):
+    """The platform FFT does not round-trip for a shape/dtype/device, in any way we can run it."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +152,13 @@ def transfer_function(
     bandlimit: bool = True,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.complex64,
+    scale: float = 1.0,
 ) -> Tensor:
     """Angular-spectrum transfer function on an (already padded) ``shape``, FFT order.
 
-    Computed in float64 and cast once to ``dtype``; cached, so treat the result as read-only.
+    Computed in float64 (times ``scale``) and cast once to ``dtype``; cached, so treat the
+    result as read-only. :func:`propagate` passes ``scale = 1/(ny nx)``: the inverse FFT's
+    normalisation folded in, so the inverse transform runs unnormalised.
 
     Returns:
         Complex tensor ``(ny, nx)``: exp(i z sqrt(k² − kx² − ky²)) inside the propagating (and,
@@ -155,7 +166,7 @@ def transfer_function(
     """
     device = torch.device(device)
     key = (tuple(shape), float(pitch), float(wavelength), float(distance), bool(bandlimit),
-           str(device), dtype)
+           str(device), dtype, float(scale))
     cached = _cache.get(key)
     if cached is not None:
         _cache.move_to_end(key)
@@ -168,7 +179,7 @@ def transfer_function(
     propagating = arg > 0
     kz = 2 * math.pi * torch.sqrt(torch.clamp(arg, min=0.0))
     phase = kz * distance
-    h = torch.polar(propagating.to(torch.float64), phase)
+    h = torch.polar(propagating.to(torch.float64) * scale, phase)
     if bandlimit and distance != 0:
         ly = _band_limit(ny, pitch, wavelength, abs(distance))
         lx = _band_limit(nx, pitch, wavelength, abs(distance))
@@ -184,6 +195,59 @@ def transfer_function(
 def clear_transfer_cache() -> None:
     """Forget every cached transfer function (frees memory on the device)."""
     _cache.clear()
+
+
+#: (padded shape, dtype, device, threads) -> the complex dtype in which the FFTs run correctly
+_fft_checked: dict[tuple, torch.dtype] = {}
+
+
+@torch.no_grad()
+def _round_trips(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether fft2 followed by an unnormalised ifft2 returns ``n`` times a random field, and
+    fft2 conserves energy (Parseval), exactly as :func:`propagate` calls them."""
+    g = torch.Generator(device=device).manual_seed(12345)  # never touches the global RNG
+    real = torch.float64 if dtype == torch.complex128 else torch.float32
+    x = torch.complex(torch.randn(shape, generator=g, device=device, dtype=real),
+                      torch.randn(shape, generator=g, device=device, dtype=real))
+    n = shape[0] * shape[1]
+    spectrum = torch.fft.fft2(x, s=shape)
+    parseval = (spectrum.abs().square().sum() / (n * x.abs().square().sum())).item()
+    back = torch.fft.ifft2(spectrum, norm="forward").div_(n)
+    err = ((back - x).norm() / x.norm()).item()
+    tol = 1e-4 if dtype == torch.complex64 else 1e-10
+    return math.isfinite(err) and err < tol and abs(parseval - 1) < tol
+
+
+def _fft_dtype(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype to run :func:`propagate`'s FFTs in for this padded shape: ``dtype`` itself,
+    unless this platform's FFT fails the round trip there, then complex128.
+
+    Checked once per (padded shape, dtype, device, thread count). Torch 2.13/2.14 CPU builds
+    (MKL) on AMD EPYC with 2 threads return a single complex64 ``ifft2`` of exactly 2048² scaled
+    by 1/2048² (see README, "Platform notes"); whichever size a library breaks next, the check
+    catches it instead of returning a silently wrong field.
+
+    Raises:
+        FFTSelfCheckError: neither dtype round-trips.
+    """
+    key = (shape, dtype, str(device), torch.get_num_threads())
+    found = _fft_checked.get(key)
+    if found is None:
+        for candidate in dict.fromkeys((dtype, torch.complex128)):
+            if _round_trips(shape, candidate, device):
+                found = candidate
+                break
+        else:
+            raise FFTSelfCheckError(
+                f"the FFT of this platform does not round-trip a {shape[0]}x{shape[1]} field "
+                f"({dtype}, {device}, {torch.get_num_threads()} threads); try another pad or "
+                f"torch.set_num_threads(1)")
+        if found != dtype:
+            log.warning("platform FFT: %s %dx%d on %s with %d threads fails its round trip; "
+                        "propagating in %s instead", dtype, shape[0], shape[1], device,
+                        torch.get_num_threads(), found)
+        _fft_checked[key] = found
+    return found
 
 
 _warned: set[tuple] = set()
@@ -288,18 +352,23 @@ def propagate(
         if report.fatal:
             raise SamplingError(report.problems[0])
     nyp, nxp = padded_shape((ny, nx), pad)
+    compute = _fft_dtype((nyp, nxp), field.dtype, field.device)
+    # The inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse runs
+    # unnormalised (norm="forward"): one pass fewer, and it avoids the scaled complex64 inverse
+    # that some MKL builds get wrong (see _fft_dtype).
     h = transfer_function((nyp, nxp), distance, pitch=pitch, wavelength=wavelength,
-                          bandlimit=bandlimit, device=field.device, dtype=field.dtype)
+                          bandlimit=bandlimit, device=field.device, dtype=compute,
+                          scale=1.0 / (nyp * nxp))
     # fft2 with s= zero-pads at the end of each axis; for a linear convolution the position of
     # the padding does not matter, and cropping [:ny, :nx] recovers the original window.
-    spectrum = torch.fft.fft2(field, s=(nyp, nxp))
+    spectrum = torch.fft.fft2(field.to(compute), s=(nyp, nxp))
     if first:
         for problem in _field_problems(spectrum, report, distance=distance, pitch=pitch,
                                        wavelength=wavelength, pad=pad, bandlimit=bandlimit):
             warnings.warn(problem, SamplingWarning, stacklevel=2)
         _warned.add(key)
     # in place: fft2's backward does not need its output, so this saves an allocation
-    out = torch.fft.ifft2(spectrum.mul_(h))
+    out = torch.fft.ifft2(spectrum.mul_(h), norm="forward")
     if (nyp, nxp) != (ny, nx):
         out = out[..., :ny, :nx]
-    return out
+    return out.to(field.dtype)
