@@ -247,6 +247,8 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
     """
     from tqdm.auto import tqdm
 
+    from .. import distributed
+
     if samples < 1:
         raise UserError(f"--samples: must be >= 1, got {samples}")
     t0 = time.perf_counter()
@@ -255,11 +257,16 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
     pitch = fab.design.pitch
     device = scorer.device
     chunk = 1 if model.varies_distances else min(scorer.chunk_size(), todo)
+    # Chunks are fixed by the global sample index, and under torchrun each rank takes every
+    # world-size-th chunk: a chunk is computed identically whichever rank runs it, so the
+    # merged results do not depend on the world size.
+    starts = distributed.shard(range(0, todo, chunk))
     cache: tuple[tuple, Physical, np.ndarray] | None = None
-    results: list[dict[str, Any]] = []
-    bar = tqdm(total=todo, desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    mine: dict[int, list[dict[str, Any]]] = {}
+    bar = tqdm(total=todo, desc=desc, disable=not progress or not distributed.is_main(),
+               leave=False, mininterval=0.5)
     try:
-        for start in range(0, todo, chunk):
+        for start in starts:
             ts = []
             phys = base
             for s in range(start, min(start + chunk, todo)):
@@ -270,11 +277,13 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
                 ts.append(place(cache[2], pitch=pitch, shifts=phys.shifts,
                                 rotations=phys.rotations))
             t = torch.as_tensor(np.stack(ts, axis=1).astype(np.complex64), device=device)
-            results.extend(scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,
-                                        reuse_inputs=not model.varies_distances))
-            bar.update(len(ts))
+            mine[start] = scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,
+                                       reuse_inputs=not model.varies_distances)
+            bar.update(len(ts) * distributed.world_size())
     finally:
         bar.close()
+    results = [r for chunk_results in distributed.gather_ordered(mine).values()
+               for r in chunk_results]
     if todo < samples:
         results = results * samples
     names = [k for k, v in results[0].items() if isinstance(v, (int, float))]
