@@ -61,6 +61,62 @@ class DesignError(UserError):
     """A design directory is missing, corrupt or inconsistent."""
 
 
+def _is_number(v: Any) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_))
+
+
+def _level_indices(levels: np.ndarray, n_levels: int) -> np.ndarray:
+    """Level maps as int16, checked *before* the cast (a cast would wrap 65538 to 2).
+
+    Integer arrays are taken as they are; float arrays only when every value is a whole
+    number (what arithmetic on level maps gives); anything else is refused.
+    """
+    if levels.dtype == bool or not (np.issubdtype(levels.dtype, np.integer)
+                                    or np.issubdtype(levels.dtype, np.floating)):
+        raise DesignError(f"levels: must be integer level indices, got dtype {levels.dtype}")
+    if levels.size and np.issubdtype(levels.dtype, np.floating):
+        if not np.all(np.isfinite(levels)) or np.any(levels != np.round(levels)):
+            raise DesignError("levels: must be whole numbers (level indices), got "
+                              f"non-integral {levels.dtype} values")
+    if levels.size and (levels.min() < 0 or levels.max() >= n_levels):
+        raise DesignError(f"levels: values must lie in 0..{n_levels - 1}, found "
+                          f"{levels.min():.0f}..{levels.max():.0f}")
+    if n_levels - 1 > np.iinfo(np.int16).max:
+        raise DesignError(f"level_tables: at most {np.iinfo(np.int16).max + 1} levels, got "
+                          f"{n_levels}")
+    return levels.astype(np.int16)
+
+
+def _floats(values: Any, name: str) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise DesignError(f"{name}: must be a list of numbers, got {type(values).__name__}")
+    values = list(values)
+    if not all(_is_number(v) for v in values):
+        raise DesignError(f"{name}: must be a list of numbers, got {values!r}")
+    return tuple(float(v) for v in values)
+
+
+def _boxes(boxes: Any, name: str) -> tuple[tuple[int, int, int, int], ...]:
+    """Pixel boxes ``[y0, x0, h, w]`` of whole numbers."""
+    def bad() -> DesignError:
+        return DesignError(f"{name}: must be a list of [y0, x0, h, w] boxes of whole "
+                           f"numbers, got {boxes!r}")
+
+    if isinstance(boxes, (str, bytes, dict)) or not hasattr(boxes, "__iter__"):
+        raise bad()
+    out = []
+    for b in boxes:
+        if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__iter__"):
+            raise bad()
+        b = list(b)
+        if len(b) != 4 or not all(_is_number(v) and float(v).is_integer() for v in b):
+            raise bad()
+        out.append(tuple(int(v) for v in b))
+    return tuple(out)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, eq=False)
 class Design:
     """A quantized multi-layer design (see module docstring for the file format)."""
@@ -86,15 +142,19 @@ class Design:
         levels = np.asarray(self.levels)
         if levels.ndim == 2:
             levels = levels[None]
-        tables = np.asarray(self.level_tables, dtype=np.complex128)
+        try:
+            tables = np.asarray(self.level_tables, dtype=np.complex128)
+        except (TypeError, ValueError):
+            raise DesignError("level_tables: must be complex numbers, got "
+                              f"{np.asarray(self.level_tables).dtype}") from None
         if tables.ndim == 1:
             tables = np.broadcast_to(tables, (levels.shape[0], tables.shape[0])).copy()
-        object.__setattr__(self, "levels", levels.astype(np.int16))
+        if tables.ndim != 2:
+            raise DesignError(f"level_tables: expected (K, L), got shape {tables.shape}")
+        object.__setattr__(self, "levels", _level_indices(levels, tables.shape[-1]))
         object.__setattr__(self, "level_tables", tables)
-        object.__setattr__(self, "distances", tuple(float(d) for d in self.distances))
-        object.__setattr__(
-            self, "detectors", tuple(tuple(int(v) for v in b) for b in self.detectors)
-        )
+        object.__setattr__(self, "distances", _floats(self.distances, "distances"))
+        object.__setattr__(self, "detectors", _boxes(self.detectors, "detectors"))
         self.validate()
 
     # ------------------------------------------------------------------ derived quantities
@@ -133,10 +193,19 @@ class Design:
             raise DesignError(f"layer_kind: must be 'phase' or 'complex', got {self.layer_kind!r}")
         for name in ("wavelength", "pitch"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            if not (_is_number(v) and math.isfinite(v) and v > 0):
                 raise DesignError(f"{name}: must be a length > 0 in metres, got {v!r}")
-        if self.levels.ndim != 3:
-            raise DesignError(f"levels: expected (K, ny, nx), got shape {self.levels.shape}")
+        if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
+            raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
+                              f"{self.pad!r}")
+        for name in ("input", "dataset", "quantizer", "metrics", "extra"):
+            v = getattr(self, name)
+            if not isinstance(v, dict):
+                raise DesignError(f"{name}: must be a table (JSON object), got "
+                                  f"{type(v).__name__}")
+        if self.levels.ndim != 3 or 0 in self.levels.shape:
+            raise DesignError(f"levels: expected (K, ny, nx) with K, ny, nx >= 1, got shape "
+                              f"{self.levels.shape}")
         K, L = self.level_tables.shape
         if K != self.n_layers:
             raise DesignError(
@@ -149,6 +218,8 @@ class Design:
                 f"levels: values must lie in 0..{L - 1}, found "
                 f"{int(self.levels.min())}..{int(self.levels.max())}"
             )
+        if not np.all(np.isfinite(self.level_tables)):
+            raise DesignError("level_tables: every transmission must be finite")
         if np.any(np.abs(self.level_tables) > 1 + 1e-6):
             raise DesignError("level_tables: every transmission must have |t| <= 1")
         if len(self.distances) != self.n_layers + 1:
@@ -163,12 +234,20 @@ class Design:
             y0, x0, h, w = box
             if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > ny or x0 + w > nx:
                 raise DesignError(f"detectors: box {list(box)} lies outside the {ny}x{nx} grid")
-        if self.target is not None and np.shape(self.target) != self.shape:
-            raise DesignError(f"target: shape {np.shape(self.target)} != layer shape {self.shape}")
-        if self.fixed_mask is not None and np.shape(self.fixed_mask) != self.levels.shape:
-            raise DesignError(
-                f"fixed_mask: shape {np.shape(self.fixed_mask)} != levels {self.levels.shape}"
-            )
+        if self.target is not None:
+            tgt = np.asarray(self.target)
+            if tgt.shape != self.shape:
+                raise DesignError(f"target: shape {tgt.shape} != layer shape {self.shape}")
+            real = np.issubdtype(tgt.dtype, np.integer) or np.issubdtype(tgt.dtype, np.floating)
+            if not real or not np.all(np.isfinite(tgt)):
+                raise DesignError(f"target: must be finite real intensities, got dtype "
+                                  f"{tgt.dtype}")
+        if self.fixed_mask is not None:
+            fm = np.asarray(self.fixed_mask)
+            if fm.shape != self.levels.shape:
+                raise DesignError(f"fixed_mask: shape {fm.shape} != levels {self.levels.shape}")
+            if fm.dtype != bool and not np.isin(fm, (0, 1)).all():
+                raise DesignError(f"fixed_mask: must be booleans, got dtype {fm.dtype}")
 
     # ------------------------------------------------------------------ files
     def to_json_dict(self) -> dict[str, Any]:
@@ -212,7 +291,13 @@ class Design:
 
     @classmethod
     def load(cls, directory: str | Path) -> Design:
-        """Read a design directory (or a path to its design.json / design.npz)."""
+        """Read a design directory (or a path to its design.json / design.npz).
+
+        ``design.json`` is checked field by field and against ``design.npz``: its redundant
+        fields (``shape``, ``n_layers``, ``n_levels``, ``level_phases``) must describe the
+        arrays, ``levels`` must be an integer array in ``0..n_levels-1`` (checked before the
+        cast to int16). Any problem is one :class:`DesignError` line naming the file and field.
+        """
         directory = Path(directory)
         if directory.is_file():
             directory = directory.parent
@@ -222,8 +307,10 @@ class Design:
                 raise DesignError(f"{p}: not found (run `optodesign train` to create a design)")
         try:
             meta = json.loads(jpath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise DesignError(f"{jpath}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise DesignError(f"{jpath}: must hold a JSON object, got {type(meta).__name__}")
         if meta.get("format") != FORMAT:
             raise DesignError(f"{jpath}: format {meta.get('format')!r} is not {FORMAT!r}")
         try:
@@ -234,17 +321,23 @@ class Design:
         for key in ("levels", "level_tables"):
             if key not in arrays:
                 raise DesignError(f"{npath}: missing array {key!r}")
+        if not np.issubdtype(arrays["levels"].dtype, np.integer):
+            raise DesignError(f"{npath}: levels must be an integer array, got dtype "
+                              f"{arrays['levels'].dtype}")
+        for key in ("task", "wavelength", "pitch", "distances"):
+            if key not in meta:
+                raise DesignError(f"{jpath}: missing field {key!r}")
         try:
-            return cls(
+            design = cls(
                 task=meta["task"],
                 wavelength=meta["wavelength"],
                 pitch=meta["pitch"],
                 levels=arrays["levels"],
                 level_tables=arrays["level_tables"],
-                distances=tuple(meta["distances"]),
+                distances=meta["distances"],
                 layer_kind=meta.get("layer_kind", "phase"),
                 pad=meta.get("pad", 2.0),
-                detectors=tuple(tuple(b) for b in meta.get("detectors", [])),
+                detectors=meta.get("detectors", []),
                 input=meta.get("input", {}),
                 dataset=meta.get("dataset", {}),
                 quantizer=meta.get("quantizer", {}),
@@ -253,5 +346,38 @@ class Design:
                 target=arrays.get("target"),
                 fixed_mask=arrays.get("fixed_mask"),
             )
-        except KeyError as e:
-            raise DesignError(f"{jpath}: missing field {e.args[0]!r}") from None
+        except DesignError as e:
+            field_name = str(e).split(":", 1)[0]
+            where = npath if field_name in ("levels", "level_tables", "target",
+                                            "fixed_mask") else jpath
+            raise DesignError(f"{where}: {e}") from None
+        _check_redundant(meta, design, jpath)
+        return design
+
+
+def _check_redundant(meta: dict[str, Any], design: Design, jpath: Path) -> None:
+    """design.json's copies of what design.npz holds must agree with it."""
+    where = f"{jpath}: disagrees with design.npz:"
+    if "shape" in meta and meta["shape"] != list(design.shape):
+        raise DesignError(f"{where} shape {meta['shape']!r}, the levels are "
+                          f"{list(design.shape)}")
+    for key, have in (("n_layers", design.n_layers), ("n_levels", design.n_levels)):
+        if key in meta and (not _is_number(meta[key]) or meta[key] != have):
+            raise DesignError(f"{where} {key} {meta[key]!r}, the arrays hold {have}")
+    if "level_phases" in meta:
+        try:
+            ph = np.asarray(meta["level_phases"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DesignError(f"{where} level_phases must be a ({design.n_layers}, "
+                              f"{design.n_levels}) list of numbers") from None
+        have = design.level_phases()
+        if ph.shape != have.shape:
+            raise DesignError(f"{where} level_phases has shape {ph.shape}, the level tables "
+                              f"{have.shape}")
+        # compared on the circle: 2π - ε and 0 are the same phase
+        diff = np.abs(np.angle(np.exp(1j * (ph - have)))) if np.all(np.isfinite(ph)) else None
+        if diff is None or diff.max() > 1e-9:
+            k, i = np.unravel_index(int(np.argmax(diff)), ph.shape) if diff is not None \
+                else (0, 0)
+            raise DesignError(f"{where} level_phases[{k}][{i}] = {ph[k, i]!r} rad, the level "
+                              f"table gives {have[k, i]!r}")

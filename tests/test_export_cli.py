@@ -159,7 +159,7 @@ def test_unwritable_output_leaves_nothing(tmp_path: Path) -> None:
     blocker.write_text("x")
     res = CliRunner().invoke(export, [str(run), "--process", "thz-printed",
                                       "--out", str(blocker / "fab")])
-    assert res.exit_code == 2 and res.output.startswith("error: out:")
+    assert res.exit_code == 2 and res.output.startswith("error: --out:")
     assert blocker.read_text() == "x" and leftovers(tmp_path) == []
     # a non-empty directory that is not a fab directory is never overwritten
     other = tmp_path / "mine"

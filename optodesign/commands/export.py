@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ._common import user_errors
+from ._common import check_output_dir, user_errors
 
 
 def _size(n: int) -> str:
@@ -24,7 +24,9 @@ def _size(n: int) -> str:
               help="Shipped process name (e.g. thz-printed, fused-silica-etch4, tio2-pillars, "
                    "ip-dip-2pp) or a process .toml file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Fab directory to write (replaced if it is a previous fab directory).")
+              help="Fab directory to write. A previous fab directory there is replaced; "
+                   "entries export did not write (e.g. a verify report) are kept; any other "
+                   "non-empty directory is refused.")
 @click.option("--format", "formats", default="gds,oas,stl", show_default=True,
               help="Comma-separated outputs: gds, oas, stl.")
 @click.option("--strict", is_flag=True,
@@ -41,12 +43,15 @@ def export(run_dir: Path, process_name: str, out_dir: Path, formats: str, strict
 
     t0 = time.perf_counter()
     fmts = parse_formats(formats)
+    check_output_dir(out_dir, "--out")
     design = Design.load(run_dir)
     process = load_process(process_name)
     failed: DesignRuleError | None = None
+    kept: list[str] = []
     try:
         manifest = export_design(design, process, out_dir, formats=fmts, strict=strict,
-                                 spacer=spacer, design_dir=run_dir)
+                                 spacer=spacer, design_dir=run_dir, kept=kept,
+                                 option="--out")
     except DesignRuleError as e:
         failed, manifest = e, e.manifest
     dt = time.perf_counter() - t0
@@ -65,6 +70,11 @@ def export(run_dir: Path, process_name: str, out_dir: Path, formats: str, strict
         click.echo(f"  spacer {sp['between'][0]}-{sp['between'][1]}: {sp['file']}")
     for note in manifest.get("notes", []):
         click.echo(f"  note: {note}")
+    if kept:
+        names = ", ".join(n + ("/" if (Path(out_dir) / n).is_dir() else "") for n in kept)
+        click.echo(f"  kept from the previous fab directory (not written by export, carried "
+                   f"over unchanged): {names}; a verify report among them describes the "
+                   "previous files: re-run verify")
     click.echo(f"  manifest: {Path(out_dir) / 'manifest.json'}   drc: "
                f"{Path(out_dir) / 'drc.txt'}")
     if failed is not None:

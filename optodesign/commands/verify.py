@@ -1,7 +1,9 @@
 """``optodesign verify FAB_DIR --report OUT``: simulate the written files under fab errors.
 
-Exit codes: 0 when the metric under the combined errors stays within the tolerance, 1 when
-it does not, 2 for bad input (missing or corrupt files, a bad errors file, bad options).
+Exit codes: 0 when the files read back score within the tolerance of the trained metric and
+the metric under the combined errors stays within the tolerance of the read-back one, 1 when
+either does not, 2 for bad input (missing, corrupt or inconsistent files — files that do not
+make the design in ``design.npz`` —, a bad errors file, bad options, an unusable --report).
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ from pathlib import Path
 
 import click
 
-from ._common import device_option, resolve_device, user_errors
+from ..errors import UserError
+from ._common import check_output_dir, device_option, resolve_device, user_errors
+
+#: largest --seed (numpy seeds any non-negative integer; JSON readers keep 63 bits)
+MAX_SEED = 2**63 - 1
 
 
 @click.command()
 @click.argument("fab_dir", type=click.Path(path_type=Path))
 @click.option("--report", "report_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory (created): report.json, report.md, PNG figures.")
+              type=click.Path(path_type=Path),
+              help="Report directory (created, or a previous report replaced; other entries "
+                   "in it are kept): report.json, report.md, PNG figures.")
 @click.option("--samples", type=int, default=100, show_default=True,
               help="Monte-Carlo samples of the combined errors.")
-@click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--errors", "errors_file", type=click.Path(path_type=Path),
               default=None, help="Errors TOML ([errors], [tolerance], [sweep]); default: a "
                                  "typical model scaled to the design (see docs/verify.md).")
 @device_option
@@ -46,12 +53,28 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     and score them, and write a report to --report."""
     from ..verify.errors import load_errors
     from ..verify.montecarlo import verify_fab
-    from ..verify.report import tolerated_up_to, write_report
+    from ..verify.report import (
+        check_report_dir,
+        tolerated_up_to,
+        trained_drop,
+        trained_passed,
+        verdict,
+        write_report,
+    )
 
-    if samples < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--samples")
-    if sweep_samples is not None and sweep_samples < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--sweep-samples")
+    for name, value in (("--samples", samples), ("--sweep-samples", sweep_samples),
+                        ("--test-samples", test_samples)):
+        if value is not None and value < 1:
+            raise UserError(f"{name}: must be >= 1, got {value}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed: must be in 0..{MAX_SEED}, got {seed}")
+    # before any expensive work: the report must have somewhere to go
+    check_output_dir(report_dir, "--report")
+    check_report_dir(report_dir, option="--report")
+    if not fab_dir.is_dir():
+        raise UserError(f"{fab_dir}: fab directory not found" if not fab_dir.exists() else
+                        f"{fab_dir}: not a directory (give the fab directory written by "
+                        "optodesign export)")
     cfg = load_errors(errors_file) if errors_file is not None else None
     dev = resolve_device(device)
     result = verify_fab(fab_dir, errors=cfg, samples=samples, seed=seed, device=dev,
@@ -64,7 +87,12 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     click.echo(f"verify {fab.fab_dir} ({fab.process.name}, read from {fab.source.upper()}, "
                f"{dev}): {fab.design.task}, metric {m}")
     if result.trained is not None:
-        same = "exactly reproduced" if result.round_trip_exact else "DIFFERS"
+        if result.round_trip_exact:
+            same = "exactly reproduced"
+        else:
+            ok = "within" if trained_passed(result) else "FAIL: beyond"
+            same = (f"DIFFERS, drop {trained_drop(result):.4g}, {ok} the allowed "
+                    f"{result.max_drop:.4g}")
         click.echo(f"  trained {m} {result.trained:.6g}; files read back {result.nominal_value:.6g}"
                    f" ({same})")
     else:
@@ -78,9 +106,15 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     for sw in result.sweep:
         click.echo(f"  sweep {sw.name:<19} tolerated up to {tolerated_up_to(sw)}")
     tol = result.config.tolerance
-    verdict = "PASS" if result.passed else "FAIL"
-    click.echo(f"  {verdict}: {tol.statistic} {m} drop {result.drop:.4g} "
-               f"(allowed {result.max_drop:.4g})")
-    click.echo(f"  report: {files['report.md']}  ({len(files)} files in {report_dir})")
+    passed = verdict(result)
+    reasons = []
+    if not trained_passed(result):
+        reasons.append(f"files read back {trained_drop(result):.4g} below the trained {m}")
     if not result.passed:
+        reasons.append(f"combined errors {result.drop:.4g} below the files' {m}")
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    click.echo(f"  {'PASS' if passed else 'FAIL'}: {tol.statistic} {m} drop {result.drop:.4g} "
+               f"under the combined errors (allowed {result.max_drop:.4g}){why}")
+    click.echo(f"  report: {files['report.md']}  ({len(files)} files in {report_dir})")
+    if not passed:
         sys.exit(1)

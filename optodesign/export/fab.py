@@ -6,10 +6,15 @@ simple for a fab), plus ``drc.json``/``drc.txt`` (design-rule summary), ``levels
 level maps as heights or pillar sizes), a byte copy of ``design.json``/``design.npz`` (so
 ``verify`` has the Design) and ``manifest.json`` (:mod:`optodesign.export.manifest`).
 
-Atomic as a whole: everything is written into a hidden temporary directory beside
-``out_dir`` and renamed into place at the end, so an error leaves no half-written fab
-directory (a previous fab directory at ``out_dir`` is replaced only on success). A directory
-that exists, is not empty and holds no ``manifest.json`` is never overwritten.
+Atomic as a whole (:func:`replace_dir`): everything is written into a hidden temporary
+directory beside ``out_dir`` and renamed into place at the end, so an error leaves no
+half-written fab directory (a previous fab directory at ``out_dir`` is replaced only on
+success). An existing, non-empty ``out_dir`` is replaced only when it is a previous fab
+directory: its ``manifest.json`` parses with our format tag and none of the files it lists
+was changed since. Entries it holds that export did not write (a verify report put inside
+it, notes) are carried into the new directory unchanged; anything else is refused with one
+line. ``.NAME.lock`` beside ``out_dir`` keeps two exports from writing it at once, and
+staging directories of killed exports are removed by the next one.
 
 STL heights: print → the thickness map on its base plate; etch → the relief above the
 substrate (process ``etch.substrate``); pillars → no STL (noted in the manifest).
@@ -18,13 +23,17 @@ substrate (process ``etch.substrate``); pillars → no STL (noted in the manifes
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import io
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +44,10 @@ from ..errors import UserError
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
 from ..process import EtchSpec, PillarSpec, Process, wrap_phase
 from .drc import DRCReport, check_levels
-from .manifest import FORMAT, file_entry, write_manifest
+from .manifest import FORMAT, file_entry, listed_files, load_manifest, write_manifest
 
-__all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats"]
+__all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats", "replace_dir",
+           "Staging", "foreign_entries", "check_out_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +84,180 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------- directories
-def _prepare_temp_dir(out: Path) -> Path:
+#: hidden entries our own staging leaves beside a directory NAME: ``.NAME.<8 chars>.tmp`` (a
+#: directory being written), ``.NAME.<8 chars>.old`` (the previous one, during a swap)
+_STAGING_RE = r"\.{name}\.[a-z0-9_]{{8}}\.(tmp|old)"
+_ANY_STAGING = re.compile(r"^\..+\.([a-z0-9_]{8}\.(tmp|old)|lock)$")
+
+
+@dataclass
+class Staging:
+    """A directory being built for :func:`replace_dir`.
+
+    Attributes:
+        path: the hidden temporary directory to write into.
+        kept: names of the entries of the previous directory that its owner did not write;
+            they are carried into the new directory unchanged at the swap.
+    """
+
+    path: Path
+    kept: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def replace_dir(out: str | Path, *, option: str,
+                owned: Callable[[Path], set[str]]) -> Iterator[Staging]:
+    """Build a directory in a hidden temporary directory beside ``out`` and swap it in.
+
+    ``out`` is replaced only when it is absent, empty, or ``owned(out)`` recognises it as a
+    previous output of the same writer: ``owned`` returns the names it wrote (they are
+    replaced) or raises :class:`UserError` (nothing is touched). Every other entry (a verify
+    report a user put inside a fab directory, notes) is carried into the new directory
+    unchanged (hard links, else copies) at the swap, so a re-run never loses it; a carried
+    name that the new directory also writes is refused.
+
+    While it runs, ``.NAME.lock`` beside ``out`` is locked (``fcntl.flock``): a second writer
+    of the same ``out`` fails at once with one line. Under the lock, staging directories left
+    by killed runs (``.NAME.*.tmp``, ``.NAME.*.old``) are removed; a previous directory that a
+    killed swap left as ``.NAME.*.old`` with ``out`` missing is first put back.
+
+    Args:
+        out: the directory to create or replace.
+        option: how error messages name it (``"out"``, ``"--report"``).
+        owned: ``owned(out) -> names`` (see above), called only for a non-empty ``out``.
+
+    Yields:
+        A :class:`Staging`: write into ``staging.path``; on a clean exit the result replaces
+        ``out`` atomically (one rename), on an exception it is removed and ``out`` is left
+        untouched.
+
+    Raises:
+        UserError: ``out`` is a file, is not recognised, cannot be created, is locked, or a
+            kept entry collides with a new file.
+    """
+    out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
-        raise UserError(f"out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise UserError(
-            f"out: {out} exists, is not empty and holds no manifest.json; refusing to "
-            "overwrite it (choose a new directory)"
-        )
+        raise UserError(f"{option}: {out} exists and is not a directory")
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     except OSError as e:
-        raise UserError(f"out: cannot create {out} ({e.strerror or type(e).__name__})") from None
+        raise UserError(f"{option}: cannot create {out} ({e.strerror or type(e).__name__})"
+                        ) from None
+    with _dir_lock(out, option):
+        _clean_staging(out)
+        kept = foreign_entries(out, owned)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        except OSError as e:
+            raise UserError(f"{option}: cannot create {out} ({e.strerror or type(e).__name__})"
+                            ) from None
+        staging = Staging(tmp, kept)
+        try:
+            yield staging
+            _share(tmp)
+            _carry(out, tmp, kept, option)
+            _swap_into_place(tmp, out)
+        except BaseException:
+            _remove(tmp)
+            raise
+
+
+def foreign_entries(out: Path, owned: Callable[[Path], set[str]]) -> list[str]:
+    """Entries of ``out`` its writer did not write (``[]`` when absent or empty).
+
+    Our own staging leftovers inside it (``.X.*.tmp``, ``.X.*.old``, ``.X.lock`` of a nested
+    report) are neither kept nor counted.
+
+    Raises:
+        UserError: from ``owned``, when ``out`` is not a previous output.
+    """
+    if not out.is_dir():
+        return []
+    names = sorted(p.name for p in out.iterdir() if not _ANY_STAGING.match(p.name))
+    if not names:
+        return []
+    own = owned(out)
+    return [n for n in names if n not in own]
+
+
+@contextlib.contextmanager
+def _dir_lock(out: Path, option: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``.NAME.lock`` beside ``out`` (removed afterwards).
+
+    The file is unlinked while locked; a process that opened it before checks after locking
+    that the path still names the file it locked, else retries (the usual lock-file dance).
+    Where ``fcntl`` or ``flock`` is not available, runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX)
+        yield
+        return
+    path = out.parent / f".{out.name}.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"{option}: cannot create the lock file {path} "
+                            f"({e.strerror or type(e).__name__})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(f"{option}: {out} is being written by another process (lock "
+                            f"{path} is held); run one at a time") from None
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                os.close(fd)
+                raise
+            log.warning("cannot lock %s (%s); writing %s unlocked", path, e.strerror, out)
+            try:
+                yield
+            finally:
+                os.close(fd)
+            return
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # unlinked by its previous holder: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _clean_staging(out: Path) -> None:
+    """Remove what killed runs left beside ``out`` (called under the lock)."""
+    pattern = re.compile("^" + _STAGING_RE.format(name=re.escape(out.name)) + "$")
+    found = [p for p in out.parent.iterdir() if pattern.match(p.name)]
+    olds = [p for p in found if p.name.endswith(".old")]
+    tmps = [p for p in found if p.name.endswith(".tmp")]
+    if olds and not os.path.lexists(out):
+        if len(olds) == 1:
+            # killed between the two renames of a swap: the previous directory is the .old
+            log.warning("restoring %s from %s (a previous run was interrupted)", out, olds[0])
+            os.rename(olds[0], out)
+        else:  # ambiguous: leave them to the user
+            log.warning("%s is missing and %d previous copies lie beside it; not touched",
+                        out, len(olds))
+        olds = []
+    for p in tmps + olds:
+        log.info("removing %s (left by an interrupted run)", p)
+        _remove(p)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -96,13 +266,39 @@ def _umask() -> int:
     return mask
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    # mkdtemp/mkstemp create private (0700/0600) entries; a fab directory is for sharing
+def _share(tmp: Path) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) entries; a fab directory is for sharing."""
     mask = _umask()
     os.chmod(tmp, 0o777 & ~mask)
     for f in tmp.iterdir():
-        os.chmod(f, 0o666 & ~mask)
-    if not out.exists():
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, 0o666 & ~mask)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, dst)
+
+
+def _carry(out: Path, tmp: Path, kept: list[str], option: str) -> None:
+    """Put the kept entries of ``out`` into ``tmp`` unchanged (``out`` is not modified)."""
+    for name in kept:
+        src, dst = out / name, tmp / name
+        if os.path.lexists(dst):
+            raise UserError(f"{option}: {src} was not written by the previous run, and this "
+                            f"run writes {name} too; move it out of {out} first")
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_dir():
+            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(src), str(dst))
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if not os.path.lexists(out):
         os.rename(tmp, out)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
@@ -113,7 +309,47 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     except OSError:
         os.rename(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def check_out_dir(out_dir: str | Path, *, option: str = "out") -> None:
+    """Check, changing nothing, that :func:`export_design` may write ``out_dir``: absent,
+    empty, or a previous fab directory (see :func:`replace_dir`); for callers that want to
+    fail before expensive work (quickstart).
+
+    Raises:
+        UserError: one line naming ``option``.
+    """
+    out = Path(out_dir).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option}: {out} exists and is not a directory")
+    foreign_entries(out, functools.partial(_fab_owned, option=option))
+
+
+def _fab_owned(out: Path, option: str = "out") -> set[str]:
+    """Names a previous export wrote into ``out``; refuses anything else (see
+    :func:`replace_dir`): a directory without our manifest, or one whose listed files were
+    changed after export (a re-export would silently lose the change)."""
+    try:
+        manifest = load_manifest(out)
+    except UserError as e:
+        raise UserError(f"{option}: {out} exists, is not empty and is not a fab directory written "
+                        f"by optodesign export ({e}); refusing to replace it (choose a new "
+                        "directory)") from None
+    own = {"manifest.json"}
+    changed = []
+    for name, sha in listed_files(manifest):
+        own.add(name)
+        f = out / name
+        if os.path.lexists(f) and (f.is_symlink() or not f.is_file()
+                                   or sha256_file(f) != sha):
+            changed.append(name)
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise UserError(f"{option}: {out / changed[0]}{more} changed after export wrote it "
+                        "(SHA-256 differs from manifest.json); refusing to replace it (move "
+                        "the changed files away or choose a new directory)")
+    return own
 
 
 # ---------------------------------------------------------------------------- main entry
@@ -128,6 +364,8 @@ def export_design(
     design_dir: str | Path | None = None,
     max_examples: int = 10,
     plot: bool = True,
+    kept: list[str] | None = None,
+    option: str = "out",
 ) -> dict[str, Any]:
     """Write the fab directory of ``design`` made with ``process``.
 
@@ -144,27 +382,31 @@ def export_design(
             ``design.npz`` are copied byte for byte (else the Design is saved afresh).
         max_examples: example locations per design rule.
         plot: write ``levels.png``.
+        kept: if given, the names of the entries of a previous fab directory at ``out_dir``
+            that export did not write (carried over unchanged, see :func:`replace_dir`) are
+            appended to it.
+        option: how error messages about ``out_dir`` name it (the CLI: ``--out``).
 
     Returns:
         The manifest as a dict (also written to ``manifest.json``).
 
     Raises:
-        UserError: design and process do not match, output not writable, bad formats.
+        UserError: design and process do not match, output not writable or not a previous
+            fab directory (see :func:`replace_dir`), being written by another export, bad
+            formats.
         DesignRuleError: ``strict`` and the design rules fail.
     """
     fmts = parse_formats(formats)
     process.check_design(design)
     out = Path(out_dir).expanduser().absolute()
-    tmp = _prepare_temp_dir(out)
-    try:
+    with replace_dir(out, option=option,
+                     owned=functools.partial(_fab_owned, option=option)) as staging:
         manifest, report = _write_all(
-            design, process, tmp, formats=fmts, spacer=spacer, design_dir=design_dir,
-            max_examples=max_examples, plot=plot,
+            design, process, staging.path, formats=fmts, spacer=spacer,
+            design_dir=design_dir, max_examples=max_examples, plot=plot,
         )
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if kept is not None:
+        kept.extend(staging.kept)
     log.info("wrote fab directory %s", out)
     if strict and not report.passed:
         failing = [

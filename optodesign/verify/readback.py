@@ -206,6 +206,79 @@ def _check_consistent(manifest: dict[str, Any], design: Design, fab: Path) -> No
                         f"{design.n_layers}")
 
 
+def _check_makes_design(levels: np.ndarray, design_levels: np.ndarray, values: np.ndarray,
+                        files: list[str], fab: Path) -> None:
+    """The files must make the checksummed design: every pixel read back must be the
+    structure (height or pillar size, from the manifest's level table) of the design's level.
+
+    Levels that the table maps to the same structure are interchangeable (the files cannot
+    tell them apart); anything else means the files are not those of this design (layer
+    entries swapped in the manifest, a file replaced and its checksum updated).
+
+    Raises:
+        UserError: one line naming the first file that differs, exit code 2 in the CLI.
+    """
+    for k in range(levels.shape[0]):
+        made = values[k][levels[k]]
+        wanted = values[k][design_levels[k]]
+        bad = made != wanted
+        if bad.any():
+            n = int(bad.sum())
+            raise UserError(
+                f"{fab / files[k]}: does not make layer {k + 1} of design.npz ({n} of "
+                f"{bad.size} pixels differ); the fab directory is inconsistent (layer entries "
+                "of manifest.json swapped or files replaced?)")
+
+
+def _check_task_fields(design: Design, fab: Path) -> None:
+    """What scoring the design needs from design.json, checked before any simulation."""
+    where = fab / "design.json"
+    t = design.task
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if t == "d2nn":
+        size = design.input.get("image_size")
+        if not (isinstance(size, int) and not isinstance(size, bool)
+                and 1 <= size <= min(design.shape)):
+            raise UserError(f"{where}: input.image_size must be a whole number of pixels in "
+                            f"1..{min(design.shape)}, got {size!r}")
+        if design.input.get("encoding", "amplitude") not in ("amplitude", "phase"):
+            raise UserError(f"{where}: input.encoding must be 'amplitude' or 'phase', got "
+                            f"{design.input.get('encoding')!r}")
+        if not design.detectors:
+            raise UserError(f"{where}: detectors: a classifier needs one detector box per "
+                            "class, got none")
+        n = design.dataset.get("test_samples")
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+            raise UserError(f"{where}: dataset.test_samples must be a whole number >= 0 or "
+                            f"absent, got {n!r}")
+        for key in ("name", "path"):
+            v = design.dataset.get(key)
+            if v is not None and not isinstance(v, str):
+                raise UserError(f"{where}: dataset.{key} must be a string, got {v!r}")
+    elif t == "lens":
+        for key in ("focus_radius", "ideal_peak"):
+            v = design.extra.get(key)
+            if not (number(v) and v > 0):
+                raise UserError(f"{where}: extra.{key} must be a number > 0, got {v!r}")
+    elif t == "hologram":
+        if design.target is None:
+            raise UserError(f"{fab / 'design.npz'}: a hologram needs its target array")
+    elif t == "splitter":
+        from ..design import DesignError, _boxes
+
+        boxes = design.extra.get("spot_boxes")
+        try:
+            ok = bool(_boxes(boxes, "extra.spot_boxes")) if boxes is not None else False
+        except DesignError:
+            ok = False
+        if not ok:
+            raise UserError(f"{where}: extra.spot_boxes must be a non-empty list of "
+                            f"[y0, x0, h, w] boxes, got {boxes!r}")
+
+
 def _files_of(manifest: dict[str, Any], fmt: str) -> list[str] | None:
     names = []
     for layer in manifest["layers"]:
@@ -234,7 +307,10 @@ def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 
         raise UserError(f"{fab}: fab directory not found")
     try:
         return _read_fab(fab, source, oversample)
-    except (KeyError, IndexError, TypeError) as e:  # a manifest missing or mangling a field
+    except UserError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        # a manifest missing or mangling a field that validate_manifest does not type-check
         raise UserError(f"{fab / 'manifest.json'}: malformed or incomplete "
                         f"({type(e).__name__}: {e})") from None
 
@@ -243,6 +319,11 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
     from ..export.manifest import check_files, load_manifest
 
     manifest = load_manifest(fab)
+    for name in ("design.json", "design.npz"):
+        # the Design is the reference the files are checked against: it must be checksummed
+        if name not in manifest.get("files", {}):
+            raise UserError(f"{fab / 'manifest.json'}: files lists no {name} (its SHA-256 "
+                            "is what makes the design of this fab directory trustworthy)")
     problems = check_files(fab, manifest)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -253,6 +334,7 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         notes.append(note)
     trained = Design.load(fab)
     _check_consistent(manifest, trained, fab)
+    _check_task_fields(trained, fab)
     K, L = trained.n_layers, trained.n_levels
     ny, nx = trained.shape
     pillars = isinstance(process.structure, PillarSpec)
@@ -325,10 +407,12 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         heights = np.where(sizes > 0, spec.height, 0.0)  # type: ignore[union-attr]
     else:
         atoms = sizes = None
+    read_files = stl_files if source == "stl" else gds_files
+    _check_makes_design(levels, trained.levels, values, read_files, fab)  # type: ignore[arg-type]
     equal = bool(np.array_equal(levels, trained.levels))
     if not equal:
-        notes.append(f"{int((levels != trained.levels).sum())} pixels of the files differ from "
-                     "the trained design's level maps")
+        notes.append(f"{int((levels != trained.levels).sum())} pixels of the files read back "
+                     "as another level of the same height/size as the design's")
     design = trained.with_levels(levels, level_tables=tables)
     phys = Physical(
         kind="pillars" if pillars else "thin",

@@ -22,19 +22,25 @@ metadata):
 from __future__ import annotations
 
 import io
+import json
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
+from ..export.fab import foreign_entries, replace_dir
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..units import format_length
 from .errors import ERRORS
 from .montecarlo import VerifyResult
 
 __all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",
-           "tolerated_up_to"]
+           "tolerated_up_to", "check_report_dir", "verdict", "trained_drop", "trained_passed",
+           "REPORT_FILES"]
 
 FORMAT = "optodesign.verify/1"
 
@@ -83,7 +89,9 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
                      "notes": list(fab.notes)},
         "nominal": nominal,
         "trained": {"metric": r.metric, "value": r.trained,
-                    "round_trip_exact": r.round_trip_exact},
+                    "round_trip_exact": r.round_trip_exact, "drop": trained_drop(r),
+                    "max_drop": r.max_drop, "passed": trained_passed(r)},
+        "passed": verdict(r),
         "errors": {"source": r.config.source or "default", "values": r.config.errors.to_dict(),
                    "units": {n: s.unit for n, s in ERRORS.items()},
                    "active": list(r.config.errors.active())},
@@ -118,10 +126,19 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     if fab.design.task == "d2nn":
         lines.append(f"Test images: {r.test_samples}.")
     lines.append("")
-    verdict = "PASS" if r.passed else "FAIL"
-    lines.append(f"**{verdict}**: {tol.statistic} {m} under the combined errors is "
-                 f"{tol.statistic_of(r.combined.values):.4g}, a drop of {r.drop:.4g} from the "
-                 f"nominal {r.nominal_value:.4g} (allowed: {r.max_drop:.4g}).")
+    word = "PASS" if verdict(r) else "FAIL"
+    drop = trained_drop(r)
+    if drop is not None:
+        lines.append(f"**{word}**: the files read back score {r.nominal_value:.4g}, a drop of "
+                     f"{drop:.4g} from the trained {r.trained:.4g} "
+                     f"({'within' if trained_passed(r) else 'BEYOND'} the allowed "
+                     f"{r.max_drop:.4g});")
+    else:
+        lines.append(f"**{word}**: no trained {m} to compare the files with;")
+    lines.append(f"under the combined errors, {tol.statistic} {m} is "
+                 f"{tol.statistic_of(r.combined.values):.4g}, "
+                 f"a drop of {r.drop:.4g} from the files' {r.nominal_value:.4g} "
+                 f"({'within' if r.passed else 'BEYOND'} the allowed {r.max_drop:.4g}).")
     lines.append("")
     lines.append("| | value |")
     lines.append("| --- | --- |")
@@ -305,31 +322,102 @@ def _plot_confusion(r: VerifyResult, path: Path) -> None:
     _save(fig, path)
 
 
-def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and the figures into ``out_dir`` (created).
+#: every name :func:`write_report` may write: a previous report's entries by these names are
+#: replaced, any other entry of the report directory is kept
+REPORT_FILES = frozenset({"report.json", "report.md", "sweep.png", "histogram.png",
+                          "outputs.png", "layers.png", "confusion.png"})
+
+
+#: what an interrupted atomic write of one of them leaves (``fileio.atomic_path``)
+_PARTIAL = re.compile(r"^\.(" + "|".join(re.escape(Path(n).stem) for n in REPORT_FILES)
+                      + r")\.[a-z0-9_]{8}\.(json|md|png)$")
+
+
+def _report_owned(option: str) -> Callable[[Path], set[str]]:
+    def owned(out: Path) -> set[str]:
+        names = {p.name for p in out.iterdir()}
+        partial = {n for n in names if _PARTIAL.match(n)}
+        names -= partial
+        ours = False
+        try:
+            ours = json.loads((out / "report.json").read_text(encoding="utf-8")).get(
+                "format") == FORMAT
+        except (OSError, ValueError, AttributeError, RecursionError):
+            pass
+        if not ours and not names <= REPORT_FILES:
+            raise UserError(f"{option}: {out} exists, is not empty and holds no verify report "
+                            "(report.json); refusing to write into it (choose a new directory)")
+        return set(REPORT_FILES) | partial
+
+    return owned
+
+
+def check_report_dir(out_dir: str | Path, *, option: str = "--report") -> None:
+    """Fail fast, before any simulation, when ``out_dir`` cannot take a report.
+
+    It must be absent, empty or a previous report directory (one holding our
+    ``report.json``, or nothing but names verify writes). (Whether it can be created and
+    written is the CLI's ``check_output_dir``.)
+
+    Raises:
+        UserError: one line naming ``option``.
+    """
+    out = Path(out_dir).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option}: {out} exists and is not a directory")
+    foreign_entries(out, _report_owned(option))
+
+
+def trained_drop(r: VerifyResult) -> float | None:
+    """Drop of the metric from training (design.json) to the files read back, if recorded."""
+    return None if r.trained is None else r.trained - r.nominal_value
+
+
+def trained_passed(r: VerifyResult) -> bool:
+    """Whether the files read back score within the tolerance of the trained metric."""
+    d = trained_drop(r)
+    return d is None or d <= r.max_drop * (1 + 1e-9) + 1e-12
+
+
+def verdict(r: VerifyResult) -> bool:
+    """The verify gate: the files read back keep the trained metric within the tolerance,
+    *and* the combined errors keep the read-back metric within it (``r.passed``)."""
+    return bool(r.passed and trained_passed(r))
+
+
+def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True,
+                 option: str = "--report") -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and the figures into ``out_dir``, atomically.
+
+    The report is built in a hidden directory beside ``out_dir`` and swapped in at the end
+    (:func:`optodesign.export.fab.replace_dir`): an interrupted run leaves the previous report
+    as it was, never a mix of old and new files. A previous report's files are replaced;
+    other entries of ``out_dir`` are kept unchanged; a non-empty directory that holds no
+    report is refused (one line naming ``option``).
 
     Returns:
-        ``{name: path}`` of every file written.
+        ``{name: path}`` of every file written (paths inside ``out_dir``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
     written: dict[str, Path] = {}
     figures: list[str] = []
-    if plots:
-        jobs = [("sweep.png", _plot_sweep, bool(r.sweep)),
-                ("histogram.png", _plot_histogram, True),
-                ("outputs.png", _plot_outputs, bool(r.examples)),
-                ("layers.png", _plot_layers, bool(r.examples)),
-                ("confusion.png", _plot_confusion, "confusion" in r.nominal)]
-        for name, fn, wanted in jobs:
-            if wanted:
-                fn(r, out / name)
-                written[name] = out / name
-                figures.append(name)
-    data = report_dict(r)
-    data["figures"] = figures
-    atomic_write_json(out / "report.json", data)
-    written["report.json"] = out / "report.json"
-    atomic_write_text(out / "report.md", report_markdown(r, figures))
-    written["report.md"] = out / "report.md"
+    with replace_dir(final, option=option, owned=_report_owned(option)) as staging:
+        out = staging.path
+        if plots:
+            jobs = [("sweep.png", _plot_sweep, bool(r.sweep)),
+                    ("histogram.png", _plot_histogram, True),
+                    ("outputs.png", _plot_outputs, bool(r.examples)),
+                    ("layers.png", _plot_layers, bool(r.examples)),
+                    ("confusion.png", _plot_confusion, "confusion" in r.nominal)]
+            for name, fn, wanted in jobs:
+                if wanted:
+                    fn(r, out / name)
+                    written[name] = final / name
+                    figures.append(name)
+        data = report_dict(r)
+        data["figures"] = figures
+        atomic_write_json(out / "report.json", data)
+        written["report.json"] = final / "report.json"
+        atomic_write_text(out / "report.md", report_markdown(r, figures))
+        written["report.md"] = final / "report.md"
     return written
