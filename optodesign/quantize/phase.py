@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 PHASE_METHODS = ("fp32", "pq", "ste", "gs", "dsq", "psq-ft", "psq-li", "psq-lt")
-#: PSQ-FT's default sharpness ``T·Δ`` (see :class:`PSQQuantizer` and docs/quantizers.md).
-FT_SHARPNESS = 12.0
+#: PSQ-FT's default temperature, 1/rad, for every table (see :class:`PSQQuantizer` and
+#: docs/quantizers.md: the one default that is not a multiple of ``1/Δ``).
+FT_T = 12.0
 
 
 def _phase(q: Tensor) -> Tensor:
@@ -278,33 +279,37 @@ class PSQQuantizer(PhaseQuantizer):
     neighbour or two) are evaluated.
     The forward pass is the soft staircase (no STE); hard levels only for evaluation/export.
 
-    Temperature ``T`` (1/rad) schedules; every default is a multiple of ``1/Δ``, i.e. a
-    sharpness ``T·Δ`` (the width of one step, ``≈ 4/T``, against the level gap):
+    Temperature ``T`` (1/rad) schedules. ``T·Δ`` is the sharpness (a step is ``≈ 4/T`` wide,
+    against the level gap ``Δ``); ``4/T`` is also the step width in raw phase, which the
+    optimizer crosses in steps of about its learning rate (radians):
 
-    * ``"ft"``: fixed ``T = t`` (default ``12/Δ``).
+    * ``"ft"``: fixed ``T = t`` (default ``12`` rad⁻¹ whatever ``Δ`` is: steps ≈ 0.33 rad
+      wide, about 7 Adam steps at lr 0.05; ``T·Δ`` = 38, 19, 4.7 for L = 2, 4, 16).
     * ``"li"``: after ``warmup_epochs`` of full precision (forward ``exp(i·raw)``), ``T`` rises
       linearly per epoch from ``t_start`` (default ``2/Δ``) to ``t_end`` (default ``64/Δ``).
     * ``"lt"``: learnable ``T = 1/(Δ·|k| + ε)``; ``k`` is an ``nn.Parameter`` measured in level
       gaps (dimensionless, so one optimizer step moves the sharpness alike for every ``L``),
-      initialised so that ``T = t_start`` (default ``2/Δ``, ``k ≈ 0.49``); ``ε = lt_eps``
-      (default ``Δ/100``, so ``T <= 100/Δ``). The regulariser ``½ λ(p) k²`` pulls ``k → 0``
+      initialised so that ``T = t_start`` (default ``2/Δ``, ``k = 0.499``); ``ε = lt_eps``
+      (default ``Δ/1000``, so ``T <= 1000/Δ``). The regulariser ``½ λ(p) k²`` pulls ``k → 0``
       (``T`` up) with a weight rising geometrically with the schedule progress,
-      ``λ(p) = lt_lambda · (lt_lambda_end / lt_lambda)^p`` (defaults 1e-2 → 1e4), so the last
-      epoch trains at ``λ = lt_lambda_end``. The task gradient on ``k`` pushes the other way
-      and grows as ``T`` sharpens (about ``a/k``, ``a ≈ 0.02`` on the MNIST benchmark), so
-      ``k`` settles near ``√(a/λ)``: ``T·Δ ≈ 2, 7, 40, 90`` over a 4-epoch run.
+      ``λ(p) = lt_lambda · (lt_lambda_end / lt_lambda)^p`` (defaults 1e-3 → 1e4), so the last
+      epoch trains at ``λ = lt_lambda_end``. The task pushes ``k`` the other way with a
+      gradient of about ``a/k`` (``a = |∂L/∂ log T|`` ≈ 0.01–0.03 on the MNIST benchmark), so
+      ``k`` settles near ``√(a/λ)``: ``T·Δ`` ≈ 2, 10, 100, 500 over a 4-epoch run.
 
     ``T·Δ = 50`` leaves a level within ``Δ·σ(−25) ≈ 1e-11 Δ`` of its hard value and every
-    point more than ``Δ/10`` from a decision boundary within ``Δ·σ(−5) ≈ 0.007 Δ``: a hard
-    staircase. ``T·Δ = 2`` is a smooth ramp with a visible staircase. See
-    ``docs/quantizers.md`` for why these defaults (FT's 12/Δ in particular).
+    point more than ``Δ/10`` from a decision boundary within ``Δ·σ(−5) ≈ 0.007 Δ``; the
+    soft and hard *models* agree only once the steps are also narrower than what the
+    optimizer can park a pixel on (``T·Δ`` in the hundreds at L = 2), hence LT's ``ε``.
+    ``T·Δ = 2`` is a smooth ramp with a visible staircase. docs/quantizers.md gives the
+    measurements behind every default.
     """
 
     def __init__(self, phases: np.ndarray | Sequence[float] | int, *,
                  schedule: Literal["ft", "li", "lt"] = "li",
                  t: float | None = None, t_start: float | None = None,
                  t_end: float | None = None, warmup_epochs: int = 0,
-                 lt_lambda: float = 1e-2, lt_lambda_end: float = 1e4,
+                 lt_lambda: float = 1e-3, lt_lambda_end: float = 1e4,
                  lt_eps: float | None = None) -> None:
         super().__init__(phases)
         if schedule not in ("ft", "li", "lt"):
@@ -313,7 +318,7 @@ class PSQQuantizer(PhaseQuantizer):
         self.method = f"psq-{schedule}"
         d = self.delta
         self.warmup_epochs = _count("warmup_epochs", warmup_epochs, 0)
-        self.t = _positive("t", FT_SHARPNESS / d if t is None else t)
+        self.t = _positive("t", FT_T if t is None else t)
         self.t_start = _positive("t_start", 2 / d if t_start is None else t_start)
         self.t_end = _positive("t_end", 64 / d if t_end is None else t_end)
         self.lt_lambda = _positive("lt_lambda", lt_lambda)
@@ -321,7 +326,7 @@ class PSQQuantizer(PhaseQuantizer):
         if self.lt_lambda_end < self.lt_lambda:
             raise ConfigError(f"lt_lambda_end: must be >= lt_lambda = {self.lt_lambda:g} so the "
                               f"regulariser grows, got {lt_lambda_end}")
-        self.lt_eps = _positive("lt_eps", d / 100 if lt_eps is None else lt_eps)
+        self.lt_eps = _positive("lt_eps", d / 1000 if lt_eps is None else lt_eps)
         if schedule == "lt":
             if 1 / self.t_start <= self.lt_eps:
                 raise ConfigError(
