@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "sha256_file", "read_toml"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "sha256_file", "read_toml",
+           "current_umask"]
 
 
 @contextlib.contextmanager
@@ -19,6 +20,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     On any exception the temporary file is removed and ``path`` is left untouched.
     The temporary name keeps the suffix so writers that dispatch on it (numpy, gdstk) work.
+    The new file gets the mode an ordinary ``open(path, "w")`` would give (``0o666`` less the
+    umask), not the private ``0o600`` of :func:`tempfile.mkstemp`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,11 +30,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

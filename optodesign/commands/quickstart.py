@@ -14,7 +14,9 @@ from typing import Any
 
 import click
 
-from ._common import device_option, resolve_device, user_errors
+from ..errors import UserError
+from ._common import check_output_dir, device_option, resolve_device, user_errors
+from .train import parse_int_option
 
 PROCESS = "thz-printed"
 
@@ -55,18 +57,56 @@ def quickstart_config_text() -> str:
     return resources.files("optodesign.data").joinpath("quickstart.toml").read_text("utf-8")
 
 
+def check_quickstart_out(out: Path) -> bool:
+    """Check (changing nothing) that ``out/run``, ``out/fab``, ``out/verify`` are ours to write.
+
+    Each may be absent or empty, or hold what an earlier quickstart wrote there (a run; a fab
+    directory with ``manifest.json``; a report); anything else is refused, so a quickstart
+    never replaces what it did not write. Run it again to redo a quickstart in place.
+
+    Returns:
+        True when ``out/run`` holds an earlier run whose files must be cleared first.
+
+    Raises:
+        UserError: one line naming ``--out``.
+    """
+    from ..train.trainer import is_run_dir
+
+    check_output_dir(out, "--out")
+    expected = {"run": ("a training run", is_run_dir),
+                "fab": ("a fab directory (manifest.json)",
+                        lambda d: (d / "manifest.json").is_file()),
+                "verify": ("a verify report (report.json)",
+                           lambda d: (d / "report.json").is_file() or (d / "report.md").is_file())}
+    earlier_run = False
+    for name, (what, ours) in expected.items():
+        d = out / name
+        if not d.exists():
+            continue
+        if not d.is_dir() or d.is_symlink():
+            raise UserError(f"--out: {d} exists and is not a directory quickstart wrote; "
+                            f"choose another --out")
+        if not any(d.iterdir()):
+            continue
+        if not ours(d):
+            raise UserError(f"--out: {d} is not empty and is not {what} from an earlier "
+                            f"quickstart; choose another --out")
+        earlier_run = earlier_run or name == "run"
+    return earlier_run
+
+
 @click.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Directory for everything (run/, fab/, verify/).")
 @device_option
-@click.option("--samples", type=int, default=32, show_default=True,
-              help="Monte-Carlo samples of the combined fabrication errors.")
-@click.option("--epochs", type=int, default=None, hidden=True, help="Override train.epochs.")
+@click.option("--samples", default="32", show_default=True, metavar="N",
+              help="Monte-Carlo samples of the combined fabrication errors (>= 1).")
+@click.option("--epochs", default=None, hidden=True, help="Override train.epochs.")
 @click.option("--tiny", is_flag=True, hidden=True,
               help="A seconds-long run on a 32x32, 2-layer version (tests).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
-def quickstart(out_dir: Path, device: str, samples: int, epochs: int | None, tiny: bool,
+def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tiny: bool,
                quiet: bool) -> None:
     """Train, export and verify the embedded default D2NN (digits, 3D-printed THz layers)."""
     import tomllib
@@ -74,23 +114,24 @@ def quickstart(out_dir: Path, device: str, samples: int, epochs: int | None, tin
     from ..export.fab import export_design
     from ..process import load_process
     from ..train.config import parse_config
-    from ..train.trainer import Trainer
+    from ..train.trainer import Trainer, clear_run_outputs
     from ..verify.montecarlo import verify_fab
     from ..verify.report import write_report
 
-    if samples < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--samples")
+    n_samples = parse_int_option(samples, "--samples", low=1)
+    assert n_samples is not None
+    n_epochs = parse_int_option(epochs, "--epochs", low=1)
+    # the output first: nothing is computed for results that cannot be written
+    earlier_run = check_quickstart_out(out_dir)
     dev = resolve_device(device)
     text = quickstart_config_text()
     raw = tomllib.loads(text)
     if tiny:
         for section, values in TINY.items():
             raw.setdefault(section, {}).update(values)
-    if epochs is not None:
-        if epochs < 1:
-            raise click.BadParameter("must be >= 1", param_hint="--epochs")
-        raw.setdefault("train", {})["epochs"] = epochs
-    if tiny or epochs is not None:
+    if n_epochs is not None:
+        raw.setdefault("train", {})["epochs"] = n_epochs
+    if tiny or n_epochs is not None:
         text = dump_toml(raw)
     cfg = parse_config(raw)
     run_dir, fab_dir, report_dir = out_dir / "run", out_dir / "fab", out_dir / "verify"
@@ -99,7 +140,10 @@ def quickstart(out_dir: Path, device: str, samples: int, epochs: int | None, tin
     click.echo(f"[1/3] train: {cfg.optics.layers} layers of {cfg.optics.size}x{cfg.optics.size}"
                f" px, {cfg.quantization.levels} levels of process {PROCESS}, "
                f"{cfg.train.epochs} epochs on the embedded digits ({dev})")
-    result = Trainer(cfg, run_dir, device=dev, progress=not quiet, config_text=text).run()
+    trainer = Trainer(cfg, run_dir, device=dev, progress=not quiet, config_text=text)
+    if earlier_run:  # an earlier quickstart's run: no stale plots or refined/ survive
+        clear_run_outputs(run_dir)
+    result = trainer.run()
     m = result.design.metrics
     t1 = time.perf_counter()
     n_test = cfg.data.test_samples or "all"
@@ -112,9 +156,9 @@ def quickstart(out_dir: Path, device: str, samples: int, epochs: int | None, tin
     click.echo(f"      {manifest['n_layers']} layers, DRC "
                f"{'passed' if manifest['drc']['passed'] else 'FAILED'}  [{t2 - t1:.0f} s]")
 
-    click.echo(f"[3/3] verify the written STL files: {samples} samples of the default "
+    click.echo(f"[3/3] verify the written STL files: {n_samples} samples of the default "
                "fabrication errors + tolerance sweep")
-    res = verify_fab(fab_dir, samples=samples, device=dev, progress=not quiet,
+    res = verify_fab(fab_dir, samples=n_samples, device=dev, progress=not quiet,
                      sweep_samples=1 if tiny else 3)
     files = write_report(res, report_dir)
     t3 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""``optodesign refine RUN_DIR [--budget N|Ts] [--method dbs|anneal] [--out NEW_RUN_DIR]``."""
+"""``optodesign refine RUN_DIR [--budget N|Ts] [--method dbs|anneal] [--out NEW_DIR] [--force]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from ._common import device_option, resolve_device, user_errors
+from ._common import check_output_dir, device_option, resolve_device, user_errors
+from .train import parse_int_option
 
 _LOSS_NAMES = {"d2nn": "classification ({})", "hologram": "hologram mse",
                "lens": "focus (-efficiency in the focal disk)",
@@ -53,27 +54,83 @@ def _training_loss(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def source_hashes(src: Path) -> dict[str, str]:
+    """SHA-256 of the input design's files, recorded in the refine note (``source``)."""
+    from ..fileio import sha256_file
+
+    return {name: sha256_file(src / name) for name in ("design.npz", "design.json")}
+
+
+def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
+    """Refuse to write into a non-empty ``out`` that is not an earlier refinement of the input.
+
+    An absent or empty directory is fine, and so is one that holds only ``design.json`` +
+    ``design.npz`` of a refinement of the same input (its last note's ``source`` matches), so
+    that refining a run again replaces ``RUN/refined``. Anything else (another run, a fab
+    directory whose manifest would no longer match, a refinement of a different design,
+    other files) needs ``force``.
+
+    Raises:
+        UserError: one line naming ``--out`` and ``--force``.
+    """
+    import json
+
+    if force or not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    note: Any = None
+    if (out / "design.json").is_file():
+        try:
+            notes = json.loads((out / "design.json").read_text(encoding="utf-8")).get(
+                "extra", {}).get("refine", [])
+            note = notes[-1] if isinstance(notes, list) and notes else None
+        except (OSError, ValueError, AttributeError):
+            note = None
+    same = isinstance(note, dict) and note.get("source") == source
+    if set(names) <= {"design.json", "design.npz"} and same:
+        return
+    if "manifest.json" in names:
+        what = "a fab directory (manifest.json)"
+    elif {"checkpoint.pt", "config.toml", "run.json"} & set(names):
+        what = "a training run"
+    elif "design.json" in names and note is not None and not same:
+        what = "a refinement of a different design"
+    elif "design.json" in names:
+        what = "another design"
+    else:
+        what = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}, e.g. {names[0]!r}"
+    raise UserError(f"--out: {out} is not empty (it holds {what}); choose a new or empty "
+                    f"directory, or pass --force to write the refined design there")
+
+
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--budget", default="2000", show_default=True, metavar="N|Ts",
               help="Candidate evaluations (e.g. 5000) or a time limit (e.g. 30s).")
 @click.option("--method", type=click.Choice(["dbs", "anneal"]), default="dbs", show_default=True,
               help="dbs: direct binary search; anneal: simulated annealing (best design kept).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for the refined design [default: RUN_DIR/refined].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Directory for the refined design [default: RUN_DIR/refined]; new, empty, "
+                   "or an earlier refinement of the same design unless --force.")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out (design.json/design.npz there are replaced).")
 @click.option("--min-feature", type=click.IntRange(min=1), default=1, show_default=True,
               metavar="PX", help="No change may create a run of one level shorter than PX "
                                  "pixels along x or y.")
 @click.option("--block", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Change square blocks of PX pixels at once [default: --min-feature].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random order / proposals.")
+@click.option("--seed", default="0", show_default=True, metavar="N",
+              help="Random order / proposals (an integer >= 0).")
 @click.option("--train-samples", type=click.IntRange(min=1), default=256, show_default=True,
               help="D2NN: training images the loss averages over.")
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, min_feature: int,
-           block: int | None, seed: int, train_samples: int, device: str, quiet: bool) -> None:
+def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force: bool,
+           min_feature: int, block: int | None, seed: str, train_samples: int, device: str,
+           quiet: bool) -> None:
     """Refine the integer level maps of the design in RUN_DIR on its hard-quantized task loss.
 
     Writes a new design (the input is never modified) whose test metric is re-evaluated with
@@ -87,18 +144,24 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, min_fe
     from ..refine import refine as run_refine
 
     n_evals, seconds = parse_budget(budget)
+    seed_value = parse_int_option(seed, "--seed", low=0, high=2**63 - 1)
+    assert seed_value is not None
     design = Design.load(run_dir)
     out = out_dir if out_dir is not None else Path(run_dir) / "refined"
     src = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     if out.resolve() == src.resolve():
         raise UserError("--out: must differ from RUN_DIR (the input design is kept unchanged)")
+    # the output first: nothing is computed for a design that cannot be written
+    check_output_dir(out, "--out")
+    source = source_hashes(src)
+    check_refine_out(out, source, force=force)
     dev = resolve_device(device)
     evaluator = Evaluator.from_design(design, device=dev)
     key = PRIMARY_METRIC[design.task]
     before = evaluator.evaluate(design.transmissions())
     loss_opts = _training_loss(src) if design.task == "d2nn" else {}
-    objective = Objective(design, evaluator=evaluator, train_samples=train_samples, seed=seed,
-                          **loss_opts)
+    objective = Objective(design, evaluator=evaluator, train_samples=train_samples,
+                          seed=seed_value, **loss_opts)
     if min_feature > 1 and not satisfies_min_feature(design.levels, min_feature):
         click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
                    f"creates no new ones but does not repair them")
@@ -113,7 +176,8 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, min_fe
         result = run_refine(objective, design.levels, method=method,  # type: ignore[arg-type]
                             budget=n_evals, seconds=seconds, min_feature=min_feature,
                             block=block, fixed_mask=design.fixed_mask,
-                            allowed_levels=free_levels(design), seed=seed, progress=progress)
+                            allowed_levels=free_levels(design), seed=seed_value,
+                            progress=progress)
     finally:
         bar.close()
     after = evaluator.evaluate(objective.transmissions(result.levels))
@@ -134,7 +198,8 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, min_fe
         "metric_after": after[key],
         "min_feature_px": min_feature,
         "block_px": block if block is not None else min_feature,
-        "seed": seed,
+        "seed": seed_value,
+        "source": source,
         "wall_time_s": round(result.wall_time, 3),
         "changed_pixels": int((result.levels != design.levels).sum()),
     }

@@ -1,4 +1,4 @@
-"""``optodesign train CONFIG --out RUN_DIR``."""
+"""``optodesign train CONFIG --out RUN_DIR [--resume | --force]``."""
 
 from __future__ import annotations
 
@@ -6,36 +6,75 @@ from pathlib import Path
 
 import click
 
-from ._common import device_option, resolve_device, user_errors
+from ..errors import UserError
+from ._common import check_output_dir, device_option, resolve_device, user_errors
+
+#: the largest seed a TOML config can hold (a signed 64-bit integer)
+MAX_SEED = 2**63 - 1
+
+
+def parse_int_option(text: str | None, option: str, *, low: int,
+                     high: int | None = None) -> int | None:
+    """An integer option read by hand, so that a bad value is one line (not click's usage).
+
+    Raises:
+        UserError: ``option: must be an integer >= low[, <= high], got 'text'``.
+    """
+    if text is None:
+        return None
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"from {low} to {high}"
+        raise UserError(f"{option}: must be an integer {allowed}, got {text!r}")
+    return value
 
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (created): design, checkpoints, metrics, plots.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory (created): design, checkpoints, metrics, plots. Must be new "
+                   "or empty unless --resume or --force.")
 @device_option
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--seed", default=None, metavar="N",
+              help="Override the config's seed (an integer >= 0).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its checkpoint (same config; only the "
+                   "epochs may change).")
+@click.option("--force", is_flag=True,
+              help="Replace the run already in --out (its design, checkpoint, metrics, plots "
+                   "and refined/), or write into a non-empty directory that is not a run.")
+@click.option("--epochs", default=None, metavar="N", help="Override train.epochs (>= 1).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def train(config: Path, out_dir: Path, device: str, seed: int | None, resume: bool,
-          epochs: int | None, quiet: bool) -> None:
+def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bool, force: bool,
+          epochs: str | None, quiet: bool) -> None:
     """Train a quantized design from a TOML CONFIG and write it to --out."""
     import dataclasses
 
     from ..train.config import load_config
-    from ..train.trainer import Trainer
+    from ..train.trainer import Trainer, check_run_dir, clear_run_outputs, read_resume_state
 
+    seed_value = parse_int_option(seed, "--seed", low=0, high=MAX_SEED)
+    epochs_value = parse_int_option(epochs, "--epochs", low=1)
+    # the output first: nothing is computed (or removed) for a run that cannot be written
+    check_output_dir(out_dir, "--out")
+    replace = check_run_dir(out_dir, resume=resume, force=force)
     cfg = load_config(config)
-    if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=seed)
-    if epochs is not None:
-        if epochs < 1:
-            raise click.BadParameter("must be >= 1", param_hint="--epochs")
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    if seed_value is not None:
+        cfg = dataclasses.replace(cfg, seed=seed_value)
+    if epochs_value is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs_value))
+    if resume:
+        read_resume_state(out_dir, cfg)  # a changed config is refused before any work
     trainer = Trainer(cfg, out_dir, device=resolve_device(device), progress=not quiet,
                       config_text=config.read_text(encoding="utf-8"))
+    if replace:
+        removed = clear_run_outputs(out_dir)
+        click.echo(f"--force: removed the earlier run in {out_dir} ({len(removed)} files and "
+                   f"folders)")
     result = trainer.run(resume=resume)
     m = result.design.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))

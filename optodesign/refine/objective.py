@@ -43,10 +43,17 @@ from ..optics.propagation import propagate, transfer_function
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Objective", "LayerState"]
+__all__ = ["Objective", "LayerState", "check_seed"]
 
 #: complex entries per chunk of candidate fields (memory bound of one scoring call)
 _CHUNK_ELEMENTS = 1 << 23
+
+
+def check_seed(seed: object) -> int:
+    """A seed as an int >= 0 (what numpy's generators accept), else a one-line UserError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed: must be an integer >= 0, got {seed!r}")
+    return int(seed)
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Objective:
                  device: str | torch.device = "cpu", train_samples: int = 256, seed: int = 0,
                  loss: Literal["ce", "mse"] = "ce", temperature: float = 10.0,
                  uniformity_weight: float = 1.0) -> None:
+        seed = check_seed(seed)
         self.design = design
         self.evaluator = evaluator or Evaluator.from_design(design, device=device)
         self.device = self.evaluator.device

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
-from .objective import LayerState, Objective
+from .objective import LayerState, Objective, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class _Search:
         self.layers = list(range(K)) if layers is None else [int(k) for k in layers]
         if any(not 0 <= k < K for k in self.layers):
             raise UserError(f"layers: must lie in 0..{K - 1}, got {self.layers}")
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
         ny, nx = objective.shape
         self.nx = nx
         # top-left corners of blocks with at least one free pixel, per layer

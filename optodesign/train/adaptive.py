@@ -385,13 +385,19 @@ def pad_level_tables(tables: Sequence[np.ndarray | Tensor]) -> np.ndarray:
 
 
 def raw_from_checkpoint(path: str | Path) -> list[Tensor]:
-    """The per-layer raw parameters stored in a trainer's ``checkpoint.pt`` (run dir or file)."""
+    """The per-layer raw parameters stored in a trainer's ``checkpoint.pt`` (run dir or file).
+
+    Read with :func:`optodesign.train.trainer.load_checkpoint` (``weights_only=True``: a file
+    holding anything but tensors and plain data is refused, never executed).
+    """
+    from .trainer import load_checkpoint
+
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise ConfigError(f"{path}: no checkpoint (train first with `optodesign train`)")
-    state = torch.load(path, map_location="cpu", weights_only=False)["stack"]
+    state = load_checkpoint(path)["stack"]
     keys = sorted((k for k in state if k.startswith("raw.")), key=lambda k: int(k.split(".")[1]))
     return [state[k].clone() for k in keys]
 
