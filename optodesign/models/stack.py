@@ -51,7 +51,9 @@ class DiffractiveStack(nn.Module):
             q.set_progress(epoch, n_epochs)
 
     def regularization(self) -> Tensor:
-        return sum((q.regularization().to(self.raw[0].device) for q in self.quantizers),
+        # a quantizer's 0-d CPU zero is added as a scalar: copying it to the GPU would
+        # synchronise host and device once per layer and step
+        return sum((q.regularization() for q in self.quantizers),
                    torch.zeros((), device=self.raw[0].device))
 
     @torch.no_grad()

@@ -115,7 +115,7 @@ def circular_distance(x: Tensor, y: Tensor | float) -> Tensor:
     return torch.abs(torch.remainder(x - y + math.pi, TWO_PI) - math.pi)
 
 
-def unwrap_from(x: Tensor, origin: float) -> Tensor:
+def unwrap_from(x: Tensor, origin: float | Tensor) -> Tensor:
     """``origin + ((x − origin) mod 2π)``: ``x`` moved into ``[origin, origin + 2π)``."""
     return origin + torch.remainder(x - origin, TWO_PI)
 
@@ -132,7 +132,7 @@ def nearest_level(x: Tensor, phases: Tensor) -> Tensor:
     """
     ph = phases.detach().to(device=x.device, dtype=torch.float64)
     mids = ph + torch.diff(torch.cat([ph, ph[:1] + TWO_PI])) / 2
-    u = unwrap_from(x.detach().to(torch.float64), float(ph[0]))
+    u = unwrap_from(x.detach().to(torch.float64), ph[0])  # a tensor: no read-back from a GPU
     idx = torch.searchsorted(mids, u.contiguous(), right=True)
     return torch.remainder(idx, ph.shape[0])
 

@@ -365,8 +365,12 @@ class PSQQuantizer(PhaseQuantizer):
             temperature: ``T`` in 1/rad; default: the current scheduled / learned one.
         """
         T = self.temperature() if temperature is None else temperature
-        T = torch.as_tensor(T).to(device=raw.device, dtype=raw.dtype)
+        T = torch.as_tensor(T)
         reach = 16.0 / float(T.detach())  # beyond this a step's tail is < e^-16 ≈ 1e-7
+        # a scheduled T is a 0-d CPU tensor: it enters device ops as a scalar, since moving it
+        # (and reading it back) would synchronise host and GPU for every layer and step
+        T = T.to(dtype=raw.dtype) if T.dim() == 0 and T.device.type == "cpu" else \
+            T.to(device=raw.device, dtype=raw.dtype)
         ph0 = float(self._phases_np[0])
         u = unwrap_from(raw, ph0)
         out = torch.full_like(u, ph0)
