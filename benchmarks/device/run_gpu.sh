@@ -81,7 +81,7 @@ print("optional:", {m: u.find_spec(m) is not None for m in ("gdstk", "trimesh", 
   fi
 
   echo "== benchmarks/gpu.py (limit ${GPU_LIMIT} s)"
-  timeout -k 10 "$GPU_LIMIT" "$PY" benchmarks/gpu.py --results "$OUT" "${GPU_ARGS[@]}"
+  timeout -k 10 "$GPU_LIMIT" "$PY" benchmarks/gpu.py --results "$OUT" ${GPU_ARGS[@]+"${GPU_ARGS[@]}"}
   echo "gpu.py exit $? after $((SECONDS - t0)) s"
 
   local missing=0
@@ -100,7 +100,7 @@ print("optional:", {m: u.find_spec(m) is not None for m in ("gdstk", "trimesh", 
     for L in $LEVELS; do
       OMP_NUM_THREADS=4 timeout -k 10 "$TRAIN_LIMIT" "$PY" benchmarks/accuracy_full.py \
         --levels "$L" --data "$DATA" --budget "$TRAIN_BUDGET" --work "$WORK/acc" \
-        --results "$OUT" --sync-dir "$WORK/sync" --sync-count "$n" "${ACC_ARGS[@]}" \
+        --results "$OUT" --sync-dir "$WORK/sync" --sync-count "$n" ${ACC_ARGS[@]+"${ACC_ARGS[@]}"} \
         > "$WORK/acc_L$L.log" 2>&1 &
       pids+=($!)
     done
