@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["setup", "world_size", "rank", "is_main", "barrier", "shard", "gather_ordered",
-           "all_reduce_mean", "broadcast_object", "shutdown"]
+           "all_reduce_sum", "broadcast_object", "shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,13 @@ def gather_ordered(mine: dict[int, Any]) -> dict[int, Any]:
     return dict(sorted(merged.items()))
 
 
-def all_reduce_mean(value: float) -> float:
-    """Mean of a scalar over ranks (for logging)."""
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of a small CPU tensor over ranks (running statistics)."""
     if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+        return values
+    t = values.cuda() if dist.get_backend() == "nccl" else values.clone()
     dist.all_reduce(t)
-    return float(t.item()) / world_size()
+    return t.cpu()
 
 
 def broadcast_object(obj: T) -> T:

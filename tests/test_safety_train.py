@@ -154,7 +154,7 @@ def test_force_replaces_the_run_and_its_stale_outputs_but_nothing_else(run_copy)
     assert sha(run / "design.json") != old_design
     info = json.loads((run / "run.json").read_text())
     assert info["config"]["seed"] == 7 and info["sessions"] == [
-        {"epochs": 1, "resume": False, "start_epoch": 0}]
+        {"epochs": 1, "resume": False, "start_epoch": 0, "world_size": 1}]
 
 
 def test_clear_run_outputs_removes_only_run_files(tmp_path) -> None:
@@ -210,8 +210,9 @@ def test_resume_refuses_a_changed_config_and_records_new_epochs(run_copy) -> Non
     assert res.exit_code == 0, res.output
     info = json.loads((run / "run.json").read_text())
     assert info["epochs"] == 2
-    assert info["sessions"] == [{"epochs": 1, "resume": False, "start_epoch": 0},
-                                {"epochs": 2, "resume": True, "start_epoch": 1}]
+    assert info["sessions"] == [
+        {"epochs": 1, "resume": False, "start_epoch": 0, "world_size": 1},
+        {"epochs": 2, "resume": True, "start_epoch": 1, "world_size": 1}]
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 3
     # but not fall below the epochs already trained
     before = snapshot(run)

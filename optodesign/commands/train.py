@@ -54,6 +54,7 @@ def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bo
     """Train a quantized design from a TOML CONFIG and write it to --out."""
     import dataclasses
 
+    from .. import distributed
     from ..train.config import load_config
     from ..train.trainer import Trainer, check_run_dir, clear_run_outputs, read_resume_state
 
@@ -69,13 +70,20 @@ def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bo
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs_value))
     if resume:
         read_resume_state(out_dir, cfg)  # a changed config is refused before any work
-    trainer = Trainer(cfg, out_dir, device=resolve_device(device), progress=not quiet,
+    # under torchrun: join the process group (gloo on CPU, NCCL on CUDA); rank 0 writes
+    dev = distributed.setup(resolve_device(device))
+    trainer = Trainer(cfg, out_dir, device=dev, progress=not quiet,
                       config_text=config.read_text(encoding="utf-8"))
-    if replace:
+    if replace and distributed.is_main():
         removed = clear_run_outputs(out_dir)
         click.echo(f"--force: removed the earlier run in {out_dir} ({len(removed)} files and "
                    f"folders)")
+    distributed.barrier()
     result = trainer.run(resume=resume)
+    main = distributed.is_main()
+    distributed.shutdown()
+    if not main:
+        return
     m = result.design.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
     click.echo(f"trained {cfg.task} ({cfg.quantization.method}, {result.design.n_levels} levels): "

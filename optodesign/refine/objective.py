@@ -252,9 +252,13 @@ class Objective:
                 k = torch.zeros((nyp, nxp), dtype=torch.complex64, device=self.device)
                 k[0, 0] = 1
             else:
+                # 1/(nyp nxp) folded into H and an unnormalised inverse, as propagate() does
+                # (some MKL builds mis-scale a single complex64 ifft2 at 2048², see README);
+                # complex128 here, once per design, so no platform check is needed
                 h = transfer_function((nyp, nxp), dist, pitch=d.pitch, wavelength=d.wavelength,
-                                      device=self.device, dtype=torch.complex64)
-                k = torch.fft.ifft2(h)
+                                      device=self.device, dtype=torch.complex128,
+                                      scale=1.0 / (nyp * nxp))
+                k = torch.fft.ifft2(h, norm="forward").to(torch.complex64)
             self._kernel = k
         return self._kernel
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import tasks
+from .. import distributed, tasks
 from ..data.datasets import load_dataset
 from ..data.targets import image_target, spot_array, spot_boxes, text_target
 from ..design import Design
@@ -388,6 +388,20 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
     return out
 
 
+class _Step(torch.nn.Module):
+    """One training step's forward pass as a module, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it: it returns the loss of
+    this rank's share of the batch (and the intensities, for the running accuracy)."""
+
+    def __init__(self, stack: DiffractiveStack, loss: Any) -> None:
+        super().__init__()
+        self.stack = stack
+        self._loss = loss
+
+    def forward(self, *args: Any) -> tuple[Tensor, Tensor]:
+        return self._loss(*args)
+
+
 class Trainer:
     """Owns the loop; the model (:class:`DiffractiveStack`) owns only parameters."""
 
@@ -513,13 +527,18 @@ class Trainer:
             if isinstance(run, dict) and isinstance(run.get("sessions"), list):
                 sessions = list(run["sessions"])
             log.info("resuming at epoch %d", start + 1)
-        sessions.append({"resume": bool(resume), "start_epoch": start, "epochs": tr.epochs})
+        world = distributed.world_size()
+        main = distributed.is_main()
+        sessions.append({"resume": bool(resume), "start_epoch": start, "epochs": tr.epochs,
+                         "world_size": world})
         run_info = {"format": RUN_FORMAT, "config_sha256": config_sha256(norm), "config": norm,
-                    "epochs": tr.epochs, "sessions": sessions}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.config_text is not None:
-            atomic_write_text(self.out_dir / "config.toml", self.config_text)
-        atomic_write_json(self.out_dir / "run.json", run_info)
+                    "epochs": tr.epochs, "sessions": sessions, "world_size": world}
+        if main:  # rank 0 writes; under torchrun the other ranks only compute
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.config_text is not None:
+                atomic_write_text(self.out_dir / "config.toml", self.config_text)
+            atomic_write_json(self.out_dir / "run.json", run_info)
+        self._step = self._make_step(stack)
         evaluator = Evaluator.from_design(self.design_from(stack, {}), device=self.device,
                                           dataset=self.dataset)
         for epoch in range(start, tr.epochs):
@@ -542,14 +561,15 @@ class Trainer:
             row[f"test_{key}_soft"] = soft[key]
             row[f"test_{key}_hard"] = hard[key]
             history.append(row)
-            self._write_metrics(history)
-            buf = io.BytesIO()
-            # tensors and plain data only: load_checkpoint reads it with weights_only=True
-            torch.save({"epoch": epoch, "stack": stack.state_dict(), "optimizer": opt.state_dict(),
-                        "rng": torch.get_rng_state(), "history": _plain(history),
-                        "run": run_info}, buf)
-            with atomic_path(ckpt_path) as tmp:
-                tmp.write_bytes(buf.getvalue())
+            if main:
+                self._write_metrics(history)
+                buf = io.BytesIO()
+                # tensors and plain data only: load_checkpoint reads it with weights_only=True
+                torch.save({"epoch": epoch, "stack": stack.state_dict(),
+                            "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                            "history": _plain(history), "run": run_info}, buf)
+                with atomic_path(ckpt_path) as tmp:
+                    tmp.write_bytes(buf.getvalue())
             log.info("epoch %d: %s", epoch + 1, row)
         with torch.no_grad():
             final = evaluator.evaluate(self.hard_transmissions(stack))
@@ -563,11 +583,42 @@ class Trainer:
             metrics["stored_bits_per_pixel"] = float(np.mean(
                 [stored_bits_per_pixel(m) for m in self.fixed_masks]))
         design = self.design_from(stack, metrics)
-        design.save(self.out_dir)
-        from .plots import plot_run
+        if main:
+            design.save(self.out_dir)
+            from .plots import plot_run
 
-        plot_run(self.out_dir, design, history, evaluator, self.hard_transmissions(stack))
+            plot_run(self.out_dir, design, history, evaluator, self.hard_transmissions(stack))
+        distributed.barrier()
         return TrainResult(design, self.out_dir, history)
+
+    def _make_step(self, stack: DiffractiveStack) -> torch.nn.Module:
+        """The step module; under torchrun wrapped in DistributedDataParallel (gradients
+        averaged over ranks; each rank's loss is scaled so the average is the loss of the
+        whole global batch, as in one process)."""
+        step = _Step(stack, self._step_loss)
+        if distributed.world_size() == 1:
+            return step
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # quantizer parameters (e.g. PSQ-LT's temperature) take no gradient before QAT starts
+        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True)
+
+    def _step_loss(self, field: Tensor, y: Tensor | None, weight: float,
+                   qat: bool) -> tuple[Tensor, Tensor]:
+        stack, ev, tr = self._stack_of_step(), self._evaluator, self.cfg.train
+        ts = stack.transmissions("train") if qat else self._full_precision(stack)
+        inten = ev.output_intensity(field, ts)
+        if y is None:  # a metasurface: one plane wave, the same on every rank
+            loss = self._metasurface_loss(inten[0], ev)
+        else:
+            loss = weight * tasks.classification_loss(inten, y, ev.boxes, loss=tr.loss,
+                                                      temperature=tr.temperature)
+        return loss + stack.regularization(), inten
+
+    def _stack_of_step(self) -> DiffractiveStack:
+        step = self._step.module if hasattr(self._step, "module") else self._step
+        return step.stack
 
     def _full_precision(self, stack: DiffractiveStack) -> list[Tensor]:
         if self.cfg.quantization.method in COMPLEX_METHODS:
@@ -581,9 +632,10 @@ class Trainer:
         cfg, tr = self.cfg, self.cfg.train
         from tqdm.auto import tqdm
 
-        def transmissions() -> list[Tensor]:
-            return stack.transmissions("train") if qat else self._full_precision(stack)
-
+        self._evaluator = ev
+        if getattr(self, "_step", None) is None or self._stack_of_step() is not stack:
+            self._step = self._make_step(stack)  # adaptive precision passes its own stack
+        world, rank = distributed.world_size(), distributed.rank()
         losses: list[float] = []
         correct = seen = 0
         if cfg.task == "d2nn":
@@ -594,30 +646,43 @@ class Trainer:
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(labels))
             n_batches = math.ceil(len(order) / tr.batch_size)
             bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{tr.epochs}",
-                       disable=not self.progress, leave=False, mininterval=0.5)
+                       disable=not self.progress or not distributed.is_main(), leave=False,
+                       mininterval=0.5)
             for b in bar:
-                idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
+                batch = order[b * tr.batch_size:(b + 1) * tr.batch_size]
+                # this rank's contiguous share of the global batch; the loss is a batch mean,
+                # so weighting it by world * share / batch makes DDP's gradient average the
+                # gradient of the whole batch's mean (a rank with no share still steps)
+                idx = np.array_split(batch, world)[rank]
+                weight = world * len(idx) / len(batch)
+                if len(idx) == 0:
+                    idx, weight = batch[:1], 0.0
                 field = ev.images_to_field(images[idx])
                 y = torch.as_tensor(labels[idx], device=self.device)
-                inten = ev.output_intensity(field, transmissions())
-                loss = tasks.classification_loss(inten, y, ev.boxes, loss=tr.loss,
-                                                 temperature=tr.temperature)
-                loss = loss + stack.regularization()
+                loss, inten = self._step(field, y, weight, qat)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(loss.item())
                 with torch.no_grad():
-                    correct += int((tasks.classification_predictions(inten, ev.boxes) == y).sum())
-                    seen += len(idx)
+                    hits = (tasks.classification_predictions(inten, ev.boxes) == y).sum()
+                    # the mean over ranks of their losses is the whole batch's loss
+                    stats = torch.tensor([loss.item() / world,
+                                          float(hits) if weight else 0.0,
+                                          float(len(idx)) if weight else 0.0],
+                                         dtype=torch.float64)
+                    if world > 1:
+                        stats = distributed.all_reduce_sum(stats)
+                losses.append(float(stats[0]))
+                correct += int(stats[1])
+                seen += int(stats[2])
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", acc=f"{correct / seen:.3f}")
             return float(np.mean(losses)), correct / max(seen, 1)
         bar = tqdm(range(tr.steps_per_epoch), desc=f"epoch {epoch + 1}/{tr.epochs}",
-                   disable=not self.progress, leave=False, mininterval=0.5)
+                   disable=not self.progress or not distributed.is_main(), leave=False,
+                   mininterval=0.5)
         field = ev.plane_wave()
         for _ in bar:
-            inten = ev.output_intensity(field, transmissions())[0]
-            loss = self._metasurface_loss(inten, ev) + stack.regularization()
+            loss, _ = self._step(field, None, 1.0, qat)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,63 @@
+"""The same commands under torchrun (torch.distributed, gloo on CPU): results equal one
+process's, whatever the world size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from optodesign.train.trainer import load_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
+                                reason="torch.distributed is not available in this build")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def _run(args: list[str], *, nproc: int = 1) -> subprocess.CompletedProcess:
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "optodesign", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "optodesign", *args]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_train_on_two_gloo_ranks_equals_one_process(tiny_d2nn_config, tmp_path: Path) -> None:
+    # batch 32 over 2 ranks: 16 images each, the same global batch as one process;
+    # train_samples 120 makes the last batch 24 (uneven shares are weighted exactly)
+    cfg = tiny_d2nn_config("psq-lt", extra="")
+    text = cfg.read_text().replace("train_samples = 128", "train_samples = 120")
+    cfg.write_text(text)
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(["train", str(cfg), "--out", str(one), "--device", "cpu", "--quiet"])
+    out = _run(["train", str(cfg), "--out", str(two), "--device", "cpu", "--quiet"], nproc=2)
+    assert out.stdout.count("trained d2nn") == 1  # only rank 0 prints
+    a = load_checkpoint(one / "checkpoint.pt")["stack"]
+    b = load_checkpoint(two / "checkpoint.pt")["stack"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-4), k
+    la, lb = np.load(one / "design.npz"), np.load(two / "design.npz")
+    assert np.array_equal(la["levels"], lb["levels"])
+    ma = json.loads((one / "design.json").read_text())["metrics"]
+    mb = json.loads((two / "design.json").read_text())["metrics"]
+    assert ma["accuracy"] == mb["accuracy"]
+    info = json.loads((two / "run.json").read_text())
+    assert info["world_size"] == 2 and info["sessions"][-1]["world_size"] == 2
+    hist_a = (one / "metrics.csv").read_text().splitlines()
+    hist_b = (two / "metrics.csv").read_text().splitlines()
+    assert hist_a[0] == hist_b[0] and len(hist_a) == len(hist_b)
