@@ -83,3 +83,29 @@ def test_stack_regularization_adds_host_zeros_without_copying_them() -> None:
     assert traffic.events == []
     cpu = DiffractiveStack([make_phase_quantizer("psq-lt", 4) for _ in range(2)], (6, 6))
     assert cpu.regularization().requires_grad  # LT's learned-temperature term still counts
+
+
+class ReadBacks(TorchDispatchMode):
+    """Counts the tensor values the host reads (``float(t)``, ``t.item()``) on any device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_binary_soft_path_reads_its_learned_level_once_per_call() -> None:
+    from optodesign.quantize.binary import BinaryQuantizer
+
+    q = BinaryQuantizer()
+    q.set_progress(0, 4)  # the softest temperature: the most sigmoid steps to consider
+    raw = torch.linspace(-1.0, 7.0, 36).reshape(6, 6).requires_grad_()
+    with ReadBacks() as reads:
+        out = q(raw)
+    assert reads.count == 1  # α, once (on a GPU every read waits for the device)
+    out.real.sum().backward()
+    assert raw.grad is not None and q.alpha.grad is not None

@@ -126,13 +126,17 @@ class BinaryQuantizer(Quantizer):
         2π − α at π + α/2 (plus the tails of neighbouring periods), so the phase rises
         monotonically from 0 to 2π ≡ 0 and the transmission is periodic; differentiable in α."""
         reach = 16.0 / t  # beyond this a step's tail is < e^-16
-        steps = ((alpha, alpha / 2), (TWO_PI - alpha, math.pi + alpha / 2))
+        # α is read back once per call (not once per step below): on a GPU each read waits
+        # for the device
+        a = float(alpha.detach())
+        steps = ((alpha, alpha / 2, a / 2), (TWO_PI - alpha, math.pi + alpha / 2,
+                                             math.pi + a / 2))
         out = torch.zeros_like(u)
         n_max = int(math.ceil(reach / TWO_PI)) + 1
         for n in range(-n_max, n_max + 1):
-            for gap, mid in steps:
+            for gap, mid, mid_host in steps:
                 c = mid + TWO_PI * n
-                if not -reach <= float(c) <= TWO_PI + reach:
+                if not -reach <= mid_host + TWO_PI * n <= TWO_PI + reach:
                     continue
                 out = out + gap * (torch.sigmoid(t * (u - c)) - (1.0 if n < 0 else 0.0))
         return out
