@@ -61,3 +61,40 @@ def test_train_on_two_gloo_ranks_equals_one_process(tiny_d2nn_config, tmp_path: 
     hist_a = (one / "metrics.csv").read_text().splitlines()
     hist_b = (two / "metrics.csv").read_text().splitlines()
     assert hist_a[0] == hist_b[0] and len(hist_a) == len(hist_b)
+
+
+def _strip_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_timings(v) for k, v in obj.items()
+                if k not in ("seconds", "samples_per_second", "device")}
+    if isinstance(obj, list):
+        return [_strip_timings(v) for v in obj]
+    return obj
+
+
+def test_verify_on_two_gloo_ranks_writes_the_same_report(tmp_path: Path) -> None:
+    """Monte-Carlo chunks and sweep points split over 2 ranks merge to the same report."""
+    import tomllib
+
+    from optodesign.export.fab import export_design
+    from optodesign.process import load_process
+    from optodesign.train.config import parse_config
+    from optodesign.train.trainer import Trainer
+
+    from .conftest import TINY_D2NN
+
+    text = TINY_D2NN.format(method="psq-li").replace(
+        "levels = 4", 'levels = 4\nprocess = "thz-printed"').replace(
+        "epochs = 2", "epochs = 1").replace("train_samples = 128", "train_samples = 64")
+    res = Trainer(parse_config(tomllib.loads(text)), tmp_path / "run", progress=False).run()
+    fab = tmp_path / "fab"
+    export_design(res.design, load_process("thz-printed"), fab, design_dir=tmp_path / "run",
+                  plot=False)
+    # 40 samples of 64 test images: 3 Monte-Carlo chunks of at most 16, split over the ranks
+    args = ["verify", str(fab), "--samples", "40", "--sweep-samples", "3", "--device", "cpu",
+            "--quiet"]
+    _run([*args, "--report", str(tmp_path / "r1")])
+    _run([*args, "--report", str(tmp_path / "r2")], nproc=2)
+    r1 = json.loads((tmp_path / "r1" / "report.json").read_text())
+    r2 = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert _strip_timings(r1) == _strip_timings(r2)

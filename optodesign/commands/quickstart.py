@@ -92,6 +92,12 @@ def check_quickstart_out(out: Path) -> bool:
             raise UserError(f"--out: {d} is not empty and is not {what} from an earlier "
                             f"quickstart; choose another --out")
         earlier_run = earlier_run or name == "run"
+    # export and verify replace only their own earlier output: refuse now, not after training
+    from ..export.fab import check_out_dir
+    from ..verify.report import check_report_dir
+
+    check_out_dir(out / "fab", option="--out")
+    check_report_dir(out / "verify", option="--out")
     return earlier_run
 
 
@@ -116,7 +122,7 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     from ..train.config import parse_config
     from ..train.trainer import Trainer, clear_run_outputs
     from ..verify.montecarlo import verify_fab
-    from ..verify.report import write_report
+    from ..verify.report import verdict, write_report
 
     n_samples = parse_int_option(samples, "--samples", low=1)
     assert n_samples is not None
@@ -151,7 +157,8 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
                f"resin, {n_test} test digits)  [{t1 - t0:.0f} s]")
 
     click.echo(f"[2/3] export with process {PROCESS}: GDS, OASIS, STL")
-    manifest = export_design(result.design, load_process(PROCESS), fab_dir, design_dir=run_dir)
+    manifest = export_design(result.design, load_process(PROCESS), fab_dir, design_dir=run_dir,
+                             option="--out")
     t2 = time.perf_counter()
     click.echo(f"      {manifest['n_layers']} layers, DRC "
                f"{'passed' if manifest['drc']['passed'] else 'FAILED'}  [{t2 - t1:.0f} s]")
@@ -160,14 +167,14 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
                "fabrication errors + tolerance sweep")
     res = verify_fab(fab_dir, samples=n_samples, device=dev, progress=not quiet,
                      sweep_samples=1 if tiny else 3)
-    files = write_report(res, report_dir)
+    files = write_report(res, report_dir, option="--out")
     t3 = time.perf_counter()
     s = res.combined.summary()
     same = {True: "reproduced exactly", False: "DIFFERS from training", None: ""}[
         res.round_trip_exact]
     click.echo(f"      accuracy from the files: {res.nominal_value:.4f} ({same}); under errors "
                f"mean {s['mean']:.4f}, 5th pct {s['p5']:.4f} -> "
-               f"{'PASS' if res.passed else 'FAIL'} (allowed drop {res.max_drop:g})  "
+               f"{'PASS' if verdict(res) else 'FAIL'} (allowed drop {res.max_drop:g})  "
                f"[{t3 - t2:.0f} s]")
     click.echo("")
     click.echo(f"done in {t3 - t0:.0f} s. Files:")

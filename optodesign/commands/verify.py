@@ -76,10 +76,18 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
                         f"{fab_dir}: not a directory (give the fab directory written by "
                         "optodesign export)")
     cfg = load_errors(errors_file) if errors_file is not None else None
-    dev = resolve_device(device)
+    from .. import distributed
+
+    # under torchrun the Monte-Carlo chunks and the sweep are split over ranks and merged in
+    # sample order, so every rank holds the same result; rank 0 writes the report
+    dev = distributed.setup(resolve_device(device))
     result = verify_fab(fab_dir, errors=cfg, samples=samples, seed=seed, device=dev,
                         source=source, data=data, test_samples=test_samples,  # type: ignore[arg-type]
                         sweep=sweep, sweep_samples=sweep_samples, progress=not quiet)
+    main = distributed.is_main()
+    distributed.shutdown()
+    if not main:
+        sys.exit(0 if verdict(result) else 1)
     files = write_report(result, report_dir)
     fab, m = result.fab, result.metric
     s = result.combined.summary()
