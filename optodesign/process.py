@@ -492,6 +492,45 @@ class Process:
         return self.pillar_table()[idx]
 
     # ------------------------------------------------------------------ design checks
+    def check_geometry(self, *, wavelength: float, pitch: float, field: str | None = None,
+                       whose: str = "the design") -> None:
+        """Refuse a wavelength more than 1 % off the process's, or a pitch it cannot make.
+
+        Args:
+            wavelength, pitch: metres.
+            field: what the message starts with (default ``wavelength`` / ``pitch``; a training
+                config passes ``quantization.process``).
+            whose: what the values belong to, for the message.
+
+        Raises:
+            UserError: one line naming the field and both values.
+        """
+        what = (field or "wavelength", field or "pitch")
+        lam_d, lam_p = wavelength, self.wavelength
+        if abs(lam_d - lam_p) > WAVELENGTH_TOLERANCE * lam_p:
+            raise UserError(
+                f"{what[0]}: {whose} is for {format_length(lam_d)} but process "
+                f"{self.name!r} is for {format_length(lam_p)} "
+                f"({abs(lam_d - lam_p) / lam_p:.1%} apart, more than 1 %)"
+            )
+        p = pitch
+        s = self.structure
+        if isinstance(s, PillarSpec) and not math.isclose(p, s.lattice, rel_tol=1e-6):
+            raise UserError(
+                f"{what[1]}: {whose} pitch {format_length(p)} is not the pillar lattice "
+                f"{format_length(s.lattice)} of process {self.name!r}"
+            )
+        if p < self.pitch_min * (1 - 1e-9):
+            raise UserError(
+                f"{what[1]}: {whose} pitch {format_length(p)} is below the minimum "
+                f"{format_length(self.pitch_min)} of process {self.name!r}"
+            )
+        if p > self.pitch_max * (1 + 1e-9):
+            raise UserError(
+                f"{what[1]}: {whose} pitch {format_length(p)} is above the maximum "
+                f"{format_length(self.pitch_max)} of process {self.name!r}"
+            )
+
     def check_design(self, design: Design) -> None:
         """Refuse a design this process cannot make; one-line :class:`UserError`.
 
@@ -499,30 +538,8 @@ class Process:
         pillars), the level count, and that the level tables are makeable: uniform steps for
         binary masks, meta-atoms of the table for pillars.
         """
-        lam_d, lam_p = design.wavelength, self.wavelength
-        if abs(lam_d - lam_p) > WAVELENGTH_TOLERANCE * lam_p:
-            raise UserError(
-                f"wavelength: the design is for {format_length(lam_d)} but process "
-                f"{self.name!r} is for {format_length(lam_p)} "
-                f"({abs(lam_d - lam_p) / lam_p:.1%} apart, more than 1 %)"
-            )
-        p = design.pitch
+        self.check_geometry(wavelength=design.wavelength, pitch=design.pitch)
         s = self.structure
-        if isinstance(s, PillarSpec) and not math.isclose(p, s.lattice, rel_tol=1e-6):
-            raise UserError(
-                f"pitch: the design pitch {format_length(p)} is not the pillar lattice "
-                f"{format_length(s.lattice)} of process {self.name!r}"
-            )
-        if p < self.pitch_min * (1 - 1e-9):
-            raise UserError(
-                f"pitch: the design pitch {format_length(p)} is below the minimum "
-                f"{format_length(self.pitch_min)} of process {self.name!r}"
-            )
-        if p > self.pitch_max * (1 + 1e-9):
-            raise UserError(
-                f"pitch: the design pitch {format_length(p)} is above the maximum "
-                f"{format_length(self.pitch_max)} of process {self.name!r}"
-            )
         self.check_n_levels(design.n_levels)
         if isinstance(s, PillarSpec):
             for k, row in enumerate(design.level_tables):

@@ -4,6 +4,19 @@ Inside optodesign every length is a plain ``float`` in metres, every frequency i
 every phase in radians. Conversion happens only where a human writes a value: TOML configs,
 process files and CLI options. Implausible magnitudes (a 532 m wavelength) are almost always a
 units mistake and raise a :class:`UnitsWarning`.
+
+Unit symbols are **case-sensitive**, as in SI: ``m`` is milli and ``M`` mega, so ``"1 Mm"``,
+``"0.4 MM"``, ``"750 NM"`` or ``"0.4 thz"`` are refused (the message suggests the symbol that
+differs only in case) instead of being read as millimetres or terahertz. Accepted:
+
+* lengths: ``m``, ``cm``, ``mm``, ``um`` = ``µm`` = ``μm`` (also ``micron``/``microns``),
+  ``nm``, ``pm``;
+* frequencies: ``Hz``, ``kHz``, ``MHz``, ``GHz``, ``THz``, ``PHz``.
+
+A string is what a person typed, so it must carry a unit: ``"1e3"`` is refused (it would be
+1 km). A Python or TOML *number* is taken as SI metres unless the caller passes
+``require_unit=True``, which the training config does for every length (exactly zero needs no
+unit).
 """
 
 from __future__ import annotations
@@ -37,7 +50,11 @@ _LENGTH = {
     "nm": 1e-9,
     "pm": 1e-12,
 }
-_FREQUENCY = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9, "thz": 1e12, "phz": 1e15}
+_FREQUENCY = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9, "THz": 1e12, "PHz": 1e15}
+_LENGTH_NAMES = "m, cm, mm, um (µm), nm, pm"
+_FREQUENCY_NAMES = "Hz, kHz, MHz, GHz, THz, PHz"
+#: plausible wavelengths (metres) for any optodesign job, from EUV to millimetre waves
+PLAUSIBLE_WAVELENGTH = (1e-9, 1e-1)
 
 _NUMBER_UNIT = re.compile(
     r"^\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[^\d\s].*?)?\s*$"
@@ -70,6 +87,14 @@ def _split(value: str | float | int, field: str) -> tuple[float, str | None]:
     return float(m.group("num")), (unit.strip() if unit else None)
 
 
+def _case_hint(unit: str, table: dict[str, float]) -> str:
+    """``; units are case-sensitive: did you mean 'mm'?`` when only the case differs."""
+    same = [u for u in table if u.lower() == unit.lower()]
+    if same:
+        return f"; units are case-sensitive: did you mean {same[0]!r}?"
+    return ""
+
+
 def parse_length(
     value: str | float | int,
     *,
@@ -77,32 +102,40 @@ def parse_length(
     positive: bool = True,
     allow_zero: bool = False,
     plausible: tuple[float, float] | None = None,
+    require_unit: bool = False,
 ) -> float:
     """Parse a length into metres.
 
     Args:
-        value: ``"532 nm"``, ``"0.4 mm"``, ``"36 um"``, ``"3e-6"`` (bare numbers are metres) or a
-            float in metres.
+        value: ``"532 nm"``, ``"0.4 mm"``, ``"36 um"`` or a number in metres. A string without
+            a unit (``"3e-6"``) is refused.
         field: name used in error messages (e.g. ``"wavelength"``).
         positive: require value > 0 (or >= 0 when ``allow_zero``).
         allow_zero: accept exactly zero when ``positive``.
         plausible: (low, high) in metres; outside it a :class:`UnitsWarning` is issued.
+        require_unit: refuse bare numbers too (``0.02`` in a TOML file: metres or mm?); an
+            exact zero is still accepted.
 
     Returns:
         The length in metres.
 
     Raises:
-        UnitsError: unknown unit, unreadable string, non-finite or out-of-sign value.
+        UnitsError: unknown unit (case-sensitive), a missing unit, unreadable string,
+            non-finite or out-of-sign value.
     """
     number, unit = _split(value, field)
     if unit is None:
+        if (isinstance(value, str) or require_unit) and number != 0:
+            raise UnitsError(
+                f"{field}: give a unit, e.g. \"{format_length(number)}\" if {value!r} means "
+                f"metres (a bare number is ambiguous; units: {_LENGTH_NAMES})"
+            )
         scale = 1.0
     else:
-        key = unit if unit in _LENGTH else unit.lower()
-        if key not in _LENGTH:
-            allowed = ", ".join(sorted({"m", "cm", "mm", "um", "nm", "pm"}))
-            raise UnitsError(f"{field}: unknown length unit {unit!r} (allowed: {allowed})")
-        scale = _LENGTH[key]
+        if unit not in _LENGTH:
+            raise UnitsError(f"{field}: unknown length unit {unit!r} (allowed: {_LENGTH_NAMES})"
+                             f"{_case_hint(unit, _LENGTH)}")
+        scale = _LENGTH[unit]
     metres = number * scale
     if not math.isfinite(metres):
         raise UnitsError(f"{field}: must be finite, got {value!r}")
@@ -110,40 +143,52 @@ def parse_length(
         if metres < 0 or (metres == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise UnitsError(f"{field}: must be {bound}, got {value!r}")
-    if plausible is not None and metres != 0:
-        low, high = plausible
-        if not (low <= abs(metres) <= high):
-            warnings.warn(
-                f"{field} = {format_length(metres)} is outside the plausible range "
-                f"{format_length(low)}..{format_length(high)}; check the units",
-                UnitsWarning,
-                stacklevel=2,
-            )
+    if plausible is not None:
+        _warn_implausible(metres, field, plausible)
     return metres
 
 
 def parse_frequency(value: str | float | int, *, field: str = "frequency") -> float:
-    """Parse a frequency (``"0.4 THz"``) into hertz; must be > 0."""
+    """Parse a frequency (``"0.4 THz"``, case-sensitive units) into hertz; must be > 0."""
     number, unit = _split(value, field)
     scale = 1.0
     if unit is not None:
-        if unit.lower() not in _FREQUENCY:
-            raise UnitsError(
-                f"{field}: unknown frequency unit {unit!r} (allowed: Hz, kHz, MHz, GHz, THz, PHz)"
-            )
-        scale = _FREQUENCY[unit.lower()]
+        if unit not in _FREQUENCY:
+            raise UnitsError(f"{field}: unknown frequency unit {unit!r} (allowed: "
+                             f"{_FREQUENCY_NAMES}){_case_hint(unit, _FREQUENCY)}")
+        scale = _FREQUENCY[unit]
     hz = number * scale
     if not (math.isfinite(hz) and hz > 0):
         raise UnitsError(f"{field}: must be > 0, got {value!r}")
     return hz
 
 
-def parse_quantity(value: str | float | int, *, field: str) -> float:
-    """Parse a wavelength given either as a length or as a frequency (``"0.4 THz"``)."""
+def parse_quantity(value: str | float | int, *, field: str, require_unit: bool = False) -> float:
+    """Parse a wavelength given either as a length or as a frequency (``"0.4 THz"``).
+
+    A unit ending in ``Hz`` (any case) is read as a frequency, so ``"0.4 thz"`` gets the
+    frequency units in its error. Wavelengths outside :data:`PLAUSIBLE_WAVELENGTH` warn
+    (:class:`UnitsWarning`), whether given as a length or a frequency.
+    """
     _, unit = _split(value, field)
-    if unit is not None and unit.lower() in _FREQUENCY:
-        return SPEED_OF_LIGHT / parse_frequency(value, field=field)
-    return parse_length(value, field=field, plausible=(1e-9, 1e-1))
+    if unit is not None and unit.lower().endswith("hz"):
+        metres = SPEED_OF_LIGHT / parse_frequency(value, field=field)
+        _warn_implausible(metres, field, PLAUSIBLE_WAVELENGTH, given=f" ({value})")
+        return metres
+    return parse_length(value, field=field, plausible=PLAUSIBLE_WAVELENGTH,
+                        require_unit=require_unit)
+
+
+def _warn_implausible(metres: float, field: str, plausible: tuple[float, float], *,
+                      given: str = "") -> None:
+    low, high = plausible
+    if metres != 0 and not (low <= abs(metres) <= high):
+        warnings.warn(
+            f"{field} = {format_length(metres)}{given} is outside the plausible range "
+            f"{format_length(low)}..{format_length(high)}; check the units",
+            UnitsWarning,
+            stacklevel=3,
+        )
 
 
 def format_length(metres: float, *, digits: int = 6) -> str:

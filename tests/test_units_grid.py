@@ -24,7 +24,8 @@ from optodesign.units import (
         ("0.4 mm", 0.4e-3),
         ("36 um", 36e-6),
         ("36 µm", 36e-6),
-        ("3e-6", 3e-6),
+        ("36 μm", 36e-6),
+        (3e-6, 3e-6),
         ("3 cm", 0.03),
         ("1.5E-3 m", 1.5e-3),
         (0.25, 0.25),
@@ -46,12 +47,51 @@ def test_parse_length(text: str | float, metres: float) -> None:
         (True, "wavelength: expected a number"),
         ([1], "wavelength: expected a number or a string"),
         ("inf m", "wavelength: cannot read"),
+        ("3e-6", "wavelength: give a unit, e.g. \"3 um\" if '3e-6' means metres"),
+        ("1 Mm", "wavelength: unknown length unit 'Mm'.*did you mean 'mm'"),
+        ("0.4 MM", "wavelength: unknown length unit 'MM'.*case-sensitive"),
+        ("750 NM", "wavelength: unknown length unit 'NM'.*did you mean 'nm'"),
+        ("2 M", "wavelength: unknown length unit 'M'"),
     ],
 )
 def test_parse_length_errors_name_the_field(text: object, match: str) -> None:
     with pytest.raises(UnitsError, match=match) as e:
         parse_length(text, field="wavelength")  # type: ignore[arg-type]
     assert "\n" not in str(e.value)
+
+
+def test_bare_numbers_refused_when_a_unit_is_required() -> None:
+    with pytest.raises(UnitsError, match=r'^optics.pitch: give a unit, e.g. "400 um"'):
+        parse_length(0.0004, field="optics.pitch", require_unit=True)
+    assert parse_length(0, field="d", allow_zero=True, require_unit=True) == 0.0
+    assert parse_length("0.4 mm", field="d", require_unit=True) == pytest.approx(4e-4)
+
+
+@pytest.mark.parametrize(
+    ("text", "hz"),
+    [("0.4 THz", 0.4e12), ("0.4 GHz", 0.4e9), ("3 MHz", 3e6), ("5 kHz", 5e3), ("7 Hz", 7.0),
+     ("1 PHz", 1e15)],
+)
+def test_frequencies_are_case_sensitive(text: str, hz: float) -> None:
+    from optodesign.units import parse_frequency
+
+    assert parse_frequency(text) == pytest.approx(hz, rel=1e-12)
+    for wrong in (text.lower(), text.upper()):
+        if wrong != text:
+            with pytest.raises(UnitsError, match="case-sensitive: did you mean"):
+                parse_frequency(wrong, field="f")
+
+
+def test_a_frequency_unit_in_any_case_is_read_as_a_frequency() -> None:
+    with pytest.raises(UnitsError, match="unknown frequency unit 'thz'.*did you mean 'THz'"):
+        parse_quantity("0.4 thz", field="wavelength")
+    with pytest.raises(UnitsError, match="unknown frequency unit 'mHz'"):
+        parse_quantity("400 mHz", field="wavelength")
+
+
+def test_implausible_frequency_warns_like_an_implausible_length() -> None:
+    with pytest.warns(UnitsWarning, match=r"wavelength = 749.481 mm \(0.4 GHz\)"):
+        parse_quantity("0.4 GHz", field="wavelength")
 
 
 def test_zero_allowed_when_asked_and_implausible_values_warn() -> None:

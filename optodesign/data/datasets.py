@@ -9,7 +9,9 @@ files from a directory.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,10 @@ _IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+#: classes of each dataset (labels must lie in 0..N-1)
+N_CLASSES = {"digits": 10, "mnist": 10, "fashion": 10}
+#: deflate's largest expansion (258-byte matches coded in 2 bits: about 1032:1)
+MAX_DEFLATE_RATIO = 1032
 
 
 @dataclass(frozen=True)
@@ -45,31 +51,72 @@ class Dataset:
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into a uint8 array.
 
+    The header is read and checked first, before anything its size is allocated: the data it
+    promises must match the file's length (uncompressed), or be possible at all from a gzip
+    file of this size (deflate expands at most :data:`MAX_DEFLATE_RATIO`-fold); a gzip stream
+    is then read only up to one byte past the promised size.
+
+    Args:
+        path: the ``.gz`` or uncompressed IDX file.
+
     Raises:
-        UserError: missing file, bad gzip stream, wrong magic, or truncated data.
+        UserError: missing file, bad gzip stream, wrong magic, a header that promises more
+            (or less) data than the file holds, or truncated data.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: not found")
-    opener = gzip.open if path.suffix == ".gz" else open
+    gz = path.suffix == ".gz"
+    opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+            ndim = head[3]
+            raw_dims = f.read(4 * ndim)
+            if ndim < 1 or len(raw_dims) < 4 * ndim:
+                raise UserError(f"{path}: truncated IDX header")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+            count = math.prod(dims)  # Python int: no overflow for a corrupt header
+            header = 4 + 4 * ndim
+            size = path.stat().st_size
+            if not gz and size - header != count:
+                raise UserError(f"{path}: the header promises {count} bytes of data for shape "
+                                f"{dims}, the file holds {size - header}")
+            if gz and count + header > MAX_DEFLATE_RATIO * size + 1024:
+                raise UserError(f"{path}: the header promises {count} bytes of data for shape "
+                                f"{dims}, more than a {size}-byte gzip file can hold")
+            data = bytearray()
+            while len(data) <= count:
+                chunk = f.read(min(count + 1 - len(data), 1 << 24))
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: not a readable gzip/IDX file ({e})") from None
-    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim < 1 or len(data) < header:
-        raise UserError(f"{path}: truncated IDX header")
-    dims = struct.unpack(">" + "I" * ndim, data[4:header])
-    count = int(np.prod(dims))
-    if len(data) - header != count:
-        raise UserError(
-            f"{path}: expected {count} bytes of data for shape {dims}, found {len(data) - header}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    if len(data) != count:
+        found = f"at least {len(data)}" if len(data) > count else str(len(data))
+        raise UserError(f"{path}: expected {count} bytes of data for shape {dims}, found {found}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _check_split(directory: Path, split: str, images: np.ndarray, labels: np.ndarray,
+                 n_classes: int) -> None:
+    img, lab = directory / _IDX_FILES[f"{split}_images"], directory / _IDX_FILES[f"{split}_labels"]
+    if images.ndim != 3 or min(images.shape[1:]) < 1:
+        raise UserError(f"data.path: {img}: images must be 3-D (count, rows, cols), got shape "
+                        f"{images.shape}")
+    if images.shape[0] == 0:
+        raise UserError(f"data.path: {img}: holds no images (shape {images.shape})")
+    if labels.ndim != 1:
+        raise UserError(f"data.path: {lab}: labels must be 1-D (count,), got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise UserError(f"data.path: {lab}: {len(labels)} labels for the {len(images)} images of "
+                        f"{img.name}")
+    if labels.max() >= n_classes:
+        raise UserError(f"data.path: {lab}: label {int(labels.max())} is outside "
+                        f"0..{n_classes - 1} (the dataset has {n_classes} classes)")
 
 
 def _load_idx_dir(name: str, directory: str | Path) -> Dataset:
@@ -77,10 +124,17 @@ def _load_idx_dir(name: str, directory: str | Path) -> Dataset:
     if not directory.is_dir():
         raise UserError(f"data.path: {directory} is not a directory holding the four {name} "
                         f"IDX files ({', '.join(_IDX_FILES.values())})")
-    arrays = {key: read_idx(directory / fname) for key, fname in _IDX_FILES.items()}
+    missing = [f for f in _IDX_FILES.values() if not (directory / f).is_file()]
+    if missing:
+        raise UserError(f"data.path: {directory} lacks {', '.join(missing)} (the four {name} "
+                        f"IDX files are {', '.join(_IDX_FILES.values())})")
+    try:
+        arrays = {key: read_idx(directory / fname) for key, fname in _IDX_FILES.items()}
+    except UserError as e:
+        raise UserError(f"data.path: {e}") from None
     for split in ("train", "test"):
-        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-            raise UserError(f"{directory}: {split} images and labels differ in count")
+        _check_split(directory, split, arrays[f"{split}_images"], arrays[f"{split}_labels"],
+                     N_CLASSES[name])
     return Dataset(
         name,
         arrays["train_images"].astype(np.float32) / 255.0,

@@ -6,13 +6,14 @@ output plane of the design grid.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["text_target", "image_target", "spot_array", "spot_boxes"]
+__all__ = ["text_target", "image_target", "read_npy_image", "spot_array", "spot_boxes"]
 
 
 def text_target(text: str, shape: tuple[int, int], *, fill: float = 0.6) -> np.ndarray:
@@ -50,20 +51,65 @@ def text_target(text: str, shape: tuple[int, int], *, fill: float = 0.6) -> np.n
     return img / img.max()
 
 
+def read_npy_image(path: Path) -> np.ndarray:
+    """Read a 2-D (or ``(h, w, 3|4)``) numeric ``.npy`` array, checking its header first.
+
+    The shape, dtype and size the header promises are checked against the file's length
+    before the array is allocated, so a corrupt header cannot ask for terabytes.
+
+    Raises:
+        UserError: one line naming ``target.image``.
+    """
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise UserError(f"target.image: {path} is not a readable .npy file ({e})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise UserError(f"target.image: {path} holds {dtype} values; need real numbers")
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (3, 4))):
+        raise UserError(f"target.image: {path} has shape {shape}; need (rows, cols) or "
+                        f"(rows, cols, 3|4)")
+    if min(shape) < 1:
+        raise UserError(f"target.image: {path} is empty (shape {shape})")
+    promised = math.prod(shape) * dtype.itemsize
+    held = path.stat().st_size - offset
+    if promised != held:
+        raise UserError(f"target.image: {path}: the header promises {promised} bytes for shape "
+                        f"{shape}, the file holds {held}")
+    return np.load(path, allow_pickle=False)
+
+
 def image_target(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a PNG/JPEG (grayscale or RGB mean), resize to ``shape`` (bilinear), max 1."""
+    """Read a PNG/JPEG (grayscale or RGB mean) or a numeric ``.npy`` array, resize to
+    ``shape`` (bilinear), max 1."""
     import matplotlib.image as mpimg
     from scipy.ndimage import zoom
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"target.image: {path} not found")
-    try:
-        img = np.asarray(mpimg.imread(path), dtype=np.float64)
-    except Exception as e:  # PIL raises many types
-        raise UserError(f"target.image: cannot read {path} ({e})") from None
+    if path.suffix.lower() == ".npy":
+        img = np.asarray(read_npy_image(path), dtype=np.float64)
+    else:
+        try:
+            img = np.asarray(mpimg.imread(path), dtype=np.float64)
+        except Exception as e:  # PIL raises many types
+            raise UserError(f"target.image: cannot read {path} ({e})") from None
     if img.ndim == 3:
         img = img[..., :3].mean(axis=-1)
+    if img.ndim != 2 or min(img.shape) < 1:
+        raise UserError(f"target.image: {path} has shape {img.shape}; need a 2-D image")
+    if not np.isfinite(img).all():
+        raise UserError(f"target.image: {path} holds non-finite values")
     img = zoom(img, (shape[0] / img.shape[0], shape[1] / img.shape[1]), order=1)
     img = np.clip(img[: shape[0], : shape[1]], 0, None)
     if img.max() <= 0:
