@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from optodesign.cli import main
 from optodesign.design import Design
+from optodesign.errors import UserError
 from optodesign.fileio import atomic_write_text
 
 from .conftest import TINY_D2NN
@@ -372,13 +373,15 @@ def test_quickstart_refuses_foreign_subdirectories_before_any_work(tmp_path,
     assert (out / "fab" / "thesis.tex").read_text() == "years of work"
     res = cli("quickstart", "--out", tmp_path / "new", "--samples", "0", "--tiny")
     assert_one_line_exit_2(res, "--samples")
-    # what an earlier quickstart wrote may be replaced (and its run is cleared first)
+    # a manifest.json alone does not make a fab directory ours (export's own rule)
     (out / "fab" / "thesis.tex").unlink()
     (out / "fab" / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="--out"):
+        check_quickstart_out(out)
+    # what an earlier quickstart wrote may be replaced (and its run is cleared first)
+    (out / "fab" / "manifest.json").unlink()
     (out / "run").mkdir()
     (out / "run" / "design.json").write_text("{}")
-    (out / "verify").mkdir()
-    (out / "verify" / "report.json").write_text("{}")
     assert check_quickstart_out(out) is True
     (out / "unrelated.txt").write_text("next to it, untouched")
     assert check_quickstart_out(out) is True

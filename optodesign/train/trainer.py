@@ -413,6 +413,11 @@ class Trainer:
         self.progress = progress
         self.config_text = config_text
         check_optics(cfg)
+        if self.device.type == "cuda":  # the config check knew only the host's memory
+            from .memory import check_memory
+
+            free, _ = torch.cuda.mem_get_info(self.device)
+            check_memory(cfg, available=free, where=f"{self.device} (free)")
         o = cfg.optics
         self.shape = (o.size, o.size)
         self.process_table = _process_table(cfg)
@@ -517,6 +522,8 @@ class Trainer:
                 stack.load_state_dict(state["stack"])
                 opt.load_state_dict(state["optimizer"])
                 torch.set_rng_state(state["rng"])
+                if self.device.type == "cuda" and isinstance(state.get("cuda_rng"), Tensor):
+                    torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             except (RuntimeError, KeyError, ValueError, TypeError) as e:
                 first = (str(e).strip().splitlines() or [""])[0][:120]
                 raise UserError(f"{ckpt_path}: does not fit this config's model "
@@ -567,6 +574,9 @@ class Trainer:
                 # tensors and plain data only: load_checkpoint reads it with weights_only=True
                 torch.save({"epoch": epoch, "stack": stack.state_dict(),
                             "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                            # Gumbel noise on a GPU comes from its own generator
+                            **({"cuda_rng": torch.cuda.get_rng_state(self.device)}
+                               if self.device.type == "cuda" else {}),
                             "history": _plain(history), "run": run_info}, buf)
                 with atomic_path(ckpt_path) as tmp:
                     tmp.write_bytes(buf.getvalue())
