@@ -104,7 +104,7 @@ def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
     key = _key(s, method, levels, device)
     cache = Path(work) / f"{key}.json"
     if cache.exists():
-        return json.loads(cache.read_text())
+        return {**json.loads(cache.read_text()), "cached": True}
     cfg = parse_config(config_dict(s, method, levels, data))
     dev = torch.device(device)
     t0 = time.perf_counter()
@@ -277,9 +277,10 @@ def main() -> None:
     carried = _carried_rows(name, [r[0] for r in rows], s) if save and subset else []
     order = {m.upper(): i for i, m in enumerate(METHODS)}
     rows = sorted(rows + carried, key=lambda r: order.get(r[0], len(order)))
+    n_cached = sum(bool(r.get("cached")) for r in recs.values())
     meta = {**s, "data": str(data), "device": device, "methods": methods, "levels": levels,
-            "runs": len(recs), "jobs": args.jobs, "threads_per_run": threads,
-            "grid_wall_s": round(total, 1)}
+            "runs": len(recs), "runs_from_cache": n_cached, "jobs": args.jobs,
+            "threads_per_run": threads, "grid_wall_s": round(total, 1)}
     where = (f"{device} ({args.jobs} runs sharing the GPU)" if device == "cuda" else
              f"cpu, {args.jobs} runs in parallel with {threads} torch thread(s) each")
     notes = [
@@ -293,9 +294,12 @@ def main() -> None:
         f"{s['detector']}x{s['detector']} px.",
         "FP32 = unquantized phases of the PQ training (the same for every L); PQ = those "
         "phases rounded to the nearest of L uniform levels.",
-        f"'train s' = wall time of one run (median over L) on {where}; this run "
-        f"{total:.0f} s for {len(recs)} trainings. 'run' = which run made the row "
-        "(rows not retrained now are kept from the saved table, with that run's date).",
+        f"'train s' = wall time of one run (median over L) on {where}; "
+        f"{len(recs) - n_cached} trainings now ({total:.0f} s)"
+        + (f" and {n_cached} read from the --work cache (finished by an earlier invocation "
+           "with the same setting; their times are that invocation's)" if n_cached else "")
+        + ". 'run' = which run made the row (rows not retrained now are kept from the saved "
+        "table, with that run's date).",
     ]
     for m in ("psq-ft", "psq-li", "psq-lt"):
         got = [(lv, recs[(m, lv)]) for lv in LEVELS if (m, lv) in recs]
