@@ -176,7 +176,8 @@ def _carried_rows(name: str, methods: list[str], s: dict[str, Any]) -> list[list
     out = []
     for row in old.get("rows", []):
         if row[0] not in rerun:
-            out.append([row[0], *row[1:4], row[4], row[5] if len(row) > 5 else date])
+            made = row[5] if len(row) > 5 and row[5] != "this run" else date
+            out.append([row[0], *row[1:4], row[4], made])
     return out
 
 
