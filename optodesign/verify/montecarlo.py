@@ -35,6 +35,7 @@ from ..evaluate import Evaluator
 from ..grid import padded_shape
 from ..models.functional import forward_stack
 from ..optics.propagation import SamplingWarning
+from ..units import format_length
 from .errors import (
     ERRORS,
     ErrorConfig,
@@ -238,7 +239,7 @@ def realisations(fab: FabStack, model: ErrorModel, samples: Sequence[int], *,
 
 def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Scorer,
                 metric: str, seed: int = 0, progress: bool = False,
-                desc: str = "monte carlo") -> MCResult:
+                desc: str = "monte carlo", shard: bool = True) -> MCResult:
     """Simulate ``samples`` fabricated realisations of ``fab`` under ``model`` and score them.
 
     Sample ``i`` is :func:`~optodesign.verify.errors.perturb` with ``(seed, i)``, whatever
@@ -260,11 +261,13 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
     # Chunks are fixed by the global sample index, and under torchrun each rank takes every
     # world-size-th chunk: a chunk is computed identically whichever rank runs it, so the
     # merged results do not depend on the world size.
-    starts = distributed.shard(range(0, todo, chunk))
+    starts = list(range(0, todo, chunk))
+    if shard:  # False when the caller already split the work over ranks (the sweep)
+        starts = distributed.shard(starts)
     cache: tuple[tuple, Physical, np.ndarray] | None = None
     mine: dict[int, list[dict[str, Any]]] = {}
-    bar = tqdm(total=todo, desc=desc, disable=not progress or not distributed.is_main(),
-               leave=False, mininterval=0.5)
+    bar = tqdm(total=todo, desc=desc, leave=False, mininterval=0.5,
+               disable=not progress or (shard and not distributed.is_main()))
     try:
         for start in starts:
             ts = []
@@ -279,11 +282,11 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
             t = torch.as_tensor(np.stack(ts, axis=1).astype(np.complex64), device=device)
             mine[start] = scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,
                                        reuse_inputs=not model.varies_distances)
-            bar.update(len(ts) * distributed.world_size())
+            bar.update(len(ts) * (distributed.world_size() if shard else 1))
     finally:
         bar.close()
-    results = [r for chunk_results in distributed.gather_ordered(mine).values()
-               for r in chunk_results]
+    merged = distributed.gather_ordered(mine) if shard else mine
+    results = [r for chunk_results in merged.values() for r in chunk_results]
     if todo < samples:
         results = results * samples
     names = [k for k, v in results[0].items() if isinstance(v, (int, float))]
@@ -328,21 +331,32 @@ def tolerance_sweep(fab: FabStack, model: ErrorModel, *, names: Sequence[str],
                     factors: Sequence[float], scales: Scales, scorer: Scorer, metric: str,
                     tolerance: Tolerance, max_drop: float, nominal: float, samples: int,
                     seed: int = 0, progress: bool = False) -> list[SweepResult]:
-    """Metric vs each error's magnitude, one error at a time (see :class:`SweepResult`)."""
+    """Metric vs each error's magnitude, one error at a time (see :class:`SweepResult`).
+
+    Under torchrun the sweep points are split over ranks (each point's samples stay on one
+    rank) and merged in order: the same result for any world size."""
+    from .. import distributed
+
+    mags_of = {name: sweep_magnitudes(name, model, tuple(factors), scales) for name in names}
+    points = [(name, m) for name in names for m in mags_of[name] if m != 0]
+    mine: dict[int, np.ndarray] = {}
+    for i in distributed.shard(range(len(points))):
+        name, m = points[i]
+        r = monte_carlo(fab, ErrorModel().only(name, m),
+                        samples=samples if ERRORS[name].random else 1, scorer=scorer,
+                        metric=metric, seed=seed, progress=progress,
+                        desc=f"sweep {name} {_magnitude(name, m)}", shard=False)
+        mine[i] = r.values
+    done = distributed.gather_ordered(mine)
+    values = {points[i]: v for i, v in done.items()}
     out = []
     for name in names:
         spec = ERRORS[name]
-        mags = sweep_magnitudes(name, model, tuple(factors), scales)
+        mags = mags_of[name]
         vals: list[np.ndarray] = []
         stats: list[float] = []
         for m in mags:
-            if m == 0:
-                v = np.full(samples if spec.random else 1, nominal)
-            else:
-                r = monte_carlo(fab, ErrorModel().only(name, m), samples=samples if spec.random
-                                else 1, scorer=scorer, metric=metric, seed=seed,
-                                progress=progress, desc=f"sweep {name} {m:.3g}")
-                v = r.values
+            v = np.full(samples if spec.random else 1, nominal) if m == 0 else values[(name, m)]
             vals.append(v)
             stats.append(tolerance.statistic_of(v))
         passed = [_within(nominal, s, max_drop) for s in stats]
@@ -358,6 +372,14 @@ def tolerance_sweep(fab: FabStack, model: ErrorModel, *, names: Sequence[str],
                                tuple(stats), tuple(passed), float(max_ok),
                                None if estimate is None else float(estimate)))
     return out
+
+
+def _magnitude(name: str, value: float) -> str:
+    """A swept magnitude with its unit, for progress bars (``40 um``, ``0.2 deg``)."""
+    unit = ERRORS[name].unit
+    if unit == "m":
+        return format_length(value, digits=3)
+    return f"{value:.3g} {unit}".rstrip()
 
 
 @dataclass(frozen=True, eq=False)
