@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -85,8 +84,15 @@ def check_output_dir(path: Path, option: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{option}: {path} cannot be created: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{option}: {path} is not writable ({probe} denies writing)")
+    # try it (os.access says yes to root everywhere, even on /proc or a read-only mount)
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise UserError(f"{option}: {path} is not writable ({probe}: "
+                        f"{e.strerror or e})") from None
 
 
 def resolve_device(name: str) -> str:
