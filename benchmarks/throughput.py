@@ -15,12 +15,17 @@ amplitude images (throughput does not depend on the content).
   per side, default dtype float32).
 
 Each (framework, allocator) is measured in a fresh subprocess, because the allocator is fixed
-when the process starts: glibc default, glibc with raised mmap/trim thresholds
-(``GLIBC_TUNABLES``), and tcmalloc (``LD_PRELOAD``) when its library is found. Rounds
+per process: glibc default, glibc with raised mmap/trim thresholds (``GLIBC_TUNABLES``), and
+tcmalloc (``LD_PRELOAD``) when its library is found. Ours additionally runs as the CLI does
+(``optodesign.cli.tune_malloc()`` before torch is imported): by default the CLI raises the same
+thresholds itself with ``mallopt`` ("glibc tuned by the CLI"), and with
+``OPTODESIGN_NO_MALLOC_TUNING=1`` it keeps glibc's defaults (our "glibc default" row). Rounds
 interleave the configurations, so a noisy neighbour on the shared cores hits all of them
-alike; the table gives the median over rounds.
+alike; the table gives the median over rounds and ours ÷ LightRidge with the same allocator
+(the CLI's mallopt thresholds are compared with LightRidge under ``GLIBC_TUNABLES``).
 
-Usage: ``python benchmarks/throughput.py [--batch 32] [--steps 2] [--rounds 3] [--threads 1]``
+Usage: ``python benchmarks/throughput.py [--batch 32] [--warmup 2] [--steps 2] [--rounds 3]
+[--threads 1] [--frameworks optodesign,lightridge,torchoptics]``
 """
 
 from __future__ import annotations
@@ -109,8 +114,18 @@ def build(framework: str) -> tuple[Any, Any, str]:
     raise ValueError(f"framework: unknown {framework!r}")
 
 
-def worker(framework: str, batch: int, steps: int, threads: int) -> dict[str, Any]:
-    """Time ``steps`` training steps (after one warm-up step) in this process."""
+def worker(framework: str, batch: int, steps: int, threads: int,
+           warmup: int = 1) -> dict[str, Any]:
+    """Time ``steps`` training steps (after ``warmup`` untimed ones) in this process.
+
+    Ours first goes through the CLI's allocator set-up (before torch is imported, as in the
+    CLI); ``malloc`` in the result says what it did (None for the peers).
+    """
+    status = None
+    if framework == "optodesign":
+        from optodesign.cli import tune_malloc
+
+        status = tune_malloc()
     import torch
 
     from optodesign import tasks
@@ -133,22 +148,35 @@ def worker(framework: str, batch: int, steps: int, threads: int) -> dict[str, An
         opt.step()
         return float(loss.detach())
 
-    step()
+    for _ in range(max(1, warmup)):
+        step()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {"framework": framework, "version": version,
+    return {"framework": framework, "version": version, "malloc": status,
             "samples_per_s": batch / statistics.median(times)}
 
 
-def allocators() -> list[tuple[str, dict[str, str]]]:
-    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES")}
-    out = [("glibc default", base), ("glibc tuned", {**base, "GLIBC_TUNABLES": GLIBC_TUNED})]
+#: allocator label -> the family compared in the "x LightRidge" column
+CLI_TUNED = "glibc tuned by the CLI (mallopt)"
+FAMILY = {"glibc default": "glibc default", "glibc tuned (GLIBC_TUNABLES)": "glibc tuned",
+          CLI_TUNED: "glibc tuned", "tcmalloc": "tcmalloc"}
+
+
+def allocators() -> list[tuple[str, dict[str, str], tuple[str, ...] | None]]:
+    """(label, environment, frameworks or None for all) per allocator configuration."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", "OPTODESIGN_NO_MALLOC_TUNING")}
+    out: list[tuple[str, dict[str, str], tuple[str, ...] | None]] = [
+        ("glibc default", {**base, "OPTODESIGN_NO_MALLOC_TUNING": "1"}, None),
+        (CLI_TUNED, base, ("optodesign",)),
+        ("glibc tuned (GLIBC_TUNABLES)", {**base, "GLIBC_TUNABLES": GLIBC_TUNED}, None),
+    ]
     lib = next((p for p in TCMALLOC if Path(p).exists()), None)
     if lib:
-        out.append(("tcmalloc", {**base, "LD_PRELOAD": lib}))
+        out.append(("tcmalloc", {**base, "LD_PRELOAD": lib}, None))
     return out
 
 
@@ -161,24 +189,37 @@ def available(framework: str) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per measurement")
     p.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
     p.add_argument("--rounds", type=int, default=3, help="fresh processes per configuration")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help="comma-separated subset of " + ", ".join(FRAMEWORKS))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.batch, args.steps, args.threads)))
+        print(json.dumps(worker(args.worker, args.batch, args.steps, args.threads,
+                                args.warmup)))
         return
-    frameworks = [f for f in FRAMEWORKS if available(f)]
+    asked = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = sorted(set(asked) - set(FRAMEWORKS))
+    if unknown:
+        p.error(f"--frameworks: unknown {', '.join(unknown)}; choose from {', '.join(FRAMEWORKS)}")
+    frameworks = [f for f in FRAMEWORKS if f in asked and available(f)]
+    missing = [f for f in asked if f not in frameworks]
     allocs = allocators()
     res: dict[tuple[str, str], list[float]] = {}
     versions: dict[str, str] = {}
+    mallocs: dict[tuple[str, str], set[str]] = {}
     t0 = time.perf_counter()
     for r in range(args.rounds):
-        for alloc, env in allocs:
+        for alloc, env, only in allocs:
             for fw in frameworks:
+                if only is not None and fw not in only:
+                    continue
                 cmd = [sys.executable, __file__, "--worker", fw, "--batch", str(args.batch),
-                       "--steps", str(args.steps), "--threads", str(args.threads)]
+                       "--warmup", str(args.warmup), "--steps", str(args.steps),
+                       "--threads", str(args.threads)]
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -187,32 +228,62 @@ def main() -> None:
                 rec = json.loads(proc.stdout.strip().splitlines()[-1])
                 versions[fw] = rec["version"]
                 res.setdefault((fw, alloc), []).append(rec["samples_per_s"])
-                print(f"round {r + 1}: {fw:11s} {alloc:13s} {rec['samples_per_s']:7.2f} "
+                if rec["malloc"] is not None:
+                    mallocs.setdefault((fw, alloc), set()).add(rec["malloc"])
+                print(f"round {r + 1}: {fw:11s} {alloc:30s} {rec['samples_per_s']:7.2f} "
                       f"samples/s", flush=True)
+    med = {k: statistics.median(v) for k, v in res.items()}
     rows: list[list[Any]] = []
     for fw in frameworks:
-        row: list[Any] = [f"{fw} {versions.get(fw, '')}".strip()]
-        for alloc, _ in allocs:
-            v = res.get((fw, alloc))
-            row.append(round(statistics.median(v), 2) if v else None)
-        rows.append(row)
-    header = ["framework", *[f"{a} samples/s" for a, _ in allocs]]
+        for alloc, *_ in allocs:
+            if (fw, alloc) not in med:
+                continue
+            peer = med.get(("lightridge", _peer_alloc(alloc, allocs)))
+            ratio = round(med[(fw, alloc)] / peer, 2) if peer and fw != "lightridge" else None
+            rows.append([f"{fw} {versions.get(fw, '')}".strip(), alloc,
+                         round(med[(fw, alloc)], 2), ratio,
+                         " ".join(f"{v:.1f}" for v in res[(fw, alloc)])])
+    header = ["framework", "allocator", "samples/s", "x LightRidge (same allocator)",
+              "per round"]
     meta = {"network": f"{LAYERS} phase layers {N}x{N}, pitch {PITCH * 1e6:g} um, "
                        f"wavelength {WAVELENGTH * 1e9:g} nm, {DIST} m spacing, "
                        f"padded to {N + 2 * PAD}x{N + 2 * PAD}",
-            "batch": args.batch, "timed_steps": args.steps, "rounds": args.rounds,
-            "torch_threads_per_process": args.threads,
-            "tcmalloc": next((a for a in TCMALLOC if Path(a).exists()), None),
-            "glibc_tuned": GLIBC_TUNED, "wall_s": round(time.perf_counter() - t0, 1)}
+            "batch": args.batch, "warmup_steps": args.warmup, "timed_steps": args.steps,
+            "rounds": args.rounds, "torch_threads_per_process": args.threads,
+            "allocators": {a: _describe(a, env) for a, env, _ in allocs},
+            "ours_malloc_status": {a: sorted(v) for (fw, a), v in mallocs.items()
+                                   if fw == "optodesign"},
+            "frameworks_missing": missing,
+            "wall_s": round(time.perf_counter() - t0, 1)}
     notes = [
         "samples/s = batch / median step time (forward + CE loss + backward + Adam), median "
-        "over rounds of fresh processes; one column per allocator the process started with.",
+        "over rounds of fresh processes (each round's value in the last column); rounds "
+        "interleave every configuration.",
+        "allocator = what the worker process ran with; ours always goes through the CLI's "
+        "tune_malloc(): 'glibc default' is ours with OPTODESIGN_NO_MALLOC_TUNING=1 (the "
+        "opt-out), 'glibc tuned by the CLI (mallopt)' is ours as `optodesign train` runs by "
+        "default (no environment variable), compared with LightRidge under GLIBC_TUNABLES.",
         "LightRidge: DiffractLayer_Raw(approx='Fresnel', pad=100), as shipped (float64 "
         "phase -> complex128 modulation); torchoptics: System.measure_at_z(ASM, "
         "asm_pad=100), float32; ours: band-limited ASM, complex64.",
         "The header's allocator line describes this parent process only.",
     ]
     save_table("throughput", rows, header, meta, notes=notes)
+
+
+def _peer_alloc(alloc: str, allocs: list[tuple[str, dict[str, str], Any]]) -> str:
+    """The allocator LightRidge ran with that belongs to ``alloc``'s family."""
+    return next(a for a, _, only in allocs if only is None and FAMILY[a] == FAMILY[alloc])
+
+
+def _describe(alloc: str, env: dict[str, str]) -> str:
+    if "LD_PRELOAD" in env:
+        return f"LD_PRELOAD={env['LD_PRELOAD']}"
+    if "GLIBC_TUNABLES" in env:
+        return f"GLIBC_TUNABLES={env['GLIBC_TUNABLES']}"
+    if env.get("OPTODESIGN_NO_MALLOC_TUNING"):
+        return "glibc defaults (ours: OPTODESIGN_NO_MALLOC_TUNING=1)"
+    return "no variable set; ours: optodesign.cli.tune_malloc() calls mallopt"
 
 
 if __name__ == "__main__":
