@@ -22,10 +22,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from optodesign import tasks
 from optodesign.cli import main
 from optodesign.design import Design, DesignError
-from optodesign.evaluate import Evaluator
 from optodesign.export.fab import export_design
 from optodesign.export.manifest import FORMAT
 from optodesign.fileio import sha256_file
@@ -63,23 +61,10 @@ def snapshot(d: Path) -> dict[str, bytes]:
 def lens(process, *, n: int = 16, L: int = 4, uniform: bool = False) -> Design:
     """A quantized lens with its Strehl as the trained metric; ``uniform``: trained on the
     uniform levels 2πk/L instead of the process's (absorbing) level table."""
-    import torch
+    from .test_verify import lens_design
 
-    from optodesign.models.functional import forward_stack
-
-    pitch, lam, focal = 0.4e-3, process.wavelength, 0.02
-    phase = tasks.ideal_lens_phase((n, n), pitch=pitch, wavelength=lam, focal_length=focal)
-    levels = np.round(phase / (2 * np.pi / L)).astype(int) % L
-    t = torch.polar(torch.ones(n, n), torch.as_tensor(phase, dtype=torch.float32))
-    u = forward_stack(torch.ones((1, n, n), dtype=torch.complex64), [t], (0.0, focal),
-                      pitch=pitch, wavelength=lam)
-    extra = {"focal_length": focal, "ideal_peak": float((u.abs() ** 2)[0, n // 2, n // 2]),
-             "focus_radius": tasks.focus_radius(wavelength=lam, focal_length=focal,
-                                                aperture=n * pitch, pitch=pitch)}
-    table = np.exp(2j * np.pi * np.arange(L) / L) if uniform else process.level_table(L)
-    d = Design(task="lens", wavelength=lam, pitch=pitch, levels=levels[None],
-               level_tables=table, distances=(0.0, focal), extra=extra)
-    return d.with_levels(d.levels, metrics=Evaluator.from_design(d).evaluate(d.transmissions()))
+    table = np.exp(2j * np.pi * np.arange(L) / L) if uniform else None
+    return lens_design(process, n=n, L=L, table=table)
 
 
 def hologram2(process) -> Design:

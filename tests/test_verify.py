@@ -95,8 +95,10 @@ def lossless(tmp_path_factory: pytest.TempPathFactory):
     return load_process(p)
 
 
-def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02) -> Design:
-    """An ideal lens quantized to the process's L levels, with its Strehl as trained metric."""
+def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02,
+                table: np.ndarray | None = None) -> Design:
+    """An ideal lens quantized to the process's L levels (or ``table``: the levels it was
+    trained on), with its Strehl as trained metric."""
     pitch, lam = 0.4e-3, process.wavelength
     phase = tasks.ideal_lens_phase((n, n), pitch=pitch, wavelength=lam, focal_length=focal)
     levels = np.round(phase / (2 * np.pi / L)).astype(int) % L
@@ -111,7 +113,8 @@ def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02) -> Des
              "focus_radius": tasks.focus_radius(wavelength=lam, focal_length=focal,
                                                 aperture=n * pitch, pitch=pitch)}
     d = Design(task="lens", wavelength=lam, pitch=pitch, levels=levels[None],
-               level_tables=process.level_table(L), distances=(0.0, focal), extra=extra)
+               level_tables=process.level_table(L) if table is None else table,
+               distances=(0.0, focal), extra=extra)
     m = Evaluator.from_design(d).evaluate(d.transmissions())
     return d.with_levels(d.levels, metrics=m)
 
