@@ -9,7 +9,7 @@ changes.
     diffraction efficiency, median over seeds. Tables with 2**bits codewords: the joint
     quantizer on a phase ring, a polar grid, a learned codebook and on the Re/Im baseline's
     own lattice (a control: same table, only the assignment/training differs).
-(b) A 3-layer complex D2NN on MNIST (``/work/shared/data/mnist``; skipped with a message when
+(b) A 3-layer complex D2NN on MNIST (``../shared/data/mnist``; skipped with a message when
     absent): 48 x 48 px, 0.75 mm wavelength, 0.4 mm pitch, 2 cm spacing, 3000 training
     images, 3 epochs (1 full precision + 2 QAT), accuracy on 1000 test images. Then adaptive
     precision: a full-precision model (3 epochs), per-layer sensitivities on 1000 held-out

@@ -12,8 +12,8 @@ every ``L`` (nearest-level quantization of the trained phases). That is 1 + 6 ×
 
 Usage::
 
-    python benchmarks/quantization.py --data /work/shared/data/mnist          # the table
-    python benchmarks/quantization.py --data /work/shared/data/mnist --quick  # smoke run
+    python benchmarks/quantization.py --data ../shared/data/mnist          # the table
+    python benchmarks/quantization.py --data ../shared/data/mnist --quick  # smoke run
     python benchmarks/quantization.py --methods pq,psq-ft,psq-li,psq-lt       # some rows
     python benchmarks/quantization.py --device cuda --jobs 4                  # on a GPU
 
@@ -35,6 +35,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -56,6 +57,9 @@ QUICK: dict[str, Any] = {**FULL, "size": 32, "image_size": 20, "detector": 3,
                          "distance": "6 mm", "train_samples": 256, "epochs": 2,
                          "monitor_samples": 100, "test_samples": 500}
 
+
+#: the MNIST IDX files in ../shared beside the repository (never committed into it)
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 def config_dict(s: dict[str, Any], method: str, levels: int, data: str) -> dict[str, Any]:
     """The training config (a TOML mapping, see optodesign.train.config) of one run."""
@@ -183,8 +187,9 @@ def _carried_rows(name: str, methods: list[str], s: dict[str, Any]) -> list[list
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="/work/shared/data/mnist",
-                   help="directory holding the four MNIST IDX .gz files")
+    p.add_argument("--data", default=str(MNIST),
+                   help="directory holding the four MNIST IDX .gz files (default: "
+                        "../shared/data/mnist beside the repository)")
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run (about 2 minutes); prints the table, saves nothing")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
@@ -227,7 +232,7 @@ def main() -> None:
         if getattr(args, k) is not None:
             s[k] = getattr(args, k)
     name = "quantization_quick" if args.quick else "quantization"
-    work = Path(args.work or f"/tmp/optodesign-{name}")
+    work = Path(args.work or Path(tempfile.gettempdir()) / f"optodesign-{name}")
     work.mkdir(parents=True, exist_ok=True)
     # fp32 and pq are one training (see the module docstring); L = 4 first, it matters most
     jobs = [("pq", 4)] if {"fp32", "pq"} & set(methods) else []

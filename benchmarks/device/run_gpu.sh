@@ -18,7 +18,7 @@
 # 300); LEVELS (default "2 4 16"); PYTHON (default python3); SMOKE=1 shrinks everything to test
 # the script on a CPU in a couple of minutes:
 #
-#   SMOKE=1 OUT=/tmp/out DATA=/work/shared/data/mnist bash benchmarks/device/run_gpu.sh
+#   SMOKE=1 OUT=/tmp/out DATA=../shared/data/mnist bash benchmarks/device/run_gpu.sh
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO" || exit 2
