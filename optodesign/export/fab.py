@@ -23,17 +23,13 @@ substrate (process ``etch.substrate``); pillars → no STL (noted in the manifes
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import io
 import logging
 import math
 import os
-import re
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +37,19 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
-from ..fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from ..fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    foreign_entries,
+    replace_dir,
+    sha256_file,
+)
 from ..process import EtchSpec, PillarSpec, Process, wrap_phase
 from .drc import DRCReport, check_levels
 from .manifest import FORMAT, file_entry, listed_files, load_manifest, write_manifest
 
-__all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats", "replace_dir",
-           "Staging", "foreign_entries", "check_out_dir"]
+__all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats", "check_out_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -81,235 +83,6 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
     if not wanted:
         raise UserError(f"format: choose at least one of {', '.join(FORMATS)}")
     return tuple(f for f in FORMATS if f in wanted)
-
-
-# ---------------------------------------------------------------------------- directories
-#: hidden entries our own staging leaves beside a directory NAME: ``.NAME.<8 chars>.tmp`` (a
-#: directory being written), ``.NAME.<8 chars>.old`` (the previous one, during a swap)
-_STAGING_RE = r"\.{name}\.[a-z0-9_]{{8}}\.(tmp|old)"
-_ANY_STAGING = re.compile(r"^\..+\.([a-z0-9_]{8}\.(tmp|old)|lock)$")
-
-
-@dataclass
-class Staging:
-    """A directory being built for :func:`replace_dir`.
-
-    Attributes:
-        path: the hidden temporary directory to write into.
-        kept: names of the entries of the previous directory that its owner did not write;
-            they are carried into the new directory unchanged at the swap.
-    """
-
-    path: Path
-    kept: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def replace_dir(out: str | Path, *, option: str,
-                owned: Callable[[Path], set[str]]) -> Iterator[Staging]:
-    """Build a directory in a hidden temporary directory beside ``out`` and swap it in.
-
-    ``out`` is replaced only when it is absent, empty, or ``owned(out)`` recognises it as a
-    previous output of the same writer: ``owned`` returns the names it wrote (they are
-    replaced) or raises :class:`UserError` (nothing is touched). Every other entry (a verify
-    report a user put inside a fab directory, notes) is carried into the new directory
-    unchanged (hard links, else copies) at the swap, so a re-run never loses it; a carried
-    name that the new directory also writes is refused.
-
-    While it runs, ``.NAME.lock`` beside ``out`` is locked (``fcntl.flock``): a second writer
-    of the same ``out`` fails at once with one line. Under the lock, staging directories left
-    by killed runs (``.NAME.*.tmp``, ``.NAME.*.old``) are removed; a previous directory that a
-    killed swap left as ``.NAME.*.old`` with ``out`` missing is first put back.
-
-    Args:
-        out: the directory to create or replace.
-        option: how error messages name it (``"out"``, ``"--report"``).
-        owned: ``owned(out) -> names`` (see above), called only for a non-empty ``out``.
-
-    Yields:
-        A :class:`Staging`: write into ``staging.path``; on a clean exit the result replaces
-        ``out`` atomically (one rename), on an exception it is removed and ``out`` is left
-        untouched.
-
-    Raises:
-        UserError: ``out`` is a file, is not recognised, cannot be created, is locked, or a
-            kept entry collides with a new file.
-    """
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{option}: {out} exists and is not a directory")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{option}: cannot create {out} ({e.strerror or type(e).__name__})"
-                        ) from None
-    with _dir_lock(out, option):
-        _clean_staging(out)
-        kept = foreign_entries(out, owned)
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
-        except OSError as e:
-            raise UserError(f"{option}: cannot create {out} ({e.strerror or type(e).__name__})"
-                            ) from None
-        staging = Staging(tmp, kept)
-        try:
-            yield staging
-            _share(tmp)
-            _carry(out, tmp, kept, option)
-            _swap_into_place(tmp, out)
-        except BaseException:
-            _remove(tmp)
-            raise
-
-
-def foreign_entries(out: Path, owned: Callable[[Path], set[str]]) -> list[str]:
-    """Entries of ``out`` its writer did not write (``[]`` when absent or empty).
-
-    Our own staging leftovers inside it (``.X.*.tmp``, ``.X.*.old``, ``.X.lock`` of a nested
-    report) are neither kept nor counted.
-
-    Raises:
-        UserError: from ``owned``, when ``out`` is not a previous output.
-    """
-    if not out.is_dir():
-        return []
-    names = sorted(p.name for p in out.iterdir() if not _ANY_STAGING.match(p.name))
-    if not names:
-        return []
-    own = owned(out)
-    return [n for n in names if n not in own]
-
-
-@contextlib.contextmanager
-def _dir_lock(out: Path, option: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``.NAME.lock`` beside ``out`` (removed afterwards).
-
-    The file is unlinked while locked; a process that opened it before checks after locking
-    that the path still names the file it locked, else retries (the usual lock-file dance).
-    Where ``fcntl`` or ``flock`` is not available, runs unlocked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover (not POSIX)
-        yield
-        return
-    path = out.parent / f".{out.name}.lock"
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise UserError(f"{option}: cannot create the lock file {path} "
-                            f"({e.strerror or type(e).__name__})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UserError(f"{option}: {out} is being written by another process (lock "
-                            f"{path} is held); run one at a time") from None
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
-                os.close(fd)
-                raise
-            log.warning("cannot lock %s (%s); writing %s unlocked", path, e.strerror, out)
-            try:
-                yield
-            finally:
-                os.close(fd)
-            return
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # unlinked by its previous holder: lock the new one
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)
-
-
-def _clean_staging(out: Path) -> None:
-    """Remove what killed runs left beside ``out`` (called under the lock)."""
-    pattern = re.compile("^" + _STAGING_RE.format(name=re.escape(out.name)) + "$")
-    found = [p for p in out.parent.iterdir() if pattern.match(p.name)]
-    olds = [p for p in found if p.name.endswith(".old")]
-    tmps = [p for p in found if p.name.endswith(".tmp")]
-    if olds and not os.path.lexists(out):
-        if len(olds) == 1:
-            # killed between the two renames of a swap: the previous directory is the .old
-            log.warning("restoring %s from %s (a previous run was interrupted)", out, olds[0])
-            os.rename(olds[0], out)
-        else:  # ambiguous: leave them to the user
-            log.warning("%s is missing and %d previous copies lie beside it; not touched",
-                        out, len(olds))
-        olds = []
-    for p in tmps + olds:
-        log.info("removing %s (left by an interrupted run)", p)
-        _remove(p)
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _share(tmp: Path) -> None:
-    """mkdtemp/mkstemp create private (0700/0600) entries; a fab directory is for sharing."""
-    mask = _umask()
-    os.chmod(tmp, 0o777 & ~mask)
-    for f in tmp.iterdir():
-        if f.is_file() and not f.is_symlink():
-            os.chmod(f, 0o666 & ~mask)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system, or one without hard links
-        shutil.copy2(src, dst)
-
-
-def _carry(out: Path, tmp: Path, kept: list[str], option: str) -> None:
-    """Put the kept entries of ``out`` into ``tmp`` unchanged (``out`` is not modified)."""
-    for name in kept:
-        src, dst = out / name, tmp / name
-        if os.path.lexists(dst):
-            raise UserError(f"{option}: {src} was not written by the previous run, and this "
-                            f"run writes {name} too; move it out of {out} first")
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst)
-        elif src.is_dir():
-            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(str(src), str(dst))
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if not os.path.lexists(out):
-        os.rename(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rmdir(old)
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    _remove(old)
 
 
 def check_out_dir(out_dir: str | Path, *, option: str = "out") -> None:

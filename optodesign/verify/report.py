@@ -32,8 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..export.fab import foreign_entries, replace_dir
-from ..fileio import atomic_path, atomic_write_json, atomic_write_text
+from ..fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    foreign_entries,
+    replace_dir,
+)
 from ..units import format_length
 from .errors import ERRORS
 from .montecarlo import VerifyResult
@@ -390,7 +395,7 @@ def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True,
     """Write ``report.json``, ``report.md`` and the figures into ``out_dir``, atomically.
 
     The report is built in a hidden directory beside ``out_dir`` and swapped in at the end
-    (:func:`optodesign.export.fab.replace_dir`): an interrupted run leaves the previous report
+    (:func:`optodesign.fileio.replace_dir`): an interrupted run leaves the previous report
     as it was, never a mix of old and new files. A previous report's files are replaced;
     other entries of ``out_dir`` are kept unchanged; a non-empty directory that holds no
     report is refused (one line naming ``option``).
