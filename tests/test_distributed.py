@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from optodesign.train.trainer import load_checkpoint
+from optodesign.train.rundir import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available in this build")

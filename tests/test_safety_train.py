@@ -159,7 +159,7 @@ def test_force_replaces_the_run_and_its_stale_outputs_but_nothing_else(run_copy)
 
 
 def test_clear_run_outputs_removes_only_run_files(tmp_path) -> None:
-    from optodesign.train.trainer import clear_run_outputs
+    from optodesign.train.rundir import clear_run_outputs
 
     run = tmp_path / "run"
     (run / "plots").mkdir(parents=True)
@@ -226,7 +226,7 @@ def test_config_hash_ignores_only_epochs_and_spelling() -> None:
     import tomllib
 
     from optodesign.train.config import parse_config
-    from optodesign.train.trainer import config_sha256, normalized_config
+    from optodesign.train.rundir import config_sha256, normalized_config
 
     def h(text: str) -> str:
         return config_sha256(normalized_config(parse_config(tomllib.loads(text))))

@@ -70,7 +70,7 @@ def check_quickstart_out(out: Path) -> bool:
     Raises:
         UserError: one line naming ``--out``.
     """
-    from ..train.trainer import is_run_dir
+    from ..train.rundir import is_run_dir
 
     check_output_dir(out, "--out")
     expected = {"run": ("a training run", is_run_dir),
@@ -120,7 +120,8 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     from ..export.fab import export_design
     from ..process import load_process
     from ..train.config import parse_config
-    from ..train.trainer import Trainer, clear_run_outputs
+    from ..train.rundir import clear_run_outputs
+    from ..train.trainer import Trainer
     from ..verify.montecarlo import verify_fab
     from ..verify.report import verdict, write_report
 

@@ -56,7 +56,8 @@ def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bo
 
     from .. import distributed
     from ..train.config import load_config
-    from ..train.trainer import Trainer, check_run_dir, clear_run_outputs, read_resume_state
+    from ..train.rundir import check_run_dir, clear_run_outputs, read_resume_state
+    from ..train.trainer import Trainer
 
     seed_value = parse_int_option(seed, "--seed", low=0, high=MAX_SEED)
     epochs_value = parse_int_option(epochs, "--epochs", low=1)

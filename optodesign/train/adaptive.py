@@ -387,10 +387,10 @@ def pad_level_tables(tables: Sequence[np.ndarray | Tensor]) -> np.ndarray:
 def raw_from_checkpoint(path: str | Path) -> list[Tensor]:
     """The per-layer raw parameters stored in a trainer's ``checkpoint.pt`` (run dir or file).
 
-    Read with :func:`optodesign.train.trainer.load_checkpoint` (``weights_only=True``: a file
+    Read with :func:`optodesign.train.rundir.load_checkpoint` (``weights_only=True``: a file
     holding anything but tensors and plain data is refused, never executed).
     """
-    from .trainer import load_checkpoint
+    from .rundir import load_checkpoint
 
     path = Path(path)
     if path.is_dir():
