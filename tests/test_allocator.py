@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from optodesign.cli import COMPUTE_COMMANDS, MALLOC_OPT_OUT, malloc_tuning_blocker
+from optodesign.allocator import MALLOC_OPT_OUT, malloc_tuning_blocker
+from optodesign.cli import COMPUTE_COMMANDS
 
 
 def _glibc() -> bool:
@@ -94,12 +95,12 @@ def test_help_and_non_computing_commands_do_not_tune_or_import_torch() -> None:
     code = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
-        "from optodesign import cli\n"
+        "from optodesign import allocator, cli\n"
         "r = CliRunner()\n"
         "top = r.invoke(cli.main, ['--help'])\n"
         "export = r.invoke(cli.main, ['export'])\n"  # missing arguments: a usage error
         "print(json.dumps({'help': top.output, 'export_exit': export.exit_code,\n"
-        "                  'status': cli.malloc_status, 'torch': 'torch' in sys.modules}))\n"
+        "                  'status': allocator.malloc_status, 'torch': 'torch' in sys.modules}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=_CLEAN, capture_output=True,
                           text=True, timeout=60)
