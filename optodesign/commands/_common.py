@@ -95,6 +95,29 @@ def check_output_dir(path: Path, option: str) -> None:
                         f"{e.strerror or e})") from None
 
 
+#: the largest seed a TOML config can hold (a signed 64-bit integer)
+MAX_SEED = 2**63 - 1
+
+
+def parse_int_option(text: str | None, option: str, *, low: int,
+                     high: int | None = None) -> int | None:
+    """An integer option read by hand, so that a bad value is one line (not click's usage).
+
+    Raises:
+        UserError: ``option: must be an integer >= low[, <= high], got 'text'``.
+    """
+    if text is None:
+        return None
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"from {low} to {high}"
+        raise UserError(f"{option}: must be an integer {allowed}, got {text!r}")
+    return value
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one errs."""
     import torch

@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from ._common import check_output_dir, device_option, resolve_device, user_errors
-from .train import parse_int_option
+from ._common import check_output_dir, device_option, parse_int_option, resolve_device, user_errors
 
 PROCESS = "thz-printed"
 

@@ -8,8 +8,14 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from ._common import check_output_dir, device_option, resolve_device, user_errors
-from .train import parse_int_option
+from ._common import (
+    MAX_SEED,
+    check_output_dir,
+    device_option,
+    parse_int_option,
+    resolve_device,
+    user_errors,
+)
 
 _LOSS_NAMES = {"d2nn": "classification ({})", "hologram": "hologram mse",
                "lens": "focus (-efficiency in the focal disk)",
@@ -144,7 +150,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     from ..refine import refine as run_refine
 
     n_evals, seconds = parse_budget(budget)
-    seed_value = parse_int_option(seed, "--seed", low=0, high=2**63 - 1)
+    seed_value = parse_int_option(seed, "--seed", low=0, high=MAX_SEED)
     assert seed_value is not None
     design = Design.load(run_dir)
     out = out_dir if out_dir is not None else Path(run_dir) / "refined"

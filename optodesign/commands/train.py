@@ -6,30 +6,14 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
-from ._common import check_output_dir, device_option, resolve_device, user_errors
-
-#: the largest seed a TOML config can hold (a signed 64-bit integer)
-MAX_SEED = 2**63 - 1
-
-
-def parse_int_option(text: str | None, option: str, *, low: int,
-                     high: int | None = None) -> int | None:
-    """An integer option read by hand, so that a bad value is one line (not click's usage).
-
-    Raises:
-        UserError: ``option: must be an integer >= low[, <= high], got 'text'``.
-    """
-    if text is None:
-        return None
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"from {low} to {high}"
-        raise UserError(f"{option}: must be an integer {allowed}, got {text!r}")
-    return value
+from ._common import (
+    MAX_SEED,
+    check_output_dir,
+    device_option,
+    parse_int_option,
+    resolve_device,
+    user_errors,
+)
 
 
 @click.command()

@@ -14,10 +14,9 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from ._common import check_output_dir, device_option, resolve_device, user_errors
+from ._common import MAX_SEED, check_output_dir, device_option, resolve_device, user_errors
 
 #: largest --seed (numpy seeds any non-negative integer; JSON readers keep 63 bits)
-MAX_SEED = 2**63 - 1
 
 
 @click.command()
