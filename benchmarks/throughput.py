@@ -17,8 +17,8 @@ amplitude images (throughput does not depend on the content).
 Each (framework, allocator) is measured in a fresh subprocess, because the allocator is fixed
 per process: glibc default, glibc with raised mmap/trim thresholds (``GLIBC_TUNABLES``), and
 tcmalloc (``LD_PRELOAD``) when its library is found. Ours additionally runs as the CLI does
-(``optodesign.cli.tune_malloc()`` before torch is imported): by default the CLI raises the same
-thresholds itself with ``mallopt`` ("glibc tuned by the CLI"), and with
+(``optodesign.allocator.tune_malloc()`` before torch is imported): by default the CLI raises
+the same thresholds itself with ``mallopt`` ("glibc tuned by the CLI"), and with
 ``OPTODESIGN_NO_MALLOC_TUNING=1`` it keeps glibc's defaults (our "glibc default" row). Rounds
 interleave the configurations, so a noisy neighbour on the shared cores hits all of them
 alike; the table gives the median over rounds and ours ÷ LightRidge with the same allocator
@@ -123,7 +123,7 @@ def worker(framework: str, batch: int, steps: int, threads: int,
     """
     status = None
     if framework == "optodesign":
-        from optodesign.cli import tune_malloc
+        from optodesign.allocator import tune_malloc
 
         status = tune_malloc()
     import torch
@@ -283,7 +283,7 @@ def _describe(alloc: str, env: dict[str, str]) -> str:
         return f"GLIBC_TUNABLES={env['GLIBC_TUNABLES']}"
     if env.get("OPTODESIGN_NO_MALLOC_TUNING"):
         return "glibc defaults (ours: OPTODESIGN_NO_MALLOC_TUNING=1)"
-    return "no variable set; ours: optodesign.cli.tune_malloc() calls mallopt"
+    return "no variable set; ours: optodesign.allocator.tune_malloc() calls mallopt"
 
 
 if __name__ == "__main__":
