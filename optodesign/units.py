@@ -34,9 +34,22 @@ __all__ = [
     "parse_frequency",
     "parse_quantity",
     "format_length",
+    "wrap_phase",
+    "TWO_PI",
 ]
 
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
+TWO_PI = 2.0 * math.pi
+
+
+def wrap_phase(phase):  # type: ignore[no-untyped-def]
+    """Phase wrapped to [0, 2π), for a float, a numpy array or a torch tensor (differentiable).
+
+    ``x % 2π`` alone returns exactly 2π for tiny negative ``x`` (rounding); that is mapped to 0
+    so the result always lies in the half-open interval.
+    """
+    w = phase % TWO_PI
+    return w * (w < TWO_PI)
 
 _LENGTH = {
     "m": 1.0,
