@@ -47,3 +47,48 @@ def tiny_d2nn_config(tmp_path: Path):
         return p
 
     return make
+
+
+# ------------------------------------------------------------------------------ test tiers
+# Every test belongs to one tier (docs/architecture.md, "Tests"): exact physics, invariants
+# and properties, file round trips, or the CLI end to end. A module's tests take its tier
+# below unless a test is marked otherwise. Tests marked ``slow`` (seconds each: torchrun,
+# 2048² grids, whole pipelines) stay out of the default run; CI runs every tier.
+TIERS = ("physics", "property", "roundtrip", "e2e")
+MODULE_TIER = {
+    "test_propagation": "physics",
+    "test_units_grid": "physics",
+    "test_quantize_phase": "property",
+    "test_quantize_complex": "property",
+    "test_quantize_binary": "property",
+    "test_architecture": "property",
+    "test_allocator": "property",
+    "test_device_placement": "property",
+    "test_process": "property",
+    "test_design": "roundtrip",
+    "test_gds": "roundtrip",
+    "test_stl": "roundtrip",
+    "test_complex_training": "roundtrip",
+    "test_verify": "roundtrip",
+    "test_train": "e2e",
+    "test_refine": "e2e",
+    "test_export_cli": "e2e",
+    "test_quickstart": "e2e",
+    "test_distributed": "e2e",
+    "test_cli_faults": "e2e",
+    "test_bad_input": "e2e",
+    "test_safety_fab": "e2e",
+    "test_safety_train": "e2e",
+    "test_gpu_benchmarks": "e2e",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+            tier = MODULE_TIER.get(module)
+            if tier is None:
+                raise pytest.UsageError(f"tests/{module}.py has no tier: add it to MODULE_TIER "
+                                        f"in tests/conftest.py ({', '.join(TIERS)})")
+            item.add_marker(getattr(pytest.mark, tier))
