@@ -116,7 +116,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
         Option("dsq_hard_forward", "boolean", True, "hard value forward (false: soft)"),
     )),
     Method("psq-ft", "phase", "PSQ soft staircase at a fixed temperature T", (
-        Option("t", "number", FT_T, "the temperature, 1/rad (for every L)"), _WARMUP,
+        Option("t", "number", None, "the temperature, 1/rad (for every L)", f"{FT_T:g}"),
+        _WARMUP,
     )),
     Method("psq-li", "phase", "PSQ, T rising linearly per epoch", (
         _T_START, Option("t_end", "number", None, "last temperature, 1/rad", "64/Δ"), _WARMUP,
@@ -265,9 +266,16 @@ def check_options(method: str, options: Mapping[str, Any] | None, *, levels: int
 
 
 def methods_table() -> str:
-    """The Markdown table of every method (docs/quantizers.md shows exactly this)."""
-    rows = ["| method | family | what it does | options (default) |", "| --- | --- | --- | --- |"]
+    """Two Markdown tables, the methods and their options (docs/quantizers.md shows exactly
+    this; ``Δ`` is the smallest level gap)."""
+    rows = ["| method | family | what it does | options |", "| --- | --- | --- | --- |"]
+    options: dict[tuple[str, str, str], list[str]] = {}
     for m in METHODS.values():
-        opts = ", ".join(f"`{o.name}` ({o.default_text})" for o in m.options) or "—"
-        rows.append(f"| `{m.name}` | {m.family} | {m.help} | {opts} |")
+        names = ", ".join(f"`{o.name}`" for o in m.options) or "—"
+        rows.append(f"| `{m.name}` | {m.family} | {m.help} | {names} |")
+        for o in m.options:
+            options.setdefault((o.name, o.default_text, o.help), []).append(f"`{m.name}`")
+    rows += ["", "| option | of | default | meaning |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{name}` | {', '.join(ms)} | {default} | {what} |"
+             for (name, default, what), ms in options.items()]
     return "\n".join(rows) + "\n"
