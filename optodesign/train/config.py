@@ -1,7 +1,9 @@
 """Training configuration: a TOML file validated once into frozen dataclasses.
 
-Unknown keys are rejected, lengths accept units ("532 nm", "3 cm", "0.4 THz"), and every error
-is one line naming the ``section.key``. See ``examples/*.toml`` and ``docs/training.md``.
+Every section is read through :class:`optodesign.schema.Table` and the quantizer method and
+options through :mod:`optodesign.quantize.registry`: unknown keys are rejected, lengths accept
+units ("532 nm", "3 cm", "0.4 THz"), and every error is one line naming the ``section.key``.
+See ``examples/*.toml`` and ``docs/training.md``.
 """
 
 from __future__ import annotations
