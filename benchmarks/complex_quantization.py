@@ -53,8 +53,8 @@ from optodesign.quantize.complex import (  # noqa: E402
     IndependentAmpPhaseQuantizer,
     IndependentReImQuantizer,
     JointComplexQuantizer,
-    make_complex_quantizer,
 )
+from optodesign.quantize.registry import build_quantizer  # noqa: E402
 from optodesign.train.adaptive import (  # noqa: E402
     BitFamily,
     adaptive_precision,
@@ -103,7 +103,7 @@ def hologram_rows() -> list[tuple[str, str, int, Callable[[], Quantizer]]]:
         ("joint", "phase ring 8", 3, lambda: JointComplexQuantizer(joint_codebook(3))),
         ("joint", "polar 2x4", 3, lambda: JointComplexQuantizer(polar_codebook(2, 4))),
         ("joint-learned", "learned (init ring 8)", 3,
-         lambda: make_complex_quantizer("joint-learned", joint_codebook(3))),
+         lambda: build_quantizer("joint-learned", codebook=joint_codebook(3))),
         ("joint", "Re/Im lattice 4x2", 3,
          lambda: JointComplexQuantizer(IndependentReImQuantizer(3, extent=E).table())),
         ("reim", "Re/Im lattice 4x2", 3, lambda: IndependentReImQuantizer(3, extent=E)),

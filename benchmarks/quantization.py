@@ -78,10 +78,11 @@ def config_dict(s: dict[str, Any], method: str, levels: int, data: str) -> dict[
 
 
 def _key(s: dict[str, Any], method: str, levels: int, device: str) -> str:
-    from optodesign.quantize.phase import make_phase_quantizer
+    from optodesign.quantize.registry import build_quantizer
 
     # the quantizer's resolved options are part of the key: new defaults mean a new run
-    setting = {**s, "device": device, "quantizer": make_phase_quantizer(method, levels).describe()}
+    setting = {**s, "device": device,
+               "quantizer": build_quantizer(method, levels=levels).describe()}
     h = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:10]
     return f"{method}-L{levels}-{h}"
 
@@ -99,7 +100,7 @@ def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
 
     from optodesign.evaluate import Evaluator
     from optodesign.models.stack import DiffractiveStack
-    from optodesign.quantize.phase import make_phase_quantizer
+    from optodesign.quantize.registry import build_quantizer
     from optodesign.train.config import parse_config
     from optodesign.train.trainer import Trainer, build_quantizers
 
@@ -141,7 +142,7 @@ def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
         rec["accuracy_fp32"] = ev.evaluate([torch.polar(torch.ones_like(r), r)
                                             for r in raw])["accuracy"]
         for lv in LEVELS:
-            q = make_phase_quantizer("pq", lv)
+            q = build_quantizer("pq", levels=lv)
             rec[f"accuracy_pq_L{lv}"] = ev.evaluate([q.hard(r) for r in raw])["accuracy"]
     rec["wall_s"] = time.perf_counter() - t0
     cache.write_text(json.dumps(rec, indent=1))

@@ -176,3 +176,52 @@ class Table:
             raise self.error(key, f"expected a list of at least {min_len} finite numbers, "
                                   f"got {v!r}")
         return tuple(float(x) for x in v)
+
+    # ------------------------------------------------------------------ lists (train config)
+    def lengths(self, key: str, default: Any = MISSING, *, count: int | None = None,
+                hint: str = "", allow_zero: bool = False, require_unit: bool = False) -> Any:
+        """A list of lengths in metres (``count`` of them when given); a bad item is named
+        ``key[i]``. ``hint`` follows "need a list of N lengths" in the error."""
+        v = self.raw(key, default)
+        if key not in self.data:
+            return v
+        if not isinstance(v, list) or (count is not None and len(v) != count):
+            n = f"{count} " if count is not None else ""
+            raise self.error(key, f"need a list of {n}lengths{hint}, got {v!r}")
+        items = Table({f"{key}[{i}]": x for i, x in enumerate(v)}, None, src=self.src,
+                      section=self.section)
+        return tuple(items.length(k, allow_zero=allow_zero, require_unit=require_unit)
+                     for k in items.data)
+
+    def integers(self, key: str, default: Any = MISSING, *, count: int, low: int = 1,
+                 hint: str = "") -> Any:
+        """A list of exactly ``count`` integers >= ``low`` (``hint``: what they mean)."""
+        v = self.raw(key, default)
+        if key not in self.data:
+            return v
+        if (not isinstance(v, list) or len(v) != count
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < low for x in v)):
+            raise self.error(key, f"must be a list of {count} integers >= {low}{hint}, "
+                                  f"got {v!r}")
+        return tuple(v)
+
+    def pixel_boxes(self, key: str, default: Any = MISSING, *,
+                    shape: tuple[int, int]) -> Any:
+        """A list of ``[y0, x0, h, w]`` pixel boxes, each non-empty and inside ``shape``."""
+        v = self.raw(key, default)
+        if key not in self.data:
+            return v
+        if not isinstance(v, list):
+            raise self.error(key, f"must be a list of [y0, x0, h, w] boxes in pixels, got {v!r}")
+        ny, nx = shape
+        for i, b in enumerate(v):
+            if not (isinstance(b, list) and len(b) == 4 and all(
+                    isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in b)):
+                raise self.error(key, f"each box is [y0, x0, h, w], integers >= 0 in pixels; "
+                                      f"box {i} is {b!r}")
+            y0, x0, h, w = b
+            if h < 1 or w < 1:
+                raise self.error(key, f"box {i} {b} is empty (h and w must be >= 1)")
+            if y0 + h > ny or x0 + w > nx:
+                raise self.error(key, f"box {i} {b} lies outside the {ny}x{nx} grid")
+        return tuple(tuple(b) for b in v)

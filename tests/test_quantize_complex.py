@@ -29,11 +29,11 @@ from optodesign.quantize.complex import (
     allocate_bits,
     complex_to_raw,
     joint_temperature,
-    make_complex_quantizer,
     nearest_indices,
     quantization_error,
     raw_to_complex,
 )
+from optodesign.quantize.registry import build_quantizer
 
 # An uneven "meta-atom" table: phase coverage with a gap, amplitudes dipping near resonance.
 META_T = np.array([
@@ -259,7 +259,7 @@ def test_training_through_schedule_lands_near_nearest_codeword() -> None:
 
 # ---------------------------------------------------------------------------- gradients
 def test_gradient_reaches_raw_and_learned_codebook() -> None:
-    q = make_complex_quantizer("joint-learned", CODEBOOKS["meta"])
+    q = build_quantizer("joint-learned", codebook=CODEBOOKS["meta"])
     raw = q.init_raw((4, 4), generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     target = torch.full((4, 4), 0.3 + 0.2j)
     loss = (q(raw) - target).abs().pow(2).sum()
@@ -352,27 +352,29 @@ def test_ampphase_table_and_not_nearest() -> None:
 
 def test_factory() -> None:
     cb = CODEBOOKS["meta"]
-    assert isinstance(make_complex_quantizer("joint", cb, t_end=50.0), JointComplexQuantizer)
-    assert make_complex_quantizer("joint-learned", cb, squash="tanh").learned is not None
-    assert make_complex_quantizer("reim", bits=3).n_levels == 8
-    assert make_complex_quantizer("ampphase", amp_bits=1, phase_bits=3).n_levels == 16
-    with pytest.raises(ConfigError, match="method: unknown .*allowed: joint, joint-learned"):
-        make_complex_quantizer("kmeans", cb)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="tau: unknown option .*allowed: t_start"):
-        make_complex_quantizer("joint", cb, tau=3.0)
-    with pytest.raises(ConfigError, match="squash: unknown option"):
-        make_complex_quantizer("joint", cb, squash="clip")
+    joint = build_quantizer("joint", codebook=cb, options={"t_end": 50.0})
+    assert isinstance(joint, JointComplexQuantizer) and joint.t_end == 50.0
+    assert build_quantizer("joint-learned", codebook=cb, options={"squash": "tanh"}).learned \
+        is not None
+    assert build_quantizer("reim", options={"bits": 3}).n_levels == 8
+    assert build_quantizer("ampphase", options={"amp_bits": 1, "phase_bits": 3}).n_levels == 16
+    with pytest.raises(ConfigError, match="method: unknown .*joint, joint-learned, reim"):
+        build_quantizer("kmeans", codebook=cb)
+    with pytest.raises(ConfigError, match=r"tau: unknown key .*\[options\]: init, schedule"):
+        build_quantizer("joint", codebook=cb, options={"tau": 3.0})
+    with pytest.raises(ConfigError, match="squash: unknown key"):
+        build_quantizer("joint", codebook=cb, options={"squash": "clip"})
     with pytest.raises(ConfigError, match="codebook: method 'joint' needs"):
-        make_complex_quantizer("joint")
+        build_quantizer("joint")
     with pytest.raises(ConfigError, match="codebook: method 'reim' builds"):
-        make_complex_quantizer("reim", cb)
+        build_quantizer("reim", codebook=cb)
     with pytest.raises(ConfigError, match="bits: must be an integer >= 1"):
-        make_complex_quantizer("reim", bits=0)
+        build_quantizer("reim", options={"bits": 0})
     with pytest.raises(ConfigError, match="schedule"):
-        make_complex_quantizer("joint", cb, schedule="cosine")
+        build_quantizer("joint", codebook=cb, options={"schedule": "cosine"})
     with pytest.raises(ConfigError, match="t_start"):
-        make_complex_quantizer("joint", cb, t_start=0.0)
-    for q in (make_complex_quantizer(m, None if m in ("reim", "ampphase") else cb)
+        build_quantizer("joint", codebook=cb, options={"t_start": 0.0})
+    for q in (build_quantizer(m, codebook=None if m in ("reim", "ampphase") else cb)
               for m in ("joint", "joint-learned", "reim", "ampphase")):
         assert q.raw_kind == "complex"
         json.dumps(q.describe())
@@ -384,7 +386,7 @@ def test_factory() -> None:
 def test_module_dtype_casts_keep_the_table() -> None:
     for q in (JointComplexQuantizer(CODEBOOKS["meta"]), IndependentReImQuantizer(4),
               IndependentAmpPhaseQuantizer(1, 3),
-              make_complex_quantizer("joint-learned", CODEBOOKS["meta"])):
+              build_quantizer("joint-learned", codebook=CODEBOOKS["meta"])):
         ref = q.table().detach().to(torch.complex128)
         q.to(torch.float32)
         torch.testing.assert_close(q.table().detach().to(torch.complex128), ref, atol=1e-7,

@@ -21,15 +21,32 @@ from optodesign.quantize.levels import (
 )
 from optodesign.quantize.phase import (
     FT_T,
-    PHASE_METHODS,
     DSQQuantizer,
     GumbelSoftmaxQuantizer,
+    PhaseQuantizer,
     PostTrainingQuantizer,
     PSQQuantizer,
-    make_phase_quantizer,
 )
+from optodesign.quantize.registry import build_quantizer, method_names
 
 TWO_PI = 2 * math.pi
+PHASE_METHODS = method_names("phase")
+
+
+def make(method: str, table: int | np.ndarray, **options) -> PhaseQuantizer:
+    """A phase quantizer from the registry: ``table`` is ``L`` or a phase table."""
+    if isinstance(table, int):
+        q = build_quantizer(method, levels=table, options=options)
+    else:
+        q = build_quantizer(method, phases=table, options=options)
+    assert isinstance(q, PhaseQuantizer)
+    return q
+
+
+def rebuild(described: dict) -> PhaseQuantizer:
+    """The quantizer ``describe()`` describes (``learned_t`` is reported, not an option)."""
+    d = {k: v for k, v in described.items() if k != "learned_t"}
+    return make(d.pop("method"), np.asarray(d.pop("phases")), **d)
 NON_UNIFORM = np.array([0.0, 0.4, 1.9, 2.2, 4.0, 5.5])  # process-like, uneven gaps
 OFFSET = np.array([0.3, 1.2, 3.5])  # level 0 is not at phase 0
 TABLES = [uniform_levels(n) for n in (2, 4, 8, 16)] + [NON_UNIFORM, OFFSET]
@@ -100,7 +117,7 @@ def test_nearest_level_wraps_to_level_zero() -> None:
 @pytest.mark.parametrize("method", PHASE_METHODS)
 @pytest.mark.parametrize("phases", TABLES, ids=TABLE_IDS)
 def test_exactly_L_outputs_and_ends(method: str, phases: np.ndarray) -> None:
-    q = make_phase_quantizer(method, phases)
+    q = make(method, phases)
     x = dense()
     idx = q.indices(x)
     L = phases.size
@@ -138,7 +155,7 @@ def test_just_below_two_pi_is_level_zero(method: str, phases: np.ndarray) -> Non
     # FT's default T (12 rad⁻¹) is a soft staircase for gaps of a few tenths of a radian, by
     # design; the wrap-around is checked at a hard one (T·Δ = 50)
     opts = {"t": 50 / level_gaps(phases).min()} if method == "psq-ft" else {}
-    q = make_phase_quantizer(method, phases, **opts)
+    q = make(method, phases, **opts)
     q.set_progress(99, 100)  # end of the schedules: hard-ish soft quantizers
     if method == "psq-lt":
         with torch.no_grad():
@@ -153,7 +170,7 @@ def test_just_below_two_pi_is_level_zero(method: str, phases: np.ndarray) -> Non
 
 
 def test_prepare_wraps() -> None:
-    q = make_phase_quantizer("psq-li", 4)
+    q = make("psq-li", 4)
     raw = torch.tensor([-0.5, 7.0, TWO_PI, 3.0])
     out = q.prepare(raw)
     assert torch.all((out >= 0) & (out < TWO_PI))
@@ -213,7 +230,7 @@ def test_psq_soft_is_continuous_across_the_cut() -> None:
 
 
 def test_psq_forward_is_soft_not_ste() -> None:
-    q = make_phase_quantizer("psq-li", 4)
+    q = make("psq-li", 4)
     q.set_progress(0, 10)
     x = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     phase = torch.angle(q(x)).detach()
@@ -222,7 +239,7 @@ def test_psq_forward_is_soft_not_ste() -> None:
 
 
 def test_li_schedule_is_a_function_of_epoch() -> None:
-    q = make_phase_quantizer("psq-li", 4, t_start=1.0, t_end=41.0, warmup_epochs=2)
+    q = make("psq-li", 4, t_start=1.0, t_end=41.0, warmup_epochs=2)
     x = torch.linspace(0, TWO_PI, 33, dtype=torch.float64)
     temps = []
     for e in range(12):
@@ -240,19 +257,19 @@ def test_li_schedule_is_a_function_of_epoch() -> None:
     b = q(x)
     assert torch.equal(a, b)
     assert float(q.temperature()) == temps[5]
-    other = make_phase_quantizer(**q.describe())
+    other = rebuild(q.describe())
     other.set_progress(5, 12)
     assert torch.equal(other(x), a)
 
 
 def test_lt_schedule_and_learnable_temperature() -> None:
-    q = make_phase_quantizer("psq-lt", 4, lt_lambda=0.5, lt_lambda_end=40.5)
+    q = make("psq-lt", 4, lt_lambda=0.5, lt_lambda_end=40.5)
     assert isinstance(q, PSQQuantizer)
     t0 = float(q.temperature().detach())
     assert t0 == pytest.approx(2 / q.delta, rel=1e-6)
     # k is in level gaps: the same initial value for every L
     for phases in (2, 16, NON_UNIFORM):
-        other = make_phase_quantizer("psq-lt", phases)
+        other = make("psq-lt", phases)
         assert float(other.k.detach()) == pytest.approx(0.499)
         assert 1 / other.lt_eps == pytest.approx(1000 / other.delta)
     weights = []
@@ -272,9 +289,9 @@ def test_lt_schedule_and_learnable_temperature() -> None:
     t1 = float(q.temperature().detach())
     assert t0 < t1 <= 1 / q.lt_eps + 1e-6
     with pytest.raises(ConfigError, match="lt_lambda_end"):
-        make_phase_quantizer("psq-lt", 4, lt_lambda=1.0, lt_lambda_end=0.5)
+        make("psq-lt", 4, lt_lambda=1.0, lt_lambda_end=0.5)
     with pytest.raises(ConfigError, match="lt_every"):  # the per-5-epochs ramp is gone
-        make_phase_quantizer("psq-lt", 4, lt_every=5)
+        make("psq-lt", 4, lt_every=5)
 
 
 @pytest.mark.parametrize("n_epochs", [4, 12])
@@ -295,7 +312,7 @@ def test_lt_default_schedule_ends_in_the_hard_regime(phases: np.ndarray, n_epoch
     on the ramps (with ``T·Δ`` capped at 100 the benchmark's soft model ended 1.5–2.5 points
     above the hard one at L = 2); then the soft staircase is the hard one.
     """
-    q = make_phase_quantizer("psq-lt", phases)
+    q = make("psq-lt", phases)
     assert isinstance(q, PSQQuantizer)
     d = q.delta
     opt = torch.optim.Adam(q.parameters(), lr=0.05)
@@ -320,7 +337,7 @@ def test_lt_default_schedule_ends_in_the_hard_regime(phases: np.ndarray, n_epoch
 
 
 def test_lt_warmup_is_full_precision_without_regulariser() -> None:
-    q = make_phase_quantizer("psq-lt", 4, warmup_epochs=3)
+    q = make("psq-lt", 4, warmup_epochs=3)
     x = torch.linspace(0, TWO_PI, 9)
     q.set_progress(2, 10)
     assert torch.allclose(q(x), torch.polar(torch.ones_like(x), x))
@@ -332,7 +349,7 @@ def test_lt_warmup_is_full_precision_without_regulariser() -> None:
 @pytest.mark.parametrize("method", PHASE_METHODS)
 def test_gradients_reach_raw_and_every_parameter(method: str) -> None:
     torch.manual_seed(0)
-    q = make_phase_quantizer(method, NON_UNIFORM)
+    q = make(method, NON_UNIFORM)
     q.set_progress(1, 10)
     q.train()
     # raw spread over the circle; PSQ's gradient is largest near the decision boundaries
@@ -387,31 +404,31 @@ def test_dsq_value_and_soft_step() -> None:
     assert float(top) == pytest.approx(TWO_PI, abs=1e-6)  # ... and the last ends at 2π ≡ level 0
     q.set_progress(9, 10)
     assert q.alpha == pytest.approx(0.01)
-    s = make_phase_quantizer("dsq", 4, dsq_hard_forward=False, dsq_alpha_start=0.5)
+    s = make("dsq", 4, dsq_hard_forward=False, dsq_alpha_start=0.5)
     assert not torch.allclose(s(x), s.hard(x))
 
 
 # ------------------------------------------------------------------------------ factory
 def test_factory_errors_and_round_trip() -> None:
     with pytest.raises(ConfigError, match="psq-lt") as info:
-        make_phase_quantizer("psq", 4)
+        make("psq", 4)
     assert "fp32" in str(info.value)
-    with pytest.raises(ConfigError, match="t_start, t_end, warmup_epochs"):
-        make_phase_quantizer("psq-li", 4, temperature=3.0)
-    with pytest.raises(ConfigError, match="allowed: none"):
-        make_phase_quantizer("ste", 4, t=1.0)
+    with pytest.raises(ConfigError, match="temperature: unknown key .*t_end, t_start, warmup"):
+        make("psq-li", 4, temperature=3.0)
+    with pytest.raises(ConfigError, match="t: unknown key .*'ste' takes no options"):
+        make("ste", 4, t=1.0)
     with pytest.raises(ConfigError, match="dsq_alpha_start"):
-        make_phase_quantizer("dsq", 4, dsq_alpha_start=1.5)
+        make("dsq", 4, dsq_alpha_start=1.5)
     with pytest.raises(ConfigError, match="lt_every"):
-        make_phase_quantizer("psq-lt", 4, lt_every=0)
+        make("psq-lt", 4, lt_every=0)
     with pytest.raises(ConfigError, match="epoch"):
-        make_phase_quantizer("psq-li", 4).set_progress(-1, 10)
+        make("psq-li", 4).set_progress(-1, 10)
     for method in PHASE_METHODS:
-        q = make_phase_quantizer(method, NON_UNIFORM)
+        q = make(method, NON_UNIFORM)
         d = q.describe()
         assert d["method"] == method
-        assert make_phase_quantizer(**d).describe() == d
+        assert rebuild(d).describe() == d
         import json
 
         json.dumps(d)
-    assert make_phase_quantizer("fp32", 4).n_levels == 4
+    assert make("fp32", 4).n_levels == 4

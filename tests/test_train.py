@@ -179,7 +179,7 @@ def test_config_accepts_units_and_frequency() -> None:
     assert cfg.optics.wavelength == pytest.approx(299792458 / 0.4e12)
     assert cfg.optics.distances == (0.03, 0.03, 0.03)
     assert math.isclose(cfg.optics.pitch, 4e-4)
-    with pytest.raises(ConfigError, match="optics.size: required"):
+    with pytest.raises(ConfigError, match="optics.size: missing \\(required\\)"):
         parse_config({"optics": {"wavelength": "1 um", "pitch": "1 um"}})
 
 

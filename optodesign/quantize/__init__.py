@@ -6,8 +6,9 @@
 * complex layers: the joint codebook quantizer and the independent Re/Im and
   amplitude/phase baselines (:mod:`.complex`, codebooks in :mod:`.codebooks`).
 
-All share :class:`~optodesign.quantize.base.Quantizer`; see ``docs/quantizers.md`` and
-``docs/complex_quantization.md``.
+All share :class:`~optodesign.quantize.base.Quantizer`. Every method is built by name
+through :func:`optodesign.quantize.registry.build_quantizer`, which lists each method's
+family and options; see ``docs/quantizers.md`` and ``docs/complex_quantization.md``.
 """
 
 from .base import Quantizer

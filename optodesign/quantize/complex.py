@@ -16,7 +16,6 @@ state and, for a learned codebook, its parameters.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -493,62 +492,28 @@ class IndependentAmpPhaseQuantizer(ComplexQuantizer):
                 "n_levels": self.n_levels, "min_amplitude": self.min_amplitude}
 
 
-# ---------------------------------------------------------------------------- factory
+# ---------------------------------------------------------------------------- constructor
 def make_complex_quantizer(
     method: ComplexMethod, codebook: ArrayLike | Tensor | None = None, **options: Any
 ) -> ComplexQuantizer:
-    """Build a complex quantizer by name.
+    """The complex family's constructor behind
+    :func:`optodesign.quantize.registry.build_quantizer`, which checks the method, its options
+    and the codebook first: call that.
 
     Args:
-        method: ``"joint"`` (fixed codebook, required), ``"joint-learned"`` (codebook
-            required; its points become a :class:`LearnedCodebook`; extra option ``squash``),
-            ``"reim"`` (options ``bits``, ``extent``) or ``"ampphase"`` (``amp_bits``,
-            ``phase_bits``, ``min_amplitude``). The baselines build their own tables and
-            refuse a codebook.
+        method: ``"joint"`` (fixed codebook), ``"joint-learned"`` (its points become a
+            :class:`LearnedCodebook`; extra option ``squash``), ``"reim"`` or ``"ampphase"``
+            (these build their own tables).
         codebook: complex ``(L,)`` for the joint methods.
         **options: keyword options of the chosen class (see each class).
-
-    Raises:
-        ConfigError: unknown method or option, a missing or unexpected codebook, bad values.
     """
-    methods = get_args(ComplexMethod)
-    if method not in methods:
-        raise ConfigError(f"method: unknown complex quantizer {method!r} (allowed: "
-                          f"{', '.join(methods)})")
-    cls: type[ComplexQuantizer]
-    if method in ("joint", "joint-learned"):
-        cls = JointComplexQuantizer
-        extra = ("squash", "dtype") if method == "joint-learned" else ()
-        _check_options(method, options, _keyword_options(cls, skip=("codebook",)) + extra)
-        if codebook is None:
-            raise ConfigError(f"codebook: method {method!r} needs a codebook (complex table)")
-        if method == "joint-learned":
-            learned_opts: dict[str, Any] = {}
-            if "squash" in options:
-                learned_opts["squash"] = options.pop("squash")
-            if "dtype" in options:
-                learned_opts["dtype"] = options.pop("dtype")
-            return JointComplexQuantizer(LearnedCodebook(codebook, **learned_opts), **options)
+    if method == "joint-learned":
+        squash = options.pop("squash", "clip")
+        return JointComplexQuantizer(LearnedCodebook(codebook, squash=squash), **options)
+    if method == "joint":
         return JointComplexQuantizer(codebook, **options)
     cls = IndependentReImQuantizer if method == "reim" else IndependentAmpPhaseQuantizer
-    _check_options(method, options, _keyword_options(cls))
-    if codebook is not None:
-        raise ConfigError(f"codebook: method {method!r} builds its own table; give none")
     return cls(**options)
-
-
-def _keyword_options(cls: type, skip: Sequence[str] = ()) -> tuple[str, ...]:
-    params = inspect.signature(cls.__init__).parameters
-    return tuple(n for n in params if n != "self" and n not in skip)
-
-
-def _check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{unknown[0]}: unknown option for complex quantizer {method!r} (allowed: "
-            f"{', '.join(allowed) or 'none'})"
-        )
 
 
 def _int_option(value: object, field: str, minimum: int) -> int:

@@ -1,7 +1,9 @@
 """Training configuration: a TOML file validated once into frozen dataclasses.
 
-Unknown keys are rejected, lengths accept units ("532 nm", "3 cm", "0.4 THz"), and every error
-is one line naming the ``section.key``. See ``examples/*.toml`` and ``docs/training.md``.
+Every section is read through :class:`optodesign.schema.Table` and the quantizer method and
+options through :mod:`optodesign.quantize.registry`: unknown keys are rejected, lengths accept
+units ("532 nm", "3 cm", "0.4 THz"), and every error is one line naming the ``section.key``.
+See ``examples/*.toml`` and ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from typing import Any
 
 from ..errors import ConfigError, UserError
 from ..fileio import read_toml
-from ..units import UnitsWarning, format_length, parse_length, parse_quantity
+from ..quantize import registry
+from ..schema import Table
+from ..units import UnitsWarning, format_length
 
 __all__ = ["Config", "load_config", "parse_config"]
 
 TASKS = ("d2nn", "hologram", "lens", "splitter")
-PHASE_METHODS = ("fp32", "pq", "ste", "gs", "dsq", "psq-ft", "psq-li", "psq-lt", "binary")
-COMPLEX_METHODS = ("joint", "joint-learned", "reim", "ampphase")
+#: trainer.py and rundir.py still import this; at merge they ask ``cfg.is_complex`` (or
+#: ``registry.family(method) == "complex"``) and this line goes.
+COMPLEX_METHODS = registry.method_names("complex")
 
 
 @dataclass(frozen=True)
@@ -96,62 +101,7 @@ class Config:
 
     @property
     def is_complex(self) -> bool:
-        return self.quantization.method in COMPLEX_METHODS
-
-
-def _take(table: dict[str, Any], section: str, allowed: set[str]) -> dict[str, Any]:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        where = f"{section}." if section else ""
-        raise ConfigError(
-            f"{where}{unknown[0]}: unknown key (allowed in [{section or 'top level'}]: "
-            f"{', '.join(sorted(allowed))})"
-        )
-    return table
-
-
-def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
-    """``raw[name]`` as a table with only ``allowed`` keys (``optics = 5`` is refused)."""
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: must be a table (a [{name}] section of keys), got {value!r}")
-    return _take(dict(value), name, allowed)
-
-
-def _int(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}: must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _float(value: Any, name: str, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}: must be a number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{name}: must be > 0, got {value!r}")
-    return float(value)
-
-
-def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
-def _str(value: Any, name: str, *, what: str = "a non-empty string") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name}: must be {what}, got {value!r}")
-    return value
-
-
-def _optional_str(value: Any, name: str, *, what: str = "a non-empty string") -> str | None:
-    return None if value is None else _str(value, name, what=what)
-
-
-def _length(value: Any, name: str, *, allow_zero: bool = False, units: bool = False) -> float:
-    if isinstance(value, (list, dict)):
-        raise ConfigError(f"{name}: expected a length such as '2 cm', got {value!r}")
-    return parse_length(value, field=name, allow_zero=allow_zero, require_unit=units)
+        return registry.family(self.quantization.method) == "complex"
 
 
 def _check_wavelength(optics: Optics, given: Any) -> None:
@@ -211,63 +161,6 @@ def _check_process(quant: Quantization, optics: Optics) -> None:
         raise ConfigError(msg) from None
 
 
-def _option_error(message: str, options: dict[str, Any]) -> ConfigError:
-    for prefix in ("quantizer.method: ", "quantizer: ", "method: "):
-        message = message.removeprefix(prefix)
-    key = message.split(":", 1)[0]
-    if key in options:
-        return ConfigError(f"quantization.options.{message}")
-    return ConfigError(f"quantization.options: {message}")
-
-
-def _check_options(quant: Quantization) -> None:
-    """Build one quantizer from ``quantization.options`` so a wrong option or value is
-    refused here, naming ``quantization.options.<key>``, instead of when training starts."""
-    options = dict(quant.options)
-    try:
-        if quant.method in COMPLEX_METHODS:
-            from ..quantize import codebooks
-            from ..quantize.complex import make_complex_quantizer
-
-            cb = (codebooks.phase_codebook(max(quant.levels, 2))
-                  if quant.method.startswith("joint") else None)
-            make_complex_quantizer(quant.method, cb, **options)  # type: ignore[arg-type]
-        elif quant.method == "binary":
-            from ..quantize.binary import BinaryQuantizer
-
-            structural = options.pop("structural", True)
-            if not isinstance(structural, bool):
-                raise ConfigError(f"structural: must be true or false, got {structural!r}")
-            BinaryQuantizer(**options)
-        else:
-            from ..quantize.phase import make_phase_quantizer
-
-            make_phase_quantizer(quant.method, list(quant.phases) if quant.phases else
-                                 quant.levels, **options)
-    except TypeError as e:
-        raise ConfigError(f"quantization.options: {e}") from None
-    except (UserError, ValueError) as e:
-        raise _option_error(str(e), quant.options) from None
-
-
-def _check_boxes(value: Any, size: int) -> tuple[tuple[int, int, int, int], ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"detectors.boxes: must be a list of [y0, x0, h, w] boxes in pixels, "
-                          f"got {value!r}")
-    boxes = []
-    for i, b in enumerate(value):
-        if not (isinstance(b, list) and len(b) == 4):
-            raise ConfigError(f"detectors.boxes: each box is [y0, x0, h, w] in pixels, box {i} "
-                              f"is {b!r}")
-        y0, x0, h, w = (_int(v, "detectors.boxes", low=0) for v in b)
-        if h < 1 or w < 1:
-            raise ConfigError(f"detectors.boxes: box {i} {b} is empty (h and w must be >= 1)")
-        if y0 + h > size or x0 + w > size:
-            raise ConfigError(f"detectors.boxes: box {i} {b} lies outside the {size}x{size} grid")
-        boxes.append((y0, x0, h, w))
-    return tuple(boxes)
-
-
 def _check_detector_layout(size: int, det_size: int, n_classes: int) -> None:
     from ..models.functional import auto_detectors
 
@@ -297,140 +190,109 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     """
     from .memory import check_lower_bound, check_memory, parse_bytes
 
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config: must be a table of sections, got {raw!r}")
-    _take(raw, "", {"task", "seed", "optics", "quantization", "train", "data", "detectors",
-                    "target"})
-    task = _choice(raw.get("task", "d2nn"), "task", TASKS)
-    seed = _int(raw.get("seed", 0), "seed", low=0)
+    top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
+                      "target"})
+    task = top.choice("task", TASKS, "d2nn")
+    seed = top.integer("seed", 0, low=0)
 
-    o = _section(raw, "optics", {"wavelength", "pitch", "size", "layers", "distance",
-                                 "input_distance", "output_distance", "distances", "pad"})
-    t = _section(raw, "train", {"epochs", "batch_size", "lr", "loss", "temperature",
-                                "steps_per_epoch", "qat_start", "max_memory"})
-    max_memory = (None if t.get("max_memory") is None else
-                  parse_bytes(t["max_memory"], field="train.max_memory"))
-    for key in ("wavelength", "pitch", "size"):
-        if key not in o:
-            raise ConfigError(f"optics.{key}: required")
+    o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
+                             "input_distance", "output_distance", "distances", "pad"})
+    t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
+                            "steps_per_epoch", "qat_start", "max_memory"})
+    max_memory = (None if t.raw("max_memory", None) is None else
+                  parse_bytes(t.raw("max_memory"), field="train.max_memory"))
+    units = {"require_unit": units_required}
     with warnings.catch_warnings(record=True) as wavelength_warnings:
         warnings.simplefilter("always", UnitsWarning)
-        if isinstance(o["wavelength"], (list, dict)):
-            raise ConfigError(f"optics.wavelength: expected a length or a frequency such as "
-                              f"'532 nm' or '0.4 THz', got {o['wavelength']!r}")
-        wavelength = parse_quantity(o["wavelength"], field="optics.wavelength",
-                                    require_unit=units_required)
-    pitch = _length(o["pitch"], "optics.pitch", units=units_required)
-    size = _int(o["size"], "optics.size", low=4)
+        wavelength = o.wavelength("wavelength", **units)
+    pitch = o.length("pitch", **units)
+    size = o.integer("size", low=4)
     default_layers = 1 if task != "d2nn" else 5
-    layers = _int(o.get("layers", default_layers), "optics.layers")
-    pad = _float(o.get("pad", 2.0), "optics.pad")
-    if pad < 1:
-        raise ConfigError(f"optics.pad: must be >= 1, got {pad}")
+    layers = o.integer("layers", default_layers)
+    pad = o.number("pad", 2.0, low=1)
     # before any list of `layers` entries exists: layers = 10**9 must not build one
     check_lower_bound(size=size, pad=pad, layers=layers, max_memory=max_memory)
     if "distances" in o:
         if "distance" in o:
-            raise ConfigError("optics.distances: give either distances or distance, not both")
-        ds = o["distances"]
-        if not isinstance(ds, list) or len(ds) != layers + 1:
-            raise ConfigError(f"optics.distances: need a list of {layers + 1} lengths (input -> "
-                              f"layer 1, ..., layer {layers} -> output)")
-        distances = tuple(_length(d, f"optics.distances[{i}]", allow_zero=True,
-                                  units=units_required) for i, d in enumerate(ds))
+            raise o.error("distances", "give either distances or distance, not both")
+        distances = o.lengths("distances", count=layers + 1, allow_zero=True, **units,
+                              hint=f" (input -> layer 1, ..., layer {layers} -> output)")
     else:
         if "distance" not in o:
-            raise ConfigError("optics.distance: required (or optics.distances)")
-        d = _length(o["distance"], "optics.distance", units=units_required)
+            raise o.error("distance", "required (or optics.distances)")
+        d = o.length("distance", **units)
         default_in = 0.0 if task != "d2nn" else d
-        din = (_length(o["input_distance"], "optics.input_distance", allow_zero=True,
-                       units=units_required) if "input_distance" in o else default_in)
-        dout = (_length(o["output_distance"], "optics.output_distance", units=units_required)
-                if "output_distance" in o else d)
+        din = o.length("input_distance", default_in, allow_zero=True, **units)
+        dout = o.length("output_distance", d, **units)
         distances = (din,) + (d,) * (layers - 1) + (dout,)
     optics = Optics(wavelength, pitch, size, layers, distances, pad)
-    _check_wavelength(optics, o["wavelength"])
+    _check_wavelength(optics, o.raw("wavelength"))
     for w in wavelength_warnings:  # plausible enough to train: pass the warning on
         warnings.warn(w.message, UnitsWarning, stacklevel=2)
 
-    q = _section(raw, "quantization", {"method", "levels", "phases", "process", "codebook",
-                                       "options"})
-    method = _choice(q.get("method", "psq-li"), "quantization.method",
-                     PHASE_METHODS + COMPLEX_METHODS)
-    levels = _int(q.get("levels", 4), "quantization.levels", low=2)
-    phases = q.get("phases")
-    if phases is not None:
-        if not isinstance(phases, list) or len(phases) < 2:
-            raise ConfigError("quantization.phases: need a list of at least 2 phases (radians)")
-        phases = tuple(_float(p, "quantization.phases", positive=False) for p in phases)
-        levels = len(phases)
-    options = q.get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"quantization.options: must be a table, got {options!r}")
-    process = _optional_str(q.get("process"), "quantization.process",
-                            what="a process name (e.g. 'thz-printed') or a .toml path")
-    codebook = _optional_str(q.get("codebook"), "quantization.codebook",
-                             what="process, polar:A,P, square:N or phase:L")
+    q = top.table("quantization", {"method", "levels", "phases", "process", "codebook",
+                                   "options"})
+    method = q.choice("method", registry.method_names(), "psq-li")
+    levels = q.integer("levels", 4, low=2)
+    phases = q.numbers("phases", None, min_len=2)
+    levels = len(phases) if phases is not None else levels
+    options = q.table("options", None)
+    process = q.string("process", None,
+                       what="a process name (e.g. 'thz-printed') or a .toml path")
+    codebook = q.string("codebook", None, what="process, polar:A,P, square:N or phase:L")
     if codebook is not None:
         if not _CODEBOOK.match(codebook):
-            raise ConfigError(f"quantization.codebook: cannot read {codebook!r} (allowed: "
-                              f"process, polar:A,P, square:N, phase:L)")
+            raise q.error("codebook", f"cannot read {codebook!r} (allowed: process, "
+                                      f"polar:A,P, square:N, phase:L)")
         if codebook == "process" and process is None:
-            raise ConfigError("quantization.codebook: 'process' needs quantization.process")
-    quant = Quantization(method, levels, phases, process, codebook, dict(options))
+            raise q.error("codebook", "'process' needs quantization.process")
+    quant = Quantization(method, levels, phases, process, codebook, dict(options.data))
     if process is not None:
         _check_process(quant, optics)
-    _check_options(quant)
+    registry.check_options(method, options.data, levels=levels, phases=phases,
+                           section=options.section)
 
     train = Train(
-        epochs=_int(t.get("epochs", 10), "train.epochs"),
-        batch_size=_int(t.get("batch_size", 64), "train.batch_size"),
-        lr=_float(t.get("lr", 0.05), "train.lr"),
-        loss=_choice(t.get("loss", "ce"), "train.loss", ("ce", "mse")),
-        temperature=_float(t.get("temperature", 10.0), "train.temperature"),
-        steps_per_epoch=_int(t.get("steps_per_epoch", 50), "train.steps_per_epoch"),
-        qat_start=_int(t.get("qat_start", 0), "train.qat_start", low=0),
+        epochs=t.integer("epochs", 10),
+        batch_size=t.integer("batch_size", 64),
+        lr=t.number("lr", 0.05, low=0, strict_low=True),
+        loss=t.choice("loss", ("ce", "mse"), "ce"),
+        temperature=t.number("temperature", 10.0, low=0, strict_low=True),
+        steps_per_epoch=t.integer("steps_per_epoch", 50),
+        qat_start=t.integer("qat_start", 0, low=0),
         max_memory=max_memory,
     )
 
-    dd = _section(raw, "data", {"dataset", "path", "image_size", "encoding", "train_samples",
-                                "test_samples"})
+    dd = top.table("data", {"dataset", "path", "image_size", "encoding", "train_samples",
+                            "test_samples"})
     data = Data(
-        dataset=_choice(dd.get("dataset", "digits"), "data.dataset",
-                        ("digits", "mnist", "fashion")),
-        path=_optional_str(dd.get("path"), "data.path",
-                           what="the directory holding the IDX files"),
-        image_size=_int(dd.get("image_size", min(32, size)), "data.image_size"),
-        encoding=_choice(dd.get("encoding", "amplitude"), "data.encoding",
-                         ("amplitude", "phase")),
-        train_samples=_int(dd.get("train_samples", 0), "data.train_samples", low=0),
-        test_samples=_int(dd.get("test_samples", 0), "data.test_samples", low=0),
+        dataset=dd.choice("dataset", ("digits", "mnist", "fashion"), "digits"),
+        path=dd.string("path", None, what="the directory holding the IDX files"),
+        image_size=dd.integer("image_size", min(32, size)),
+        encoding=dd.choice("encoding", ("amplitude", "phase"), "amplitude"),
+        train_samples=dd.integer("train_samples", 0, low=0),
+        test_samples=dd.integer("test_samples", 0, low=0),
     )
     if data.image_size > size:
-        raise ConfigError(f"data.image_size: {data.image_size} px exceeds optics.size {size}")
+        raise dd.error("image_size", f"{data.image_size} px exceeds optics.size {size}")
 
-    de = _section(raw, "detectors", {"size", "boxes"})
-    boxes = _check_boxes(de.get("boxes", []), size)
-    detectors = Detectors(_int(de.get("size", max(2, size // 12)), "detectors.size"), boxes)
+    de = top.table("detectors", {"size", "boxes"})
+    boxes = de.pixel_boxes("boxes", (), shape=(size, size))
+    detectors = Detectors(de.integer("size", max(2, size // 12)), boxes)
     if task == "d2nn" and not boxes:
         from ..data.datasets import N_CLASSES
 
         _check_detector_layout(size, detectors.size, N_CLASSES[data.dataset])
 
-    tg = _section(raw, "target", {"kind", "text", "image", "spots", "spacing", "spot_size"})
+    tg = top.table("target", {"kind", "text", "image", "spots", "spacing", "spot_size"})
     default_kind = {"hologram": "text", "lens": "focus", "splitter": "spots"}.get(task, "text")
-    spots = tg.get("spots", [3, 3])
-    if not (isinstance(spots, list) and len(spots) == 2):
-        raise ConfigError(f"target.spots: must be [rows, cols], got {spots!r}")
     target = Target(
-        kind=_choice(tg.get("kind", default_kind), "target.kind",
-                     ("text", "image", "spots", "focus")),
-        text=_str(tg.get("text", "OPTO"), "target.text"),
-        image=_optional_str(tg.get("image"), "target.image",
-                            what="the path of a PNG/JPEG or .npy image"),
-        spots=(_int(spots[0], "target.spots"), _int(spots[1], "target.spots")),
-        spacing=_int(tg.get("spacing", max(4, size // 6)), "target.spacing"),
-        spot_size=_int(tg.get("spot_size", max(2, size // 24)), "target.spot_size"),
+        kind=tg.choice("kind", ("text", "image", "spots", "focus"), default_kind),
+        text=tg.string("text", "OPTO"),
+        image=tg.string("image", None, what="the path of a PNG/JPEG or .npy image"),
+        spots=tg.integers("spots", (3, 3), count=2, hint=" ([rows, cols])"),
+        spacing=tg.integer("spacing", max(4, size // 6)),
+        spot_size=tg.integer("spot_size", max(2, size // 24)),
     )
     if task == "hologram" and target.kind == "image" and target.image is None:
         raise ConfigError("target.image: required when target.kind = 'image' (a PNG/JPEG or "
