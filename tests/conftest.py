@@ -61,6 +61,7 @@ MODULE_TIER = {
     "test_quantize_phase": "property",
     "test_quantize_complex": "property",
     "test_quantize_binary": "property",
+    "test_quantize_registry": "property",
     "test_architecture": "property",
     "test_allocator": "property",
     "test_device_placement": "property",
