@@ -25,7 +25,7 @@ def make_run(tmp_path: Path, process_name: str, *, shape=(9, 12), layers=2, L=No
     p = load_process(process_name)
     table = p.level_table(L) if L else p.level_table()
     rng = np.random.default_rng(seed)
-    pitch = pitch or getattr(p.structure, "lattice", None) or 400e-6
+    pitch = pitch or getattr(p.spec, "lattice", None) or 400e-6
     d = Design(
         task="d2nn",
         wavelength=p.wavelength,
@@ -102,7 +102,7 @@ def test_pillars_export_skips_stl_with_a_note(tmp_path: Path) -> None:
     m = json.loads((fab / "manifest.json").read_text())
     assert "stl" not in m["layers"][0]["files"] and any("stl" in n for n in m["notes"])
     assert [r["size"] for r in m["levels"][0]] == list(load_process("tio2-pillars")
-                                                       .structure.sizes)
+                                                       .spec.sizes)
     lv = read_gds_levels(fab / "layer1.oas", process=load_process("tio2-pillars"),
                          shape=d.shape, pitch=d.pitch, level_tables=d.level_tables[0])
     assert np.array_equal(lv[0], d.levels[0])

@@ -46,6 +46,7 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
+from ..raster import narrow_runs, runs
 from .objective import LayerState, Objective, check_seed
 
 log = logging.getLogger(__name__)
@@ -95,23 +96,11 @@ class RefineResult:
 
 
 # ---------------------------------------------------------------------------- design rules
-def _run_lengths_ok(lines: np.ndarray, min_feature: int) -> bool:
-    """All maximal runs of equal values along the last axis are >= ``min_feature`` long."""
-    n = lines.shape[-1]
-    flat = lines.reshape(-1, n)
-    b = np.ones((flat.shape[0], n + 1), dtype=bool)
-    b[:, 1:n] = flat[:, 1:] != flat[:, :-1]
-    rr, cc = np.nonzero(b)
-    same = rr[1:] == rr[:-1]
-    widths = (cc[1:] - cc[:-1])[same]
-    return bool(np.all(widths >= min_feature))
-
-
 def satisfies_min_feature(levels: np.ndarray, min_feature: int) -> bool:
     """Every run of one level along rows (x) and columns (y) is at least ``min_feature`` px.
 
-    Runs touching the array edge count with their length inside the array (stricter than a
-    mask shop's check, which lets a background run continue outside the layout).
+    The DRC's rule for a level map (:func:`optodesign.raster.narrow_runs` without a
+    background): runs touching the array edge count with their length inside the array.
 
     Args:
         levels: integer ``(ny, nx)`` or ``(K, ny, nx)`` level maps.
@@ -122,18 +111,16 @@ def satisfies_min_feature(levels: np.ndarray, min_feature: int) -> bool:
         raise UserError(f"levels: expected (ny, nx) or (K, ny, nx), got shape {lv.shape}")
     if min_feature <= 1:
         return True
-    return _run_lengths_ok(lv, min_feature) and _run_lengths_ok(np.swapaxes(lv, -1, -2),
-                                                                min_feature)
+    return all(narrow_runs(m, min_feature)[0].size == 0
+               for m in lv.reshape(-1, *lv.shape[-2:]))
 
 
 def _runs(line: np.ndarray) -> set[tuple[int, int, int]]:
-    n = line.size
-    if n == 0:
+    """The maximal runs ``(start, stop, level)`` of a 1-D line (:func:`optodesign.raster.runs`)."""
+    if line.size == 0:
         return set()
-    edges = np.flatnonzero(line[1:] != line[:-1]) + 1
-    starts = np.concatenate(([0], edges))
-    stops = np.concatenate((edges, [n]))
-    return {(int(a), int(b), int(line[a])) for a, b in zip(starts, stops, strict=True)}
+    _, start, stop, label = runs(line[None, :])
+    return set(zip(start.tolist(), stop.tolist(), label.tolist(), strict=True))
 
 
 def _line_creates_short(old: np.ndarray, pos: np.ndarray, vals: np.ndarray, mf: int) -> bool:
