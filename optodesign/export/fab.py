@@ -22,6 +22,7 @@ substrate (process ``etch.substrate``); pillars → no STL (noted in the manifes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -46,7 +47,18 @@ from ..fileio import (
 from ..plotting import new_figure, save_png
 from ..process import Process
 from .drc import DRCReport, check_levels
-from .manifest import FORMAT, file_entry, listed_files, load_manifest, write_manifest
+from .manifest import (
+    FORMAT,
+    FileRecord,
+    LayerRecord,
+    Manifest,
+    ProcessRecord,
+    SpacerRecord,
+    file_entry,
+    listed_files,
+    load_manifest,
+    write_manifest,
+)
 
 __all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats", "check_out_dir"]
 
@@ -60,10 +72,11 @@ class DesignRuleError(UserError):
 
     Attributes:
         report: the :class:`~optodesign.export.drc.DRCReport`.
-        manifest: the manifest dict of the written fab directory.
+        manifest: the :class:`~optodesign.export.manifest.Manifest` of the written fab
+            directory.
     """
 
-    def __init__(self, message: str, report: DRCReport, manifest: dict[str, Any]):
+    def __init__(self, message: str, report: DRCReport, manifest: Manifest):
         super().__init__(message)
         self.report = report
         self.manifest = manifest
@@ -138,7 +151,7 @@ def export_design(
     plot: bool = True,
     kept: list[str] | None = None,
     option: str = "out",
-) -> dict[str, Any]:
+) -> Manifest:
     """Write the fab directory of ``design`` made with ``process``.
 
     Args:
@@ -160,7 +173,8 @@ def export_design(
         option: how error messages about ``out_dir`` name it (the CLI: ``--out``).
 
     Returns:
-        The manifest as a dict (also written to ``manifest.json``).
+        The :class:`~optodesign.export.manifest.Manifest` (also written to
+        ``manifest.json``).
 
     Raises:
         UserError: design and process do not match, output not writable or not a previous
@@ -203,7 +217,7 @@ def _write_all(
     design_dir: str | Path | None,
     max_examples: int,
     plot: bool,
-) -> tuple[dict[str, Any], DRCReport]:
+) -> tuple[Manifest, DRCReport]:
     from .gds import (
         build_library,
         centre_offset,
@@ -230,14 +244,14 @@ def _write_all(
                      "needed for a solid)")
         want_stl = False
 
-    layers_out: list[dict[str, Any]] = []
+    layer_files: list[dict[str, FileRecord]] = []
     level_rows: list[list[dict[str, Any]]] = []
     height_maps: list[np.ndarray] = []
     for k in range(K):
         idx = k + 1
         lv = design.levels[k]
         table = design.level_tables[k]
-        files: dict[str, Any] = {}
+        files: dict[str, FileRecord] = {}
         if "gds" in formats or "oas" in formats:
             lib = build_library([(idx, lv, table)], process=process, pitch=pitch,
                                 wavelength=design.wavelength, n_layers=K)
@@ -254,18 +268,16 @@ def _write_all(
                                   offset=stl_offset)
             path = d / f"layer{idx}.stl"
             write_stl(mesh, path)
-            entry = file_entry(path)
-            entry["triangles"] = int(len(mesh.faces))
-            files["stl"] = entry
-        layers_out.append({"index": idx, "top_cell": top_cell_name(process, idx),
-                           "files": files})
+            files["stl"] = dataclasses.replace(file_entry(path), triangles=int(len(mesh.faces)))
+        layer_files.append(files)
         level_rows.append(structure.level_rows(table))
 
     report = check_levels(design.levels, design.level_tables, process=process, pitch=pitch,
                           max_examples=max_examples)
-    for entry, lr in zip(layers_out, report.layers, strict=True):
-        entry["drc"] = {"passed": lr.passed,
-                        "counts": {v.rule: v.count for v in lr.violations}}
+    layers_out = tuple(
+        LayerRecord(index=k + 1, top_cell=top_cell_name(process, k + 1), files=files,
+                    drc={"passed": lr.passed, "counts": {v.rule: v.count for v in lr.violations}})
+        for k, (files, lr) in enumerate(zip(layer_files, report.layers, strict=True)))
     atomic_write_text(d / "drc.txt", report.to_text())
     atomic_write_json(d / "drc.json", report.to_dict())
 
@@ -292,48 +304,40 @@ def _write_all(
         design_sha[name] = sha256_file(d / name)
         extra_files.append(name)
 
-    spacers: list[dict[str, Any]] = []
+    spacers: list[SpacerRecord] = []
     if spacer:
         spacers = _write_spacers(design, process, d, notes, enabled=want_stl)
 
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "created_by": _created_by(),
-        "process": {
-            "name": process.name,
-            "kind": process.kind,
-            "file": Path(process.source).name if process.source else "",
-            "sha256": process.sha256,
-            "toml": process.text,
-            "wavelength": process.wavelength,
-            "n": process.material.n,
-            "kappa": process.material.kappa,
-            "n0": process.material.n0,
-            "references": list(process.references),
-        },
-        "units": {"length": "m", "phase": "rad", "gds_unit": g.unit,
-                  "gds_precision": g.precision, "stl": "mm"},
-        "wavelength": design.wavelength,
-        "pitch": pitch,
-        "shape": [ny, nx],
-        "n_layers": K,
-        "n_levels": L,
-        "distances": list(design.distances),
-        "base_thickness": process.base_thickness,
-        "origin": list(origin),
-        "stl_offset": list(stl_offset),
-        "gds_layers": [list(x) for x in process.gds_layers(L)],
-        "levels": level_rows,
-        "layers": layers_out,
-        "files": {name: {k: v for k, v in file_entry(d / name).items() if k != "name"}
-                  for name in extra_files},
-        "design": {"task": design.task, "n_layers": K, "n_levels": L,
-                   "layer_kind": design.layer_kind, "files": design_sha},
-        "drc": {"passed": report.passed, "file": "drc.json"},
-        "notes": notes,
-    }
-    if spacers:
-        manifest["spacers"] = spacers
+    manifest = Manifest(
+        format=FORMAT,
+        created_by=_created_by(),
+        process=ProcessRecord(
+            name=process.name, kind=process.kind,
+            file=Path(process.source).name if process.source else "",
+            sha256=process.sha256, toml=process.text, wavelength=process.wavelength,
+            n=process.material.n, kappa=process.material.kappa, n0=process.material.n0,
+            references=tuple(process.references)),
+        units={"length": "m", "phase": "rad", "gds_unit": g.unit,
+               "gds_precision": g.precision, "stl": "mm"},
+        wavelength=design.wavelength,
+        pitch=pitch,
+        shape=(ny, nx),
+        n_layers=K,
+        n_levels=L,
+        distances=tuple(design.distances),
+        base_thickness=process.base_thickness,
+        origin=origin,
+        stl_offset=stl_offset,
+        gds_layers=process.gds_layers(L),
+        levels=tuple(tuple(rows) for rows in level_rows),
+        layers=layers_out,
+        files={name: file_entry(d / name) for name in extra_files},
+        design={"task": design.task, "n_layers": K, "n_levels": L,
+                "layer_kind": design.layer_kind, "files": design_sha},
+        drc={"passed": report.passed, "file": "drc.json"},
+        notes=tuple(notes),
+        spacers=tuple(spacers),
+    )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report
 
@@ -345,7 +349,7 @@ def _created_by() -> str:
 
 
 def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,
-                   enabled: bool) -> list[dict[str, Any]]:
+                   enabled: bool) -> list[SpacerRecord]:
     if not enabled:
         notes.append("spacer: needs STL output of a thin-element process; not written")
         return []
@@ -374,10 +378,10 @@ def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], 
             mesh.apply_translation((centre[0] * 1e3, centre[1] * 1e3, 0.0))  # mm
         path = d / f"spacer{k}-{k + 1}.stl"
         write_stl(mesh, path)
-        out.append({"between": [k, k + 1], "height": height, "rim": rim, "file": path.name,
-                    "sha256": sha256_file(path),
-                    "convention": "plates stacked base-down; base bottom to base bottom = "
-                                  "design distance"})
+        out.append(SpacerRecord(between=(k, k + 1), height=height, rim=rim, file=path.name,
+                                sha256=sha256_file(path),
+                                convention="plates stacked base-down; base bottom to base "
+                                           "bottom = design distance"))
     return out
 
 

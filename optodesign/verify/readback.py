@@ -41,6 +41,7 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
+from ..export.manifest import Manifest, ProcessRecord, check_files, load_manifest
 from ..process import Physical, Process, load_process, process_from_dict
 from ..variation.geometry import place
 from ..variation.spec import Scales
@@ -61,7 +62,7 @@ class FabStack:
 
     Attributes:
         fab_dir: the directory.
-        manifest: ``manifest.json`` as a dict.
+        manifest: ``manifest.json`` (:class:`~optodesign.export.manifest.Manifest`).
         process: the process rebuilt from the text recorded in the manifest.
         design: the Design copy of the fab directory with its level maps replaced by the
             read-back ones and its level tables by the manifest's (what the files make).
@@ -74,7 +75,7 @@ class FabStack:
     """
 
     fab_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     process: Process
     design: Design
     source: Literal["gds", "stl"]
@@ -103,14 +104,14 @@ class FabStack:
 
 
 # ---------------------------------------------------------------------------- reading
-def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process, str | None]:
-    info = manifest.get("process", {})
-    text = info.get("toml", "")
+def _process_from_manifest(manifest: Manifest, fab: Path) -> tuple[Process, str | None]:
+    info = manifest.process or ProcessRecord()
+    text = info.toml
     if text:
         import hashlib
 
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if info.get("sha256") and sha != info["sha256"]:
+        if info.sha256 and sha != info.sha256:
             raise UserError(f"{fab / 'manifest.json'}: process.toml does not match its "
                             "process.sha256 (manifest edited?)")
         try:
@@ -118,8 +119,8 @@ def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{fab / 'manifest.json'}: process.toml is not valid TOML "
                             f"({e})") from None
-        return process_from_dict(raw, source=info.get("file") or "<manifest>", text=text), None
-    name = info.get("name")
+        return process_from_dict(raw, source=info.file or "<manifest>", text=text), None
+    name = info.name
     if not name:
         raise UserError(f"{fab / 'manifest.json'}: no process recorded (process.name)")
     note = (f"the manifest holds no process text; process {name!r} was loaded by name "
@@ -127,27 +128,25 @@ def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process
     return load_process(name), note
 
 
-def _check_consistent(manifest: dict[str, Any], design: Design, fab: Path) -> None:
-    m = manifest
+def _check_consistent(m: Manifest, design: Design, fab: Path) -> None:
     where = fab / "manifest.json"
-    pairs = [("shape", list(m.get("shape", [])), list(design.shape)),
-             ("n_layers", m.get("n_layers"), design.n_layers),
-             ("n_levels", m.get("n_levels"), design.n_levels)]
+    pairs = [("shape", list(m.shape), list(design.shape)),
+             ("n_layers", m.n_layers, design.n_layers),
+             ("n_levels", m.n_levels, design.n_levels)]
     for key, a, b in pairs:
         if a != b:
             raise UserError(f"{where}: {key} {a} differs from design.json ({b})")
     for key in ("pitch", "wavelength"):
-        a, b = m.get(key), getattr(design, key)
-        if not isinstance(a, (int, float)) or not math.isclose(a, b, rel_tol=1e-12):
+        a, b = getattr(m, key), getattr(design, key)
+        if not math.isclose(a, b, rel_tol=1e-12):
             raise UserError(f"{where}: {key} {a} differs from design.json ({b})")
-    dm = m.get("distances", [])
+    dm = list(m.distances)
     if len(dm) != len(design.distances) or not np.allclose(dm, design.distances, rtol=1e-12,
                                                            atol=0):
         raise UserError(f"{where}: distances {dm} differ from design.json "
                         f"({list(design.distances)})")
-    if len(m.get("layers", [])) != design.n_layers or len(m.get("levels", [])) != \
-            design.n_layers:
-        raise UserError(f"{where}: lists {len(m.get('layers', []))} layers, the design has "
+    if len(m.layers) != design.n_layers or len(m.levels) != design.n_layers:
+        raise UserError(f"{where}: lists {len(m.layers)} layers, the design has "
                         f"{design.n_layers}")
 
 
@@ -224,16 +223,6 @@ def _check_task_fields(design: Design, fab: Path) -> None:
                             f"[y0, x0, h, w] boxes, got {boxes!r}")
 
 
-def _files_of(manifest: dict[str, Any], fmt: str) -> list[str] | None:
-    names = []
-    for layer in manifest["layers"]:
-        info = layer.get("files", {}).get(fmt)
-        if info is None:
-            return None
-        names.append(info["name"])
-    return names
-
-
 def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 8) -> FabStack:
     """Read a fab directory written by ``optodesign export`` back into physics.
 
@@ -261,12 +250,10 @@ def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 
 
 
 def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
-    from ..export.manifest import check_files, load_manifest
-
     manifest = load_manifest(fab)
     for name in ("design.json", "design.npz"):
         # the Design is the reference the files are checked against: it must be checksummed
-        if name not in manifest.get("files", {}):
+        if name not in manifest.files:
             raise UserError(f"{fab / 'manifest.json'}: files lists no {name} (its SHA-256 "
                             "is what makes the design of this fab directory trustworthy)")
     problems = check_files(fab, manifest)
@@ -286,8 +273,8 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
 
     if source not in ("auto", "gds", "stl"):
         raise UserError(f"--source: must be auto, gds or stl, got {source!r}")
-    stl_files, gds_files = _files_of(manifest, "stl"), _files_of(manifest, "gds")
-    oas_files = _files_of(manifest, "oas")
+    stl_files, gds_files = manifest.files_of("stl"), manifest.files_of("gds")
+    oas_files = manifest.files_of("oas")
     if source == "auto":
         source = "stl" if structure.preferred_source == "stl" and stl_files else "gds"
     if source == "stl" and stl_files is None:
@@ -300,15 +287,13 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         gds_files = oas_files
         notes.append("read the OASIS files (no GDS files in the fab directory)")
 
-    rows = manifest["levels"]
-    tables = np.array([[complex(*r["t"]) for r in layer_rows] for layer_rows in rows],
-                      dtype=np.complex128)
+    tables = manifest.level_tables()
     if tables.shape != (K, L):
         raise UserError(f"{fab / 'manifest.json'}: levels table has shape {tables.shape}, "
                         f"expected ({K}, {L})")
     key = structure.value_name
     try:
-        values = np.array([[float(r[key]) for r in layer_rows] for layer_rows in rows])
+        values = manifest.level_values(key)
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{fab / 'manifest.json'}: levels rows lack a numeric {key!r}") from None
 
@@ -317,7 +302,7 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
     if source == "gds":
         from .gds_reader import read_gds_levels
 
-        origin = tuple(manifest.get("origin", ())) or None
+        origin = manifest.origin
         for k, name in enumerate(gds_files):  # type: ignore[arg-type]
             path = fab / name
             lv = read_gds_levels(path, process=process, shape=(ny, nx), pitch=trained.pitch,
@@ -333,14 +318,14 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         from ..export.gds import layout_origin
         from .stl_reader import read_stl_heights
 
-        if "base_thickness" not in manifest:
+        if manifest.base_thickness is None:
             raise UserError(f"{fab / 'manifest.json'}: base_thickness: missing (the base plate "
                             "under the STL heights)")
-        base = float(manifest["base_thickness"])
+        base = manifest.base_thickness
         # the STL's pixel (0, 0) starts at the layout origin (as written by every version);
         # its offset is where the centre of pixel (ny // 2, nx // 2) lies
-        x0, y0 = (tuple(manifest["origin"]) if "origin" in manifest else
-                  layout_origin((ny, nx), trained.pitch, process.gds.precision))
+        x0, y0 = manifest.origin or layout_origin((ny, nx), trained.pitch,
+                                                  process.gds.precision)
         offset = (x0 + (nx // 2 + 0.5) * trained.pitch, y0 + (ny // 2 + 0.5) * trained.pitch)
         worst = 0.0
         for k, name in enumerate(stl_files):  # type: ignore[arg-type]
