@@ -27,7 +27,8 @@ exact loss and the same batched scoring as DBS.
 Hard constraints, for both: levels stay in the allowed set (``0..L−1``, or the free levels of
 a binary layer), pixels of ``fixed_mask`` never change, and a change that would create a run
 of one level shorter than ``min_feature`` pixels along x or y is never made (see
-:func:`change_allowed`; if the input satisfies :func:`satisfies_min_feature`, so does the
+:func:`~optodesign.refine.rules.change_allowed`; if the input satisfies
+:func:`~optodesign.refine.rules.satisfies_min_feature`, so does the
 output). Every loss the solvers compare is the exact loss of that candidate design (an exact
 incremental update, not a linearisation), and the returned design's loss (recomputed from
 scratch) never exceeds the input's.
@@ -46,8 +47,8 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
-from ..raster import narrow_runs, runs
 from .objective import LayerState, Objective, check_seed
+from .rules import change_allowed
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ __all__ = [
     "refine",
     "direct_binary_search",
     "simulated_annealing",
-    "satisfies_min_feature",
-    "change_allowed",
     "free_levels",
 ]
 
@@ -93,78 +92,6 @@ class RefineResult:
     wall_time: float
     history: tuple[tuple[int, float, float], ...]
     converged: bool = False
-
-
-# ---------------------------------------------------------------------------- design rules
-def satisfies_min_feature(levels: np.ndarray, min_feature: int) -> bool:
-    """Every run of one level along rows (x) and columns (y) is at least ``min_feature`` px.
-
-    The DRC's rule for a level map (:func:`optodesign.raster.narrow_runs` without a
-    background): runs touching the array edge count with their length inside the array.
-
-    Args:
-        levels: integer ``(ny, nx)`` or ``(K, ny, nx)`` level maps.
-        min_feature: smallest allowed run, pixels (<= 1: always satisfied).
-    """
-    lv = np.asarray(levels)
-    if lv.ndim < 2:
-        raise UserError(f"levels: expected (ny, nx) or (K, ny, nx), got shape {lv.shape}")
-    if min_feature <= 1:
-        return True
-    return all(narrow_runs(m, min_feature)[0].size == 0
-               for m in lv.reshape(-1, *lv.shape[-2:]))
-
-
-def _runs(line: np.ndarray) -> set[tuple[int, int, int]]:
-    """The maximal runs ``(start, stop, level)`` of a 1-D line (:func:`optodesign.raster.runs`)."""
-    if line.size == 0:
-        return set()
-    _, start, stop, label = runs(line[None, :])
-    return set(zip(start.tolist(), stop.tolist(), label.tolist(), strict=True))
-
-
-def _line_creates_short(old: np.ndarray, pos: np.ndarray, vals: np.ndarray, mf: int) -> bool:
-    """Would setting ``old[pos] = vals`` create a run shorter than ``mf`` in this 1-D line?
-
-    Only a window of ``mf`` pixels around the changes is examined: a changed run reaching the
-    window's inner edge is at least ``mf`` long, and runs outside it do not change.
-    """
-    n = old.size
-    w0, w1 = max(0, int(pos.min()) - mf), min(n, int(pos.max()) + mf + 1)
-    o = old[w0:w1]
-    new = o.copy()
-    new[pos - w0] = vals
-    return any(b - a < mf for a, b, _ in _runs(new) - _runs(o))
-
-
-def change_allowed(levels: np.ndarray, ys: np.ndarray, xs: np.ndarray, new: np.ndarray | int,
-                   min_feature: int) -> bool:
-    """True when setting ``levels[ys, xs] = new`` creates no run shorter than ``min_feature``.
-
-    A run is created when it differs (start, stop or level) from every run before the change,
-    along a row or a column through a changed pixel. Runs that were already short and are not
-    touched stay (the rule never makes a design worse; it does not repair it).
-
-    Args:
-        levels: integer ``(ny, nx)`` level map of one layer (not modified).
-        ys, xs: int ``(S,)`` distinct pixel coordinates.
-        new: new level per pixel (``(S,)`` or a scalar).
-        min_feature: pixels; <= 1 allows everything.
-    """
-    if min_feature <= 1:
-        return True
-    ys = np.asarray(ys, dtype=np.int64).ravel()
-    xs = np.asarray(xs, dtype=np.int64).ravel()
-    vals = np.broadcast_to(np.asarray(new, dtype=levels.dtype), ys.shape)
-    for y in np.unique(ys):
-        sel = ys == y
-        if _line_creates_short(levels[y], xs[sel], vals[sel], min_feature):
-            return False
-    for x in np.unique(xs):
-        sel = xs == x
-        if _line_creates_short(levels[:, x], ys[sel], vals[sel], min_feature):
-            return False
-    return True
 
 
 def free_levels(design: Design) -> tuple[int, ...]:
