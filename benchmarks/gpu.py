@@ -256,10 +256,10 @@ def in_memory_fab(raw: dict[str, Any], *, levels: int = 4, seed: int = 0):
     built in memory (what :func:`read_fab` returns for its exported files)."""
     from optodesign.design import Design
     from optodesign.models.functional import auto_detectors
-    from optodesign.process import load_process
+    from optodesign.process import Physical, load_process
     from optodesign.quantize.levels import uniform_levels
     from optodesign.train.config import parse_config
-    from optodesign.verify.readback import FabStack, Physical
+    from optodesign.verify.readback import FabStack
 
     # geometry only: a batch and dataset of one keep the config's memory check out of the way
     geometry = override(raw, dataset="digits", batch_size=1, train_samples=1, test_samples=1)
@@ -293,7 +293,9 @@ def in_memory_fab(raw: dict[str, Any], *, levels: int = 4, seed: int = 0):
 def bench_mc(args: argparse.Namespace, device: torch.device, raw: dict[str, Any],
              rows: list[list[Any]]) -> None:
     from optodesign.evaluate import Evaluator
-    from optodesign.verify.errors import ErrorModel, apply_random, apply_systematic, place
+    from optodesign.variation.geometry import place
+    from optodesign.variation.perturb import apply_random, apply_systematic
+    from optodesign.variation.spec import ErrorModel
     from optodesign.verify.montecarlo import MAX_BATCH_BYTES, Scorer, monte_carlo
     from optodesign.verify.readback import element_transmissions
 

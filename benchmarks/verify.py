@@ -43,7 +43,8 @@ from optodesign.export.fab import export_design  # noqa: E402
 from optodesign.models.functional import auto_detectors  # noqa: E402
 from optodesign.optics.propagation import SamplingWarning  # noqa: E402
 from optodesign.process import load_process  # noqa: E402
-from optodesign.verify.errors import ErrorModel, apply_random, apply_systematic  # noqa: E402
+from optodesign.variation.perturb import apply_random, apply_systematic  # noqa: E402
+from optodesign.variation.spec import ErrorModel  # noqa: E402
 from optodesign.verify.montecarlo import Scorer, monte_carlo  # noqa: E402
 from optodesign.verify.readback import FabStack, read_fab  # noqa: E402
 

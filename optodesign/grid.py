@@ -1,8 +1,14 @@
 """The sampling grid: an immutable description of how a field is sampled.
 
 A field is an ``(..., ny, nx)`` complex tensor; the grid travels beside it, never inside it.
-Axis order is ``(y, x)``. Coordinates are pixel centres, symmetric about the optical axis, in
-metres; spatial frequencies follow ``numpy.fft.fftfreq`` order, in cycles per metre.
+Axis order is ``(y, x)``. Coordinates are pixel centres in metres; spatial frequencies follow
+``numpy.fft.fftfreq`` order, in cycles per metre.
+
+Centre convention (one for the whole package): the optical axis passes through the **centre of
+pixel** ``(ny // 2, nx // 2)``, so ``x = (j − nx // 2) · pitch`` and ``y = (i − ny // 2) · pitch``.
+On an odd grid that is the middle pixel; on an even grid the pixel just past the middle (the
+``n // 2`` of a lens focus or of ``numpy.fft.fftshift``). The GDS origin, the STL part, the
+lens focus and the rotation centre of fabrication errors all follow it.
 """
 
 from __future__ import annotations
@@ -54,12 +60,12 @@ class Grid:
         return self.ny * self.pitch, self.nx * self.pitch
 
     def x(self) -> np.ndarray:
-        """Pixel-centre x coordinates, shape ``(nx,)``, metres, symmetric about 0."""
-        return (np.arange(self.nx) - (self.nx - 1) / 2) * self.pitch
+        """Pixel-centre x coordinates, shape ``(nx,)``, metres; 0 at column ``nx // 2``."""
+        return (np.arange(self.nx) - self.nx // 2) * self.pitch
 
     def y(self) -> np.ndarray:
-        """Pixel-centre y coordinates, shape ``(ny,)``, metres, symmetric about 0."""
-        return (np.arange(self.ny) - (self.ny - 1) / 2) * self.pitch
+        """Pixel-centre y coordinates, shape ``(ny,)``, metres; 0 at row ``ny // 2``."""
+        return (np.arange(self.ny) - self.ny // 2) * self.pitch
 
     def meshgrid(self) -> tuple[np.ndarray, np.ndarray]:
         """``(Y, X)`` coordinate arrays of shape ``(ny, nx)`` in metres."""

@@ -25,7 +25,7 @@ def make_run(tmp_path: Path, process_name: str, *, shape=(9, 12), layers=2, L=No
     p = load_process(process_name)
     table = p.level_table(L) if L else p.level_table()
     rng = np.random.default_rng(seed)
-    pitch = pitch or getattr(p.structure, "lattice", None) or 400e-6
+    pitch = pitch or getattr(p.spec, "lattice", None) or 400e-6
     d = Design(
         task="d2nn",
         wavelength=p.wavelength,
@@ -58,24 +58,27 @@ def test_export_print_end_to_end(tmp_path: Path) -> None:
     m = load_manifest(fab)
     assert check_files(fab) == []
     # manifest checksums are those of the files on disk
-    for layer in m["layers"]:
+    for layer in m.layers:
         for fmt in ("gds", "oas", "stl"):
-            info = layer["files"][fmt]
-            assert info["sha256"] == sha(fab / info["name"])
-    assert m["design"]["files"]["design.npz"] == sha(run / "design.npz")
-    assert m["process"]["sha256"] == hashlib.sha256(m["process"]["toml"].encode()).hexdigest()
+            info = layer.files[fmt]
+            assert info.sha256 == sha(fab / info.name)
+    assert m.design["files"]["design.npz"] == sha(run / "design.npz")
+    assert m.process is not None
+    assert m.process.sha256 == hashlib.sha256(m.process.toml.encode()).hexdigest()
     p = load_process("thz-printed")
     per = p.height_per_2pi
-    assert [row["height"] for row in m["levels"][0]] == pytest.approx(
+    assert [row["height"] for row in m.levels[0]] == pytest.approx(
         [0, per / 4, per / 2, 3 * per / 4])
-    assert m["base_thickness"] == 0.5e-3 and m["units"]["stl"] == "mm"
+    assert m.base_thickness == 0.5e-3 and m.units["stl"] == "mm"
+    # the typed record writes exactly the JSON on disk
+    assert m.to_dict() == json.loads((fab / "manifest.json").read_text())
     # read the files back: exactly the design
     for k in range(d.n_layers):
         lv = read_gds_levels(fab / f"layer{k + 1}.gds", process=p, shape=d.shape,
                              pitch=d.pitch, n_levels=4)
         assert np.array_equal(lv[0], d.levels[k])
         h = read_stl_heights(fab / f"layer{k + 1}.stl", shape=d.shape, pitch=d.pitch,
-                             base=m["base_thickness"], offset=tuple(m["stl_offset"]))
+                             base=m.base_thickness, offset=m.stl_offset)
         np.testing.assert_allclose(h, p.heights(d.levels[k], d.level_phases()[k]), atol=1e-9)
     assert Design.load(fab).levels.tolist() == d.levels.tolist()
 
@@ -102,7 +105,7 @@ def test_pillars_export_skips_stl_with_a_note(tmp_path: Path) -> None:
     m = json.loads((fab / "manifest.json").read_text())
     assert "stl" not in m["layers"][0]["files"] and any("stl" in n for n in m["notes"])
     assert [r["size"] for r in m["levels"][0]] == list(load_process("tio2-pillars")
-                                                       .structure.sizes)
+                                                       .spec.sizes)
     lv = read_gds_levels(fab / "layer1.oas", process=load_process("tio2-pillars"),
                          shape=d.shape, pitch=d.pitch, level_tables=d.level_tables[0])
     assert np.array_equal(lv[0], d.levels[0])
@@ -202,8 +205,49 @@ def test_spacers_follow_design_distances(tmp_path: Path) -> None:
                                       "--spacer"])
     assert res.exit_code == 0, res.output
     m = load_manifest(fab)
-    assert [s["between"] for s in m["spacers"]] == [[1, 2], [2, 3]]
+    assert [s.between for s in m.spacers] == [(1, 2), (2, 3)]
     mesh = trimesh.load(fab / "spacer1-2.stl")
     # frame height in mm = distance - base thickness
     assert mesh.extents[2] == pytest.approx((0.03 - 0.5e-3) * 1e3, rel=1e-6)
     assert check_files(fab) == []
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (7, 5)])
+def test_centre_pixel_lands_on_the_optical_axis_in_gds_and_stl(tmp_path: Path,
+                                                               shape: tuple[int, int]) -> None:
+    """One centre convention: pixel (ny // 2, nx // 2) is centred at x = y = 0 in the GDS and
+    the STL (even grids included), and both read back to the same level map."""
+    import gdstk
+    import trimesh
+
+    ny, nx = shape
+    lv = np.zeros((1, ny, nx), dtype=np.int64)
+    lv[0, ny // 2, nx // 2] = 3
+    run, d = make_run(tmp_path, "thz-printed", shape=shape, layers=1, L=4, levels=lv)
+    fab = tmp_path / "fab"
+    p = load_process("thz-printed")
+    export_design(d, p, fab, design_dir=run, plot=False)
+    lib = gdstk.read_gds(str(fab / "layer1.gds"), unit=1e-6)
+    (top,) = lib.top_level()
+    layer, datatype = p.gds_layers(4)[3]
+    (poly,) = top.get_polygons(layer=layer, datatype=datatype)
+    (x0, y0), (x1, y1) = poly.bounding_box()
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((0.0, 0.0), abs=1e-6)  # um
+    assert x1 - x0 == pytest.approx(d.pitch / 1e-6)
+    mesh = trimesh.load(fab / "layer1.stl")
+    tri = mesh.triangles
+    top_z = tri[:, :, 2].max()
+    up = np.all(np.isclose(tri[:, :, 2], top_z), axis=1)
+    pts = tri[up].reshape(-1, 3)
+    centre = (pts[:, :2].min(axis=0) + pts[:, :2].max(axis=0)) / 2
+    assert tuple(centre) == pytest.approx((0.0, 0.0), abs=1e-6)  # mm
+    assert np.ptp(pts[:, 0]) == pytest.approx(d.pitch * 1e3, rel=1e-5)
+    from optodesign.verify.stl_reader import read_stl_heights
+
+    got = read_gds_levels(fab / "layer1.gds", process=p, shape=shape, pitch=d.pitch, n_levels=4)
+    assert np.array_equal(got, lv)
+    m = load_manifest(fab)
+    assert m.stl_offset == (0.0, 0.0)
+    h = read_stl_heights(fab / "layer1.stl", shape=shape, pitch=d.pitch,
+                         base=m.base_thickness, offset=m.stl_offset)
+    np.testing.assert_allclose(h, p.heights(lv[0], d.level_phases()[0]), atol=1e-9)

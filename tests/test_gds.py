@@ -13,17 +13,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from optodesign.errors import UserError
-from optodesign.export.drc import check_layer, diagonal_necks, isolated_pixels, narrow_runs
+from optodesign.export.drc import check_layer, diagonal_necks, isolated_pixels
 from optodesign.export.gds import (
     build_library,
     layout_origin,
     merge_rectangles,
-    pillar_polygon_points,
     top_cell_name,
     write_gds,
     write_oas,
 )
 from optodesign.process import load_process, process_from_dict
+from optodesign.process.pillars import pillar_polygon_points
+from optodesign.raster import narrow_runs
 from optodesign.verify.gds_reader import read_gds_levels
 
 RNG = np.random.default_rng(7)
@@ -76,9 +77,10 @@ def test_single_pixel_lands_at_the_right_coordinates(tmp_path: Path) -> None:
     gds, _ = write_both(tmp_path, lv, p.level_table(4), p, pitch)
     (poly,) = polys_on(gds, layer=4)  # level 3 -> layer 4
     (x0, y0), (x1, y1) = poly.bounding_box()
-    # array centred on 0: pixel (row 2, col 5) spans x = -1.6 + 5*0.4 mm, y = -1.2 + 2*0.4 mm
-    assert (x0, y0, x1, y1) == pytest.approx((400.0, -400.0, 800.0, 0.0), abs=1e-6)
-    assert layout_origin((6, 8), pitch) == pytest.approx((-1.6e-3, -1.2e-3))
+    # pixel (3, 4) = (ny // 2, nx // 2) centred on 0: pixel (row 2, col 5) spans
+    # x = -1.8 + 5*0.4 mm, y = -1.4 + 2*0.4 mm
+    assert (x0, y0, x1, y1) == pytest.approx((200.0, -600.0, 600.0, -200.0), abs=1e-6)
+    assert layout_origin((6, 8), pitch) == pytest.approx((-1.8e-3, -1.4e-3))
 
 
 @pytest.mark.parametrize("name", ["thz-printed", "ip-dip-2pp"])
@@ -158,7 +160,7 @@ def test_pillar_polygon_area_is_exact() -> None:
 
 def test_pillars_round_trip_position_size_area(tmp_path: Path) -> None:
     p = load_process("tio2-pillars")
-    s = p.structure
+    s = p.spec
     pitch = s.lattice
     table = p.level_table()
     lv = np.zeros((5, 6), int)
@@ -273,11 +275,12 @@ def test_drc_report_for_etch_process() -> None:
     assert got["diagonal_necks"].count == 1
     (neck,) = got["diagonal_necks"].examples
     assert (neck["row"], neck["col"]) == (7, 7)
-    assert (neck["x_um"], neck["y_um"]) == pytest.approx((2.0, 2.0))  # corner (7,7) - 5 um
+    # the corner of pixel (7, 7); the origin is at -5.5 um (pixel (5, 5) centred on 0)
+    assert (neck["x_um"], neck["y_um"]) == pytest.approx((1.5, 1.5))
     assert got["min_feature"].count > 0
     first = got["min_feature"].examples[0]
     assert (first["row"], first["col"]) == (2, 2)
-    assert (first["x_um"], first["y_um"]) == pytest.approx((-2.5, -2.5))
+    assert (first["x_um"], first["y_um"]) == pytest.approx((-3.0, -3.0))  # (2 - 5) pixels
     ar = {(e["row"], e["col"]) for e in got["aspect_ratio"].examples}
     assert (2, 2) in ar
     # a flat map passes everything
@@ -289,7 +292,7 @@ def test_drc_pillars_min_feature_and_aspect_ratio() -> None:
     p = load_process("tio2-pillars")
     lv = np.zeros((4, 4), int)
     lv[1, 2] = 7  # 247 nm: gap 78 nm ok
-    assert check_layer(lv, process=p, pitch=p.structure.lattice,
+    assert check_layer(lv, process=p, pitch=p.spec.lattice,
                        level_table=p.level_table()).passed
     strict = process_from_dict({
         "name": "tight", "kind": "pillars", "wavelength": "532 nm", "material": {"n": 2.4},

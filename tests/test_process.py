@@ -38,7 +38,7 @@ def design_for(process, *, levels=None, tables=None, pitch=None, wavelength=None
         task="d2nn",
         wavelength=process.wavelength if wavelength is None else wavelength,
         pitch=(pitch if pitch is not None else
-               getattr(process.structure, "lattice", max(process.pitch_min, 1e-6))),
+               getattr(process.spec, "lattice", max(process.pitch_min, 1e-6))),
         levels=rng.integers(0, n, (1, 6, 7)) if levels is None else levels,
         level_tables=tables,
         distances=(1e-3, 1e-3),
@@ -220,7 +220,7 @@ def test_heights_per_layer_tables() -> None:
 
 def test_pillar_table_is_the_documented_model() -> None:
     p = load_process("tio2-pillars")
-    s = p.structure
+    s = p.spec
     t = p.level_table()
     assert t.shape == (8,) and t[0] == 1 and np.all(np.abs(t) <= 1)
     model = [effective_index_atom(d, lattice=s.lattice, height=s.height, wavelength=p.wavelength,
@@ -237,7 +237,7 @@ def test_pillar_level_atoms_and_transmission() -> None:
     perm = np.array([3, 0, 7, 5])
     np.testing.assert_array_equal(p.level_atoms(table[perm]), perm)
     sizes = p.pillar_sizes(np.array([[0, 1, 2, 3]]), table[perm])
-    np.testing.assert_allclose(sizes[0], np.asarray(p.structure.sizes)[perm])
+    np.testing.assert_allclose(sizes[0], np.asarray(p.spec.sizes)[perm])
     # nearest table entry: 120 nm is closest to the 118 nm atom
     assert p.pillar_transmission(np.array(120e-9)) == table[2]
     bad = table[perm].copy()

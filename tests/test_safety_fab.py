@@ -217,8 +217,8 @@ def test_a_second_export_to_the_same_out_fails_while_the_first_runs(tmp_path: Pa
 
 # ---------------------------------------------------------------------------- verify --report
 def test_interrupted_report_leaves_the_previous_one_whole(tmp_path: Path, monkeypatch) -> None:
+    from optodesign.variation.spec import ErrorConfig, ErrorModel, SweepSpec, Tolerance
     from optodesign.verify import report as report_module
-    from optodesign.verify.errors import ErrorConfig, ErrorModel, SweepSpec, Tolerance
     from optodesign.verify.montecarlo import verify_fab
 
     p = load_process("thz-printed")

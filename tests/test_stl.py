@@ -58,11 +58,11 @@ def _assert_solid(
     ny, nx = heights.shape
     expected_volume = (pitch * 1e3) ** 2 * np.sum((base + heights) * 1e3)  # mm^3
     assert mesh.volume == pytest.approx(expected_volume, rel=1e-3)
-    lo = np.array([(-nx / 2 * pitch + offset[0]), (-ny / 2 * pitch + offset[1]), 0.0]) * 1e3
-    hi = (
-        np.array([(nx / 2 * pitch + offset[0]), (ny / 2 * pitch + offset[1]), base + heights.max()])
-        * 1e3
-    )
+    # pixel edges: the centre of pixel (ny // 2, nx // 2) at offset (optodesign.grid.Grid)
+    lo = np.array([(-(nx // 2) - 0.5) * pitch + offset[0], (-(ny // 2) - 0.5) * pitch + offset[1],
+                   0.0]) * 1e3
+    hi = np.array([(nx - nx // 2 - 0.5) * pitch + offset[0],
+                   (ny - ny // 2 - 0.5) * pitch + offset[1], base + heights.max()]) * 1e3
     scale = np.abs(np.r_[lo, hi]).max()
     # exact up to float32 coordinates and the 0.1 nm snapping of top heights (Z_SNAP_MM)
     np.testing.assert_allclose(mesh.bounds, [lo, hi], rtol=0, atol=2e-7 * scale + Z_SNAP_MM / 2)

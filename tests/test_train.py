@@ -195,7 +195,7 @@ def test_example_digits_config_is_the_packaged_quickstart_config() -> None:
 def test_every_example_config_is_valid(monkeypatch) -> None:
     from pathlib import Path
 
-    from optodesign.verify.errors import load_errors
+    from optodesign.variation.spec import load_errors
 
     # valid whatever this machine's memory (the full-size MNIST config needs ~3.4 GiB)
     monkeypatch.setenv("OPTODESIGN_MAX_MEMORY", "64 GiB")

@@ -111,8 +111,10 @@ def test_grid_is_frozen_and_derives_coordinates() -> None:
     g = Grid((4, 6), 2e-6)
     with pytest.raises(dataclasses.FrozenInstanceError):
         g.pitch = 1.0  # type: ignore[misc]
-    np.testing.assert_allclose(g.x(), [-5e-6, -3e-6, -1e-6, 1e-6, 3e-6, 5e-6])
-    np.testing.assert_allclose(g.y(), [-3e-6, -1e-6, 1e-6, 3e-6])
+    # the optical axis through the centre of pixel (ny // 2, nx // 2)
+    np.testing.assert_allclose(g.x(), [-6e-6, -4e-6, -2e-6, 0.0, 2e-6, 4e-6])
+    np.testing.assert_allclose(g.y(), [-4e-6, -2e-6, 0.0, 2e-6])
+    np.testing.assert_allclose(Grid((3, 5), 1.0).x(), [-2, -1, 0, 1, 2])  # odd: the middle
     assert g.fx()[1] == pytest.approx(1 / (6 * 2e-6))
     assert g.extent == pytest.approx((8e-6, 12e-6))
     assert g.padded(2).shape == (8, 12)

@@ -23,17 +23,16 @@ from optodesign.evaluate import Evaluator
 from optodesign.export.fab import export_design
 from optodesign.fileio import sha256_file
 from optodesign.process import load_process
-from optodesign.verify.errors import (
+from optodesign.raster import dilate_heights
+from optodesign.variation.geometry import place
+from optodesign.variation.perturb import apply_random, perturb
+from optodesign.variation.spec import (
     ERRORS,
     ErrorConfig,
     ErrorModel,
     SweepSpec,
     Tolerance,
-    apply_random,
-    dilate_heights,
     parse_errors,
-    perturb,
-    place,
 )
 from optodesign.verify.montecarlo import Scorer, monte_carlo, tolerance_sweep, verify_fab
 from optodesign.verify.readback import read_fab
@@ -302,7 +301,8 @@ def test_rotation_direction_and_centre() -> None:
 
 
 def test_linewidth_bias_single_pixel_analytic(lossless) -> None:
-    from optodesign.verify.readback import Physical, element_transmissions
+    from optodesign.process import Physical
+    from optodesign.verify.readback import element_transmissions
 
     p = 0.4e-3
     h = np.zeros((1, 7, 7))
@@ -527,7 +527,7 @@ def test_cli_bad_inputs_exit_2(d2nn: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["errors_thz_printed.toml", "errors_fused_silica.toml"])
 def test_example_errors_files_parse(name: str) -> None:
-    from optodesign.verify.errors import load_errors
+    from optodesign.variation.spec import load_errors
 
     cfg = load_errors(Path(__file__).resolve().parents[1] / "examples" / name)
     assert cfg.errors.is_random and len(cfg.errors.active()) >= 5

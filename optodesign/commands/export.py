@@ -56,19 +56,19 @@ def export(run_dir: Path, process_name: str, out_dir: Path, formats: str, strict
         failed, manifest = e, e.manifest
     dt = time.perf_counter() - t0
 
-    click.echo(f"exported {manifest['n_layers']} layer(s), {manifest['shape'][0]}x"
-               f"{manifest['shape'][1]} px, {manifest['n_levels']} levels, process "
+    click.echo(f"exported {manifest.n_layers} layer(s), {manifest.shape[0]}x"
+               f"{manifest.shape[1]} px, {manifest.n_levels} levels, process "
                f"{process.name} ({process.kind}) -> {out_dir}  [{dt:.1f} s]")
-    for layer in manifest["layers"]:
-        files = "  ".join(f"{info['name']} {_size(info['bytes'])}"
-                          for info in layer["files"].values())
-        counts = "  ".join(f"{k}={v}" for k, v in layer["drc"]["counts"].items())
-        status = "ok" if layer["drc"]["passed"] else "FAIL"
-        click.echo(f"  layer {layer['index']}: {files or '(no layout files)'}")
+    for layer in manifest.layers:
+        files = "  ".join(f"{info.name} {_size(info.bytes or 0)}"
+                          for info in layer.files.values())
+        counts = "  ".join(f"{k}={v}" for k, v in layer.drc["counts"].items())
+        status = "ok" if layer.drc["passed"] else "FAIL"
+        click.echo(f"  layer {layer.index}: {files or '(no layout files)'}")
         click.echo(f"    drc {status}: {counts}")
-    for sp in manifest.get("spacers", []):
-        click.echo(f"  spacer {sp['between'][0]}-{sp['between'][1]}: {sp['file']}")
-    for note in manifest.get("notes", []):
+    for sp in manifest.spacers:
+        click.echo(f"  spacer {sp.between[0]}-{sp.between[1]}: {sp.file}")
+    for note in manifest.notes:
         click.echo(f"  note: {note}")
     if kept:
         names = ", ".join(n + ("/" if (Path(out_dir) / n).is_dir() else "") for n in kept)

@@ -160,8 +160,8 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     manifest = export_design(result.design, load_process(PROCESS), fab_dir, design_dir=run_dir,
                              option="--out")
     t2 = time.perf_counter()
-    click.echo(f"      {manifest['n_layers']} layers, DRC "
-               f"{'passed' if manifest['drc']['passed'] else 'FAILED'}  [{t2 - t1:.0f} s]")
+    click.echo(f"      {manifest.n_layers} layers, DRC "
+               f"{'passed' if manifest.drc['passed'] else 'FAILED'}  [{t2 - t1:.0f} s]")
 
     click.echo(f"[3/3] verify the written STL files: {n_samples} samples of the default "
                "fabrication errors + tolerance sweep")

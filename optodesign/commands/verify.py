@@ -50,7 +50,7 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
            sweep_samples: int | None, quiet: bool) -> None:
     """Re-read the GDS/STL files of FAB_DIR, perturb them with fabrication errors, simulate
     and score them, and write a report to --report."""
-    from ..verify.errors import load_errors
+    from ..variation.spec import load_errors
     from ..verify.montecarlo import verify_fab
     from ..verify.report import (
         check_report_dir,

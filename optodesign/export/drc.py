@@ -32,14 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from ..process import EtchSpec, PillarSpec, Process
+from ..process import Process
+from ..raster import narrow_runs, runs
 
 __all__ = [
     "Violation",
     "LayerReport",
     "DRCReport",
-    "runs",
-    "narrow_runs",
     "isolated_pixels",
     "diagonal_necks",
     "aspect_ratio_runs",
@@ -149,63 +148,6 @@ class DRCReport:
 
 
 # ---------------------------------------------------------------------------- primitives
-def runs(labels: np.ndarray, *, axis: int = 1) -> tuple[np.ndarray, ...]:
-    """Maximal runs of equal labels along ``axis`` (1: rows, 0: columns).
-
-    Returns:
-        ``(line, start, stop, label)`` int64 arrays; ``stop`` is exclusive. For ``axis=1``
-        ``line`` is the row and start/stop are columns; for ``axis=0`` the reverse.
-    """
-    lab = np.asarray(labels)
-    if axis == 0:
-        lab = lab.T
-    n_lines, n = lab.shape
-    b = np.ones((n_lines, n + 1), dtype=bool)
-    b[:, 1:n] = lab[:, 1:] != lab[:, :-1]
-    ll, cc = np.nonzero(b)
-    same = ll[1:] == ll[:-1]
-    line = ll[:-1][same].astype(np.int64)
-    start = cc[:-1][same].astype(np.int64)
-    stop = cc[1:][same].astype(np.int64)
-    return line, start, stop, lab[line, start].astype(np.int64)
-
-
-def narrow_runs(labels: np.ndarray, n_min: int, *, background: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs narrower than ``n_min`` pixels along rows and columns.
-
-    Args:
-        labels: integer ``(ny, nx)`` map.
-        n_min: smallest allowed run, pixels.
-        background: a label that continues outside the array (its runs touching the edge are
-            not counted).
-
-    Returns:
-        ``(rows, cols, widths)`` of the first pixel of each narrow run (row runs, then
-        column runs).
-    """
-    rows, cols, widths = [], [], []
-    if n_min <= 1:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
-    n_along = {1: labels.shape[1], 0: labels.shape[0]}
-    for axis in (1, 0):
-        line, start, stop, lab = runs(labels, axis=axis)
-        width = stop - start
-        bad = width < n_min
-        if background is not None:
-            edge = (start == 0) | (stop == n_along[axis])
-            bad &= ~(edge & (lab == background))
-        if axis == 1:
-            rows.append(line[bad])
-            cols.append(start[bad])
-        else:
-            rows.append(start[bad])
-            cols.append(line[bad])
-        widths.append(width[bad])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(widths)
-
-
 def isolated_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixels whose 4 neighbours (inside the array) all have another label; ``(rows, cols)``.
 
@@ -344,45 +286,28 @@ def check_layer(
     loc = _Locator(lv.shape, pitch, origin, max_examples)
     rules = process.rules
     out: list[Violation] = []
-    s = process.structure
+    structure = process.structure
 
-    if isinstance(s, PillarSpec):
-        atoms = process.level_atoms(table, layer=layer)
-        sizes = np.asarray(s.sizes)[atoms]
-        small = (sizes > 0) & (sizes < rules.min_feature * (1 - 1e-9))
-        gap = (sizes > 0) & (s.lattice - sizes < rules.min_feature * (1 - 1e-9))
-        steep = (sizes > 0) & (s.height > rules.max_aspect_ratio * sizes * (1 + 1e-9))
-        for rule, bad_levels, what, limit in (
-            ("min_feature", np.flatnonzero(small | gap), "pillar or gap below min feature",
-             f"min {rules.min_feature / 1e-9:.0f} nm (pillar and gap)"),
-            ("aspect_ratio", np.flatnonzero(steep), "pillar height / size too large",
-             f"max {rules.max_aspect_ratio:g}"),
-        ):
-            r, c = np.nonzero(np.isin(lv, bad_levels))
+    # rules decided per level (pillars: sizes and gaps against the minimum feature)
+    for f in structure.level_rule_failures(table, rules, layer=layer):
+        r, c = np.nonzero(np.isin(lv, f.bad_levels))
 
-            def pillar_detail(i: int, r=r, c=c, what=what) -> str:
-                k = int(lv[r[i], c[i]])
-                return f"level {k} size {sizes[k] / 1e-9:.0f} nm ({what})"
+        def level_detail(i: int, r=r, c=c, details=f.details) -> str:
+            return details[int(lv[r[i], c[i]])]
 
-            out.append(Violation(rule, "error", int(r.size), loc.examples(r, c, pillar_detail),
-                                 limit))
-        return LayerReport(layer, tuple(out))
-
+        out.append(Violation(f.rule, "error", int(r.size), loc.examples(r, c, level_detail),
+                             f.limit))
+    # raster rules on the drawn label maps (levels, or each binary mask)
     n_levels = table.shape[0]
-    heights = process.heights(lv, np.angle(table))
+    maps = structure.rule_maps(lv, n_levels)
+    if not maps:
+        return LayerReport(layer, tuple(out))
+    heights = structure.level_values(table)[lv]
     n_min = max(1, math.ceil(rules.min_feature / pitch - 1e-9))
-    binary = isinstance(s, EtchSpec) and s.mode == "binary"
-    if binary:
-        from .gds import layer_masks
-
-        maps = [(f"mask {j}", m.astype(np.int64), 0)
-                for j, m in enumerate(layer_masks(lv, process, n_levels))]
-    else:
-        maps = [("", lv, None)]
 
     rr, cc, ww, which = [], [], [], []
-    for j, (_, m, background) in enumerate(maps):
-        r, c, w = narrow_runs(m, n_min, background=background)
+    for j, m in enumerate(maps):
+        r, c, w = narrow_runs(m.labels, n_min, background=m.background)
         rr.append(r)
         cc.append(c)
         ww.append(w)
@@ -390,7 +315,7 @@ def check_layer(
     r, c, w, src = (np.concatenate(x) for x in (rr, cc, ww, which))
 
     def run_detail(i: int) -> str:
-        name = maps[int(src[i])][0]
+        name = maps[int(src[i])].name
         return f"{name + ' ' if name else ''}run {int(w[i])} px < {n_min} px"
 
     out.append(Violation("min_feature", "error", int(r.size), loc.examples(r, c, run_detail),
@@ -408,13 +333,13 @@ def check_layer(
                              "no single-pixel islands"))
     if rules.diagonal_necks != "ignore":
         keys, names = [], []
-        for j, (name, m, _) in enumerate(maps):
-            r, c, lab = diagonal_necks(m)
-            if binary:
-                keep = lab == 1  # necks of the etched (polygon) regions of this mask
+        for j, m in enumerate(maps):
+            r, c, lab = diagonal_necks(m.labels)
+            if m.polygon_label is not None:
+                keep = lab == m.polygon_label  # necks of the drawn (polygon) regions
                 r, c = r[keep], c[keep]
             keys.append((j * (lv.shape[0] + 1) + r) * (lv.shape[1] + 1) + c)
-            names.append(name)
+            names.append(m.name)
         # one entry per corner (per mask): a checkerboard window necks two levels at once
         key = np.unique(np.concatenate(keys))
         c = key % (lv.shape[1] + 1)

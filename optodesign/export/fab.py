@@ -22,9 +22,8 @@ substrate (process ``etch.substrate``); pillars → no STL (noted in the manifes
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
-import io
 import logging
 import math
 import os
@@ -45,9 +44,21 @@ from ..fileio import (
     replace_dir,
     sha256_file,
 )
-from ..process import EtchSpec, PillarSpec, Process, wrap_phase
+from ..plotting import new_figure, save_png
+from ..process import Process
 from .drc import DRCReport, check_levels
-from .manifest import FORMAT, file_entry, listed_files, load_manifest, write_manifest
+from .manifest import (
+    FORMAT,
+    FileRecord,
+    LayerRecord,
+    Manifest,
+    ProcessRecord,
+    SpacerRecord,
+    file_entry,
+    listed_files,
+    load_manifest,
+    write_manifest,
+)
 
 __all__ = ["export_design", "DesignRuleError", "FORMATS", "parse_formats", "check_out_dir"]
 
@@ -61,10 +72,11 @@ class DesignRuleError(UserError):
 
     Attributes:
         report: the :class:`~optodesign.export.drc.DRCReport`.
-        manifest: the manifest dict of the written fab directory.
+        manifest: the :class:`~optodesign.export.manifest.Manifest` of the written fab
+            directory.
     """
 
-    def __init__(self, message: str, report: DRCReport, manifest: dict[str, Any]):
+    def __init__(self, message: str, report: DRCReport, manifest: Manifest):
         super().__init__(message)
         self.report = report
         self.manifest = manifest
@@ -139,7 +151,7 @@ def export_design(
     plot: bool = True,
     kept: list[str] | None = None,
     option: str = "out",
-) -> dict[str, Any]:
+) -> Manifest:
     """Write the fab directory of ``design`` made with ``process``.
 
     Args:
@@ -161,7 +173,8 @@ def export_design(
         option: how error messages about ``out_dir`` name it (the CLI: ``--out``).
 
     Returns:
-        The manifest as a dict (also written to ``manifest.json``).
+        The :class:`~optodesign.export.manifest.Manifest` (also written to
+        ``manifest.json``).
 
     Raises:
         UserError: design and process do not match, output not writable or not a previous
@@ -204,35 +217,41 @@ def _write_all(
     design_dir: str | Path | None,
     max_examples: int,
     plot: bool,
-) -> tuple[dict[str, Any], DRCReport]:
-    from .gds import build_library, layout_origin, top_cell_name, write_gds, write_oas
+) -> tuple[Manifest, DRCReport]:
+    from .gds import (
+        build_library,
+        centre_offset,
+        layout_origin,
+        top_cell_name,
+        write_gds,
+        write_oas,
+    )
 
     g = process.gds
+    structure = process.structure
     pitch = design.pitch
     ny, nx = design.shape
     K, L = design.n_layers, design.n_levels
     origin = layout_origin((ny, nx), pitch, g.precision)
-    stl_offset = (origin[0] + nx * pitch / 2, origin[1] + ny * pitch / 2)
+    stl_offset = centre_offset(pitch, g.precision)  # the STL part lies on the GDS layout
     notes: list[str] = []
-    is_pillars = isinstance(process.structure, PillarSpec)
     want_stl = "stl" in formats
-    if want_stl and is_pillars:
-        notes.append("stl: not written for a pillar metasurface (pillars are lithographic; "
-                     "the GDS is the fabrication file)")
+    if want_stl and structure.stl_refusal:
+        notes.append(structure.stl_refusal)
         want_stl = False
     if want_stl and not process.base_thickness > 0:
         notes.append("stl: not written, the process has no base/substrate thickness (> 0 "
                      "needed for a solid)")
         want_stl = False
 
-    layers_out: list[dict[str, Any]] = []
+    layer_files: list[dict[str, FileRecord]] = []
     level_rows: list[list[dict[str, Any]]] = []
     height_maps: list[np.ndarray] = []
     for k in range(K):
         idx = k + 1
         lv = design.levels[k]
         table = design.level_tables[k]
-        files: dict[str, Any] = {}
+        files: dict[str, FileRecord] = {}
         if "gds" in formats or "oas" in formats:
             lib = build_library([(idx, lv, table)], process=process, pitch=pitch,
                                 wavelength=design.wavelength, n_layers=K)
@@ -240,30 +259,25 @@ def _write_all(
                 files["gds"] = file_entry(write_gds(lib, d / f"layer{idx}.gds"))
             if "oas" in formats:
                 files["oas"] = file_entry(write_oas(lib, d / f"layer{idx}.oas"))
-        if is_pillars:
-            height_maps.append(process.pillar_sizes(lv, table))
-        else:
-            heights = process.heights(lv, np.angle(table))
-            height_maps.append(heights)
-            if want_stl:
-                from .stl import heightmap_mesh, write_stl
+        value_map = structure.level_values(table)[lv]  # heights, or pillar sizes
+        height_maps.append(value_map)
+        if want_stl:
+            from .stl import heightmap_mesh, write_stl
 
-                mesh = heightmap_mesh(heights, pitch=pitch, base=process.base_thickness,
-                                      offset=stl_offset)
-                path = d / f"layer{idx}.stl"
-                write_stl(mesh, path)
-                entry = file_entry(path)
-                entry["triangles"] = int(len(mesh.faces))
-                files["stl"] = entry
-        layers_out.append({"index": idx, "top_cell": top_cell_name(process, idx),
-                           "files": files})
-        level_rows.append(_level_rows(process, table, L))
+            mesh = heightmap_mesh(value_map, pitch=pitch, base=process.base_thickness,
+                                  offset=stl_offset)
+            path = d / f"layer{idx}.stl"
+            write_stl(mesh, path)
+            files["stl"] = dataclasses.replace(file_entry(path), triangles=int(len(mesh.faces)))
+        layer_files.append(files)
+        level_rows.append(structure.level_rows(table))
 
     report = check_levels(design.levels, design.level_tables, process=process, pitch=pitch,
                           max_examples=max_examples)
-    for entry, lr in zip(layers_out, report.layers, strict=True):
-        entry["drc"] = {"passed": lr.passed,
-                        "counts": {v.rule: v.count for v in lr.violations}}
+    layers_out = tuple(
+        LayerRecord(index=k + 1, top_cell=top_cell_name(process, k + 1), files=files,
+                    drc={"passed": lr.passed, "counts": {v.rule: v.count for v in lr.violations}})
+        for k, (files, lr) in enumerate(zip(layer_files, report.layers, strict=True)))
     atomic_write_text(d / "drc.txt", report.to_text())
     atomic_write_json(d / "drc.json", report.to_dict())
 
@@ -290,48 +304,40 @@ def _write_all(
         design_sha[name] = sha256_file(d / name)
         extra_files.append(name)
 
-    spacers: list[dict[str, Any]] = []
+    spacers: list[SpacerRecord] = []
     if spacer:
         spacers = _write_spacers(design, process, d, notes, enabled=want_stl)
 
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "created_by": _created_by(),
-        "process": {
-            "name": process.name,
-            "kind": process.kind,
-            "file": Path(process.source).name if process.source else "",
-            "sha256": process.sha256,
-            "toml": process.text,
-            "wavelength": process.wavelength,
-            "n": process.material.n,
-            "kappa": process.material.kappa,
-            "n0": process.material.n0,
-            "references": list(process.references),
-        },
-        "units": {"length": "m", "phase": "rad", "gds_unit": g.unit,
-                  "gds_precision": g.precision, "stl": "mm"},
-        "wavelength": design.wavelength,
-        "pitch": pitch,
-        "shape": [ny, nx],
-        "n_layers": K,
-        "n_levels": L,
-        "distances": list(design.distances),
-        "base_thickness": process.base_thickness,
-        "origin": list(origin),
-        "stl_offset": list(stl_offset),
-        "gds_layers": [list(x) for x in process.gds_layers(L)],
-        "levels": level_rows,
-        "layers": layers_out,
-        "files": {name: {k: v for k, v in file_entry(d / name).items() if k != "name"}
-                  for name in extra_files},
-        "design": {"task": design.task, "n_layers": K, "n_levels": L,
-                   "layer_kind": design.layer_kind, "files": design_sha},
-        "drc": {"passed": report.passed, "file": "drc.json"},
-        "notes": notes,
-    }
-    if spacers:
-        manifest["spacers"] = spacers
+    manifest = Manifest(
+        format=FORMAT,
+        created_by=_created_by(),
+        process=ProcessRecord(
+            name=process.name, kind=process.kind,
+            file=Path(process.source).name if process.source else "",
+            sha256=process.sha256, toml=process.text, wavelength=process.wavelength,
+            n=process.material.n, kappa=process.material.kappa, n0=process.material.n0,
+            references=tuple(process.references)),
+        units={"length": "m", "phase": "rad", "gds_unit": g.unit,
+               "gds_precision": g.precision, "stl": "mm"},
+        wavelength=design.wavelength,
+        pitch=pitch,
+        shape=(ny, nx),
+        n_layers=K,
+        n_levels=L,
+        distances=tuple(design.distances),
+        base_thickness=process.base_thickness,
+        origin=origin,
+        stl_offset=stl_offset,
+        gds_layers=process.gds_layers(L),
+        levels=tuple(tuple(rows) for rows in level_rows),
+        layers=layers_out,
+        files={name: file_entry(d / name) for name in extra_files},
+        design={"task": design.task, "n_layers": K, "n_levels": L,
+                "layer_kind": design.layer_kind, "files": design_sha},
+        drc={"passed": report.passed, "file": "drc.json"},
+        notes=tuple(notes),
+        spacers=tuple(spacers),
+    )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report
 
@@ -342,65 +348,24 @@ def _created_by() -> str:
     return f"optodesign {getattr(optodesign, '__version__', '?')}"
 
 
-def _level_rows(process: Process, table: np.ndarray, n_levels: int) -> list[dict[str, Any]]:
-    """The level → structure table of one design layer, for the manifest."""
-    rows: list[dict[str, Any]] = []
-    s = process.structure
-    if isinstance(s, PillarSpec):
-        from .gds import pillar_cell_names
-
-        atoms = process.level_atoms(table)
-        names = pillar_cell_names(process)
-        t_atoms = process.pillar_table()
-        for k, a in enumerate(atoms):
-            t = t_atoms[a]
-            rows.append({"level": k, "atom": int(a), "size": s.sizes[a],
-                         "height": s.height if s.sizes[a] > 0 else 0.0,
-                         "cell": names[a], "t": [float(t.real), float(t.imag)],
-                         "phase": float(wrap_phase(np.angle(t)))})
-        return rows
-    phases = wrap_phase(np.angle(table))
-    heights = process.level_heights(phases)
-    t_made = process.transmission(heights)
-    top = float(heights.max())
-    binary = isinstance(s, EtchSpec) and s.mode == "binary"
-    layers = process.gds_layers(n_levels)
-    for k in range(n_levels):
-        row: dict[str, Any] = {
-            "level": k,
-            "phase": float(phases[k]),
-            "t": [float(t_made[k].real), float(t_made[k].imag)],
-            "height": float(heights[k]),
-            "thickness": float(process.base_thickness + heights[k]),
-        }
-        if process.kind == "etch":
-            if binary:
-                code = (n_levels - 1) - k
-                row["depth"] = code * process.etch_step
-                row["masks"] = [j for j in range(s.masks) if (code >> j) & 1]  # type: ignore[union-attr]
-                row["gds_layers"] = [list(layers[j]) for j in row["masks"]]
-            else:
-                row["depth"] = top - float(heights[k])
-                row["gds_layers"] = [list(layers[k])]
-        else:
-            row["gds_layers"] = [list(layers[k])]
-        rows.append(row)
-    return rows
-
-
 def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,
-                   enabled: bool) -> list[dict[str, Any]]:
+                   enabled: bool) -> list[SpacerRecord]:
     if not enabled:
         notes.append("spacer: needs STL output of a thin-element process; not written")
         return []
     if design.n_layers < 2:
         notes.append("spacer: a single layer needs no spacer")
         return []
+    from .gds import centre_offset
     from .stl import spacer_frame, write_stl
 
     ny, nx = design.shape
-    wx, wy = nx * design.pitch, ny * design.pitch
-    rim = max(0.1 * max(wx, wy), 5 * design.pitch)
+    p = design.pitch
+    wx, wy = nx * p, ny * p
+    rim = max(0.1 * max(wx, wy), 5 * p)
+    # the plates' footprint centre: half a pixel off the optical axis on an even grid
+    ox, oy = centre_offset(p, process.gds.precision)
+    centre = (ox + (nx / 2 - nx // 2 - 0.5) * p, oy + (ny / 2 - ny // 2 - 0.5) * p)
     out = []
     for k in range(1, design.n_layers):
         height = design.distances[k] - process.base_thickness
@@ -409,32 +374,32 @@ def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], 
                          f"larger than the base thickness; not written")
             continue
         mesh = spacer_frame(outer=(wx + 2 * rim, wy + 2 * rim), inner=(wx, wy), height=height)
+        if any(centre):
+            mesh.apply_translation((centre[0] * 1e3, centre[1] * 1e3, 0.0))  # mm
         path = d / f"spacer{k}-{k + 1}.stl"
         write_stl(mesh, path)
-        out.append({"between": [k, k + 1], "height": height, "rim": rim, "file": path.name,
-                    "sha256": sha256_file(path),
-                    "convention": "plates stacked base-down; base bottom to base bottom = "
-                                  "design distance"})
+        out.append(SpacerRecord(between=(k, k + 1), height=height, rim=rim, file=path.name,
+                                sha256=sha256_file(path),
+                                convention="plates stacked base-down; base bottom to base "
+                                           "bottom = design distance"))
     return out
 
 
 def _plot_levels(path: Path, maps: list[np.ndarray], *, process: Process, pitch: float) -> None:
     """Level maps as heights (µm) or pillar sizes (nm); deterministic PNG (no metadata)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     K = len(maps)
     cols = min(K, 4)
     rows = math.ceil(K / cols)
-    fig = Figure(figsize=(3.4 * cols, 3.2 * rows), dpi=100)
-    FigureCanvasAgg(fig)
-    pillars = isinstance(process.structure, PillarSpec)
-    scale, unit = (1e-9, "nm") if pillars else (1e-6, "um")
-    what = "pillar size" if pillars else "height"
+    fig = new_figure(3.4 * cols, 3.2 * rows, dpi=100)
+    structure = process.structure
+    scale, unit = structure.value_unit
+    what = structure.value_label
     for k, m in enumerate(maps):
         ax = fig.add_subplot(rows, cols, k + 1)
         ny, nx = m.shape
-        ext = (-nx * pitch / 2e-3, nx * pitch / 2e-3, -ny * pitch / 2e-3, ny * pitch / 2e-3)
+        # pixel edges in mm, the centre of pixel (ny // 2, nx // 2) on the optical axis
+        ext = ((-(nx // 2) - 0.5) * pitch / 1e-3, (nx - nx // 2 - 0.5) * pitch / 1e-3,
+               (-(ny // 2) - 0.5) * pitch / 1e-3, (ny - ny // 2 - 0.5) * pitch / 1e-3)
         im = ax.imshow(m / scale, origin="lower", interpolation="nearest", cmap="viridis",
                        extent=ext)
         ax.set_title(f"layer {k + 1}: {what} ({unit})", fontsize=9)
@@ -446,9 +411,4 @@ def _plot_levels(path: Path, maps: list[np.ndarray], *, process: Process, pitch:
     # fixed margins: tight_layout would draw the figure twice (most of the export time of a
     # small design)
     fig.subplots_adjust(left=0.08, right=0.95, bottom=0.12, top=0.85, wspace=0.45, hspace=0.45)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    with atomic_path(path) as t:
-        t.write_bytes(buf.getvalue())
-    with contextlib.suppress(Exception):
-        fig.clear()
+    save_png(fig, path)

@@ -4,9 +4,10 @@ Geometry and units
     The user unit is the process's ``gds.unit`` (1 µm) and the database unit its
     ``gds.precision`` (1 nm). Pixel ``(row, col)`` of an ``(ny, nx)`` level map occupies
     ``x0 + col·p .. x0 + (col + 1)·p`` by ``y0 + row·p .. y0 + (row + 1)·p`` with the origin
-    ``(x0, y0)`` of :func:`layout_origin`: the array is centred on (0, 0) (the optical axis),
-    snapped to the database grid. Rows go along +y and columns along +x, the axis order
-    ``(y, x)`` of :class:`optodesign.grid.Grid`, seen looking along +z (the light's direction).
+    ``(x0, y0)`` of :func:`layout_origin`: the centre of pixel ``(ny // 2, nx // 2)`` lies at
+    (0, 0), the optical axis (the centre convention of :class:`optodesign.grid.Grid`), snapped
+    to the database grid. Rows go along +y and columns along +x, the axis order ``(y, x)`` of
+    :class:`optodesign.grid.Grid`, seen looking along +z (the light's direction).
 
 Never one polygon per pixel
     Same-level pixels are merged: horizontal runs per row, then identical runs of consecutive
@@ -18,13 +19,10 @@ Never one polygon per pixel
     single sites.
 
 What each process writes
-    ``etch``/binary   mask ``j`` (layer ``gds.layers[j]``) = pixels whose code ``L − 1 − level``
-                      has bit ``j`` set (the regions etched ``d·2**j`` deep).
-    ``etch``/per-level and ``print``
-                      one layer per level, every level (the union covers the whole array).
-    ``pillars``       one cell per pillar size (circle or square polygon on ``gds.layers[0]``),
-                      placed at the centre of every pixel of that level; empty sites (size 0)
-                      get nothing.
+    The process's structure says (:meth:`optodesign.process.structure.Structure.layout`):
+    masks covered by merged rectangles (binary etch: one per mask, the etched regions;
+    per-level etch and print: one per level) and/or cells placed at the centre of lattice
+    sites (pillars: one cell per pillar size; empty sites get nothing).
 
 Every design layer is its own top cell (``<PROCESS>_L<k>``) with a text label (layer index,
 process, wavelength, pitch) and, when the process asks, alignment crosses outside its corners.
@@ -35,7 +33,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +43,9 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_path
-from ..process import PillarSpec, Process, wrap_phase
+from ..process import Process
+from ..process.structure import Layout, SiteCell
+from ..raster import runs
 from ..units import format_length
 
 if TYPE_CHECKING:
@@ -58,9 +57,7 @@ __all__ = [
     "layout_origin",
     "pitch_in_db",
     "top_cell_name",
-    "pillar_cell_names",
-    "pillar_polygon_points",
-    "layer_masks",
+    "centre_offset",
     "build_library",
     "write_gds",
     "write_oas",
@@ -118,15 +115,7 @@ def merge_rectangles(labels: np.ndarray) -> Rects:
     lab = np.asarray(labels)
     if lab.ndim != 2 or lab.size == 0:
         raise UserError(f"levels: expected a non-empty (ny, nx) map, got shape {lab.shape}")
-    ny, nx = lab.shape
-    starts = np.ones((ny, nx + 1), dtype=bool)
-    starts[:, 1:nx] = lab[:, 1:] != lab[:, :-1]
-    rr, cc = np.nonzero(starts)  # row-major: boundaries of each row in order, ending at nx
-    same_row = rr[1:] == rr[:-1]
-    r0 = rr[:-1][same_row].astype(np.int64)
-    c0 = cc[:-1][same_row].astype(np.int64)
-    c1 = cc[1:][same_row].astype(np.int64)
-    run_label = lab[r0, c0].astype(np.int64)
+    r0, c0, c1, run_label = runs(lab)
     order = np.lexsort((r0, c1, c0, run_label))
     r0, c0, c1, run_label = r0[order], c0[order], c1[order], run_label[order]
     cont = np.zeros(r0.size, dtype=bool)
@@ -159,74 +148,30 @@ def pitch_in_db(pitch: float, precision: float) -> int:
 def layout_origin(
     shape: tuple[int, int], pitch: float, precision: float = 1e-9
 ) -> tuple[float, float]:
-    """Lower-left corner ``(x0, y0)`` of pixel (0, 0), metres, so the array is centred on 0.
+    """Lower-left corner ``(x0, y0)`` of pixel (0, 0), metres, so the centre of pixel
+    ``(ny // 2, nx // 2)`` lies on the optical axis (0, 0).
 
-    Snapped to the database grid so every pixel edge lies on it.
+    Snapped to the database grid so every pixel edge lies on it (a pitch of an odd number of
+    database units puts the centre half a unit off the axis).
     """
     ny, nx = int(shape[0]), int(shape[1])
     p = pitch_in_db(pitch, precision)
-    return (-((nx * p) // 2) * precision, -((ny * p) // 2) * precision)
+    return (-((nx // 2) * p + p // 2) * precision, -((ny // 2) * p + p // 2) * precision)
+
+
+def centre_offset(pitch: float, precision: float = 1e-9) -> tuple[float, float]:
+    """Where the centre of pixel ``(ny // 2, nx // 2)`` of :func:`layout_origin`'s grid lies,
+    metres: the ``offset`` that puts an STL part on the GDS layout (0 unless the pitch is an odd
+    number of database units)."""
+    p = pitch_in_db(pitch, precision)
+    off = (p / 2 - p // 2) * precision
+    return off, off
 
 
 def top_cell_name(process: Process, layer_index: int) -> str:
     """Deterministic top-cell name of design layer ``layer_index`` (1-based)."""
     tag = re.sub(r"[^A-Za-z0-9]+", "_", process.name).strip("_").upper() or "PROCESS"
     return f"{tag}_L{int(layer_index)}"
-
-
-def pillar_cell_names(process: Process) -> list[str | None]:
-    """Short cell name per meta-atom (``D81`` = 81 nm diameter, ``S120`` = square side);
-    ``None`` for empty sites (size 0)."""
-    s = _pillar_spec(process)
-    prefix = "D" if s.shape == "circle" else "S"
-    names: list[str | None] = []
-    for k, size in enumerate(s.sizes):
-        if size <= 0:
-            names.append(None)
-            continue
-        nm = size / 1e-9
-        if abs(nm - round(nm)) < 1e-6:
-            base = f"{prefix}{round(nm)}"
-        else:
-            base = f"{prefix}{nm:.3f}".replace(".", "p")
-        names.append(base if base not in names else f"{base}_{k}")
-    return names
-
-
-def pillar_polygon_points(size: float, *, shape: str, points: int) -> np.ndarray:
-    """Vertices (metres, centred on 0) of a pillar cross-section.
-
-    A circle becomes a regular ``points``-gon whose *area* equals the circle's (its vertex
-    radius is ``r·sqrt(2π / (N sin(2π/N)))``), so the written area is exact up to database
-    rounding; an inscribed 9-gon would lose 7.9 %.
-    """
-    if shape == "square":
-        h = size / 2
-        return np.array([(-h, -h), (h, -h), (h, h), (-h, h)], dtype=np.float64)
-    n = int(points)
-    r = size / 2 * math.sqrt(2 * math.pi / (n * math.sin(2 * math.pi / n)))
-    ang = 2 * math.pi * (np.arange(n) + 0.5) / n
-    return np.stack((r * np.cos(ang), r * np.sin(ang)), axis=1)
-
-
-def layer_masks(levels: np.ndarray, process: Process, n_levels: int) -> list[np.ndarray]:
-    """The boolean map of every GDS layer of a thin process (what the polygons cover).
-
-    Binary etch: mask ``j`` = bit ``j`` of ``L − 1 − level``; per-level and print: one map
-    per level.
-    """
-    lv = np.asarray(levels)
-    s = process.structure
-    if process.kind == "etch" and getattr(s, "mode", "") == "binary":
-        code = (n_levels - 1) - lv.astype(np.int64)
-        return [((code >> j) & 1).astype(bool) for j in range(s.masks)]  # type: ignore[union-attr]
-    return [lv == k for k in range(n_levels)]
-
-
-def _pillar_spec(process: Process) -> PillarSpec:
-    if not isinstance(process.structure, PillarSpec):
-        raise UserError(f"process {process.name!r} is not a pillar process")
-    return process.structure
 
 
 def _cross_points(cx: float, cy: float, size: float, width: float) -> list[tuple[float, float]]:
@@ -268,23 +213,18 @@ def build_library(
     p_db = pitch_in_db(pitch, g.precision)
     p_user = p_db * db_to_user
     total = len(layers) if n_layers is None else n_layers
-    pillar_cells: dict[int, gdstk.Cell] = {}
+    site_cells: dict[str, gdstk.Cell] = {}
     for layer_index, levels, table in layers:
         lv = np.asarray(levels)
         ny, nx = lv.shape
         x0, y0 = layout_origin((ny, nx), pitch, g.precision)
         x0u, y0u = round(x0 / g.precision) * db_to_user, round(y0 / g.precision) * db_to_user
         cell = lib.new_cell(top_cell_name(process, layer_index))
-        n_levels = int(np.asarray(table).shape[0])
-        if isinstance(process.structure, PillarSpec):
-            atoms = process.level_atoms(np.asarray(table), layer=layer_index)
-            _add_pillars(lib, cell, lv, atoms, process, pillar_cells, x0u, y0u, p_user, pitch)
-        else:
-            gds_layers = process.gds_layers(n_levels)
-            for (layer, datatype), mask in zip(
-                gds_layers, layer_masks(lv, process, n_levels), strict=True
-            ):
-                _add_rectangles(cell, mask, layer, datatype, x0u, y0u, p_user)
+        layout = process.structure.layout(lv, np.asarray(table), layer=layer_index)
+        for (layer, datatype), mask in layout.masks:
+            _add_rectangles(cell, mask, layer, datatype, x0u, y0u, p_user)
+        if layout.sites is not None:
+            _add_sites(lib, cell, layout, site_cells, g.unit, x0u, y0u, p_user)
         w_user, h_user = nx * p_user, ny * p_user
         text = (
             f"layer {layer_index}/{total} process {process.name} "
@@ -340,27 +280,26 @@ def _add_rectangles(cell: gdstk.Cell, mask: np.ndarray, layer: int, datatype: in
     return len(rects)
 
 
-def _add_pillars(lib: gdstk.Library, cell: gdstk.Cell, levels: np.ndarray, atoms: np.ndarray,
-                 process: Process, pillar_cells: dict[int, gdstk.Cell],
-                 x0u: float, y0u: float, p_user: float, pitch: float) -> None:
+def _add_sites(lib: gdstk.Library, cell: gdstk.Cell, layout: Layout,
+               site_cells: dict[str, gdstk.Cell], unit: float,
+               x0u: float, y0u: float, p_user: float) -> None:
+    """Place the layout's cells at the centres of their lattice sites (one cell per kind of
+    site, shared by every top cell of the library)."""
     import gdstk
 
-    s = _pillar_spec(process)
-    g = process.gds
-    names = pillar_cell_names(process)
-    layer, datatype = process.gds_layers(len(atoms))[0]
-    atom_map = np.asarray(atoms, dtype=np.int64)[np.asarray(levels, dtype=np.int64)]
-    rects = merge_rectangles(atom_map)
+    assert layout.sites is not None
+    rects = merge_rectangles(layout.sites)
     for a in np.unique(rects.label):
         a = int(a)
-        if s.sizes[a] <= 0:
+        site: SiteCell | None = layout.cells[a]
+        if site is None:
             continue
-        if a not in pillar_cells:
-            pc = lib.new_cell(names[a])
-            pts = pillar_polygon_points(s.sizes[a], shape=s.shape, points=s.circle_points)
-            pc.add(gdstk.Polygon(pts / g.unit, layer=layer, datatype=datatype))
-            pillar_cells[a] = pc
-        pc = pillar_cells[a]
+        if site.name not in site_cells:
+            pc = lib.new_cell(site.name)
+            pc.add(gdstk.Polygon(site.points / unit, layer=site.layer[0],
+                                 datatype=site.layer[1]))
+            site_cells[site.name] = pc
+        pc = site_cells[site.name]
         sel = rects.label == a
         r0, r1, c0, c1 = rects.r0[sel], rects.r1[sel], rects.c0[sel], rects.c1[sel]
         # Blocks of >= 3 sites become rectangular arrays (a GDS AREF, 52 B, beats 3 SREFs of
@@ -412,8 +351,3 @@ def write_oas(library: gdstk.Library, path: str | Path) -> Path:
             standard_properties=False,
         )
     return path
-
-
-def level_phases_of(table: np.ndarray) -> np.ndarray:
-    """Phases (radians, [0, 2π)) of a complex level table."""
-    return wrap_phase(np.angle(np.asarray(table, dtype=np.complex128)))

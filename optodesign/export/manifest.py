@@ -19,9 +19,11 @@ otherwise; keys sorted, so equal inputs give equal bytes)::
     spacers      optional: [{between [k, k+1], height, file, sha256}]
     notes        list of strings (skipped outputs and why)
 
-:func:`load_manifest` reads and checks it (format tag, field types, every file name a plain
-name inside the fab directory: ``../x`` or ``/etc/passwd`` is refused); :func:`check_files`
-recomputes every checksum.
+:class:`Manifest` is the typed record both sides use: ``optodesign export`` builds one and
+writes :meth:`Manifest.to_dict` (the JSON above, unchanged), :func:`load_manifest` reads and
+checks it (format tag, field types, every file name a plain name inside the fab directory:
+``../x`` or ``/etc/passwd`` is refused) and returns one; :func:`check_files` recomputes every
+checksum.
 """
 
 from __future__ import annotations
@@ -29,31 +31,256 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write_json, sha256_file
 
-__all__ = ["FORMAT", "file_entry", "write_manifest", "load_manifest", "check_files",
-           "validate_manifest", "listed_files", "plain_name"]
+__all__ = ["FORMAT", "Manifest", "FileRecord", "LayerRecord", "ProcessRecord", "SpacerRecord",
+           "file_entry", "write_manifest", "load_manifest", "check_files", "validate_manifest",
+           "listed_files", "plain_name"]
 
 FORMAT = "optodesign.fab/1"
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    """``{name, sha256, bytes}`` of a written file (name relative to the fab directory)."""
-    return {"name": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+# ---------------------------------------------------------------------------- the record
+@dataclass(frozen=True)
+class FileRecord:
+    """One written file: its name in the fab directory, SHA-256, size, STL triangles."""
+
+    name: str
+    sha256: str
+    bytes: int | None = None
+    triangles: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], name: str | None = None) -> FileRecord:
+        return cls(name=str(d["name"] if name is None else name), sha256=d["sha256"],
+                   bytes=d.get("bytes"), triangles=d.get("triangles"))
+
+    def to_dict(self, *, with_name: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name} if with_name else {}
+        out["sha256"] = self.sha256
+        if self.bytes is not None:
+            out["bytes"] = self.bytes
+        if self.triangles is not None:
+            out["triangles"] = self.triangles
+        return out
 
 
-def write_manifest(path: str | Path, manifest: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class LayerRecord:
+    """One design layer: its top cell, its files by format, its DRC summary."""
+
+    index: int
+    top_cell: str
+    files: Mapping[str, FileRecord]
+    drc: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LayerRecord:
+        return cls(index=d.get("index", 0), top_cell=d.get("top_cell", ""),
+                   files={f: FileRecord.from_dict(v) for f, v in d.get("files", {}).items()},
+                   drc=d.get("drc", {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"index": self.index, "top_cell": self.top_cell,
+               "files": {f: v.to_dict() for f, v in self.files.items()}}
+        if self.drc:
+            out["drc"] = dict(self.drc)
+        return out
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """The process a fab directory was made for, with the text of its file."""
+
+    name: str = ""
+    kind: str = ""
+    file: str = ""
+    sha256: str = ""
+    toml: str = ""
+    wavelength: float | None = None
+    n: float | None = None
+    kappa: float | None = None
+    n0: float | None = None
+    references: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProcessRecord:
+        return cls(name=d.get("name", ""), kind=d.get("kind", ""), file=d.get("file", ""),
+                   sha256=d.get("sha256", ""), toml=d.get("toml", ""),
+                   wavelength=d.get("wavelength"), n=d.get("n"), kappa=d.get("kappa"),
+                   n0=d.get("n0"), references=tuple(d.get("references", ())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256,
+                "toml": self.toml, "wavelength": self.wavelength, "n": self.n,
+                "kappa": self.kappa, "n0": self.n0, "references": list(self.references)}
+
+
+@dataclass(frozen=True)
+class SpacerRecord:
+    """A spacer frame between two layers."""
+
+    between: tuple[int, int]
+    height: float
+    rim: float
+    file: str
+    sha256: str
+    convention: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SpacerRecord:
+        return cls(between=tuple(d.get("between", (0, 0))), height=d.get("height", 0.0),
+                   rim=d.get("rim", 0.0), file=d["file"], sha256=d["sha256"],
+                   convention=d.get("convention", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"between": list(self.between), "height": self.height, "rim": self.rim,
+                "file": self.file, "sha256": self.sha256, "convention": self.convention}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` as a typed record (see the module docstring for each field).
+
+    Optional fields are ``None`` (or empty) when an older or hand-made manifest lacks them;
+    :meth:`to_dict` writes exactly the JSON layout of the format.
+    """
+
+    shape: tuple[int, int]
+    n_layers: int
+    n_levels: int
+    pitch: float
+    wavelength: float
+    distances: tuple[float, ...]
+    layers: tuple[LayerRecord, ...]
+    levels: tuple[tuple[Mapping[str, Any], ...], ...]
+    files: Mapping[str, FileRecord] = field(default_factory=dict)
+    process: ProcessRecord | None = None
+    format: str = FORMAT
+    created_by: str = ""
+    units: Mapping[str, Any] = field(default_factory=dict)
+    base_thickness: float | None = None
+    origin: tuple[float, float] | None = None
+    stl_offset: tuple[float, float] | None = None
+    gds_layers: tuple[tuple[int, int], ...] = ()
+    design: Mapping[str, Any] = field(default_factory=dict)
+    drc: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    spacers: tuple[SpacerRecord, ...] = ()
+
+    @classmethod
+    def from_dict(cls, m: Mapping[str, Any], path: str | Path = "manifest.json") -> Manifest:
+        """A validated manifest (:func:`validate_manifest`; one-line UserError)."""
+        validate_manifest(m, path)
+
+        def pair(key: str) -> tuple[float, float] | None:
+            return (float(m[key][0]), float(m[key][1])) if key in m else None
+
+        return cls(
+            shape=(int(m["shape"][0]), int(m["shape"][1])),
+            n_layers=int(m["n_layers"]), n_levels=int(m["n_levels"]),
+            pitch=float(m["pitch"]), wavelength=float(m["wavelength"]),
+            distances=tuple(float(v) for v in m["distances"]),
+            layers=tuple(LayerRecord.from_dict(x) for x in m["layers"]),
+            levels=tuple(tuple(rows) for rows in m["levels"]),
+            files={n: FileRecord.from_dict(v, name=n) for n, v in m.get("files", {}).items()},
+            process=ProcessRecord.from_dict(m["process"]) if "process" in m else None,
+            format=m.get("format", FORMAT), created_by=m.get("created_by", ""),
+            units=m.get("units", {}),
+            base_thickness=(float(m["base_thickness"]) if "base_thickness" in m else None),
+            origin=pair("origin"), stl_offset=pair("stl_offset"),
+            gds_layers=tuple(tuple(x) for x in m.get("gds_layers", ())),  # type: ignore[misc]
+            design=m.get("design", {}), drc=m.get("drc", {}),
+            notes=tuple(m.get("notes", ())),
+            spacers=tuple(SpacerRecord.from_dict(x) for x in m.get("spacers", ())),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``manifest.json``."""
+        out: dict[str, Any] = {
+            "format": self.format,
+            "created_by": self.created_by,
+            "units": dict(self.units),
+            "wavelength": self.wavelength,
+            "pitch": self.pitch,
+            "shape": list(self.shape),
+            "n_layers": self.n_layers,
+            "n_levels": self.n_levels,
+            "distances": list(self.distances),
+            "gds_layers": [list(x) for x in self.gds_layers],
+            "levels": [[dict(r) for r in rows] for rows in self.levels],
+            "layers": [x.to_dict() for x in self.layers],
+            "files": {n: f.to_dict(with_name=False) for n, f in self.files.items()},
+            "design": dict(self.design),
+            "drc": dict(self.drc),
+            "notes": list(self.notes),
+        }
+        if self.process is not None:
+            out["process"] = self.process.to_dict()
+        if self.base_thickness is not None:
+            out["base_thickness"] = self.base_thickness
+        if self.origin is not None:
+            out["origin"] = list(self.origin)
+        if self.stl_offset is not None:
+            out["stl_offset"] = list(self.stl_offset)
+        if self.spacers:
+            out["spacers"] = [s.to_dict() for s in self.spacers]
+        return out
+
+    # ------------------------------------------------------------------ readers' views
+    def files_of(self, fmt: str) -> list[str] | None:
+        """The file of format ``fmt`` of every layer, or ``None`` when a layer has none."""
+        names = []
+        for layer in self.layers:
+            info = layer.files.get(fmt)
+            if info is None:
+                return None
+            names.append(info.name)
+        return names
+
+    def level_tables(self) -> np.ndarray:
+        """Complex ``(K, L)`` level tables (the ``t`` of every level row)."""
+        return np.array([[complex(*r["t"]) for r in rows] for rows in self.levels],
+                        dtype=np.complex128)
+
+    def level_values(self, key: str) -> np.ndarray:
+        """``(K, L)`` per-level values of the rows (``"height"``, ``"size"``), metres.
+
+        Raises:
+            KeyError, TypeError, ValueError: a row lacks a numeric ``key``.
+        """
+        return np.array([[float(r[key]) for r in rows] for rows in self.levels])
+
+    def listed(self) -> list[tuple[str, str]]:
+        """``(name, sha256)`` of every file the manifest lists, itself excluded."""
+        entries = [(f.name, f.sha256) for layer in self.layers for f in layer.files.values()]
+        entries += [(n, f.sha256) for n, f in self.files.items()]
+        entries += [(s.file, s.sha256) for s in self.spacers]
+        return entries
+
+
+# ---------------------------------------------------------------------------- files
+def file_entry(path: Path) -> FileRecord:
+    """The record of a written file (name relative to the fab directory)."""
+    return FileRecord(name=path.name, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def write_manifest(path: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically with sorted keys (reproducible bytes)."""
     path = Path(path)
-    atomic_write_json(path, manifest)
+    atomic_write_json(path, manifest.to_dict())
     return path
 
 
-def load_manifest(fab_dir: str | Path) -> dict[str, Any]:
+def load_manifest(fab_dir: str | Path) -> Manifest:
     """Read ``<fab_dir>/manifest.json`` (or the file itself), check its format tag and the types
     of the fields readers use (:func:`validate_manifest`).
 
@@ -72,8 +299,7 @@ def load_manifest(fab_dir: str | Path) -> dict[str, Any]:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         got = m.get("format") if isinstance(m, dict) else type(m).__name__
         raise UserError(f"{p}: format {got!r} is not {FORMAT!r}")
-    validate_manifest(m, p)
-    return m
+    return Manifest.from_dict(m, p)
 
 
 def plain_name(name: Any, where: str) -> str:
@@ -180,21 +406,12 @@ def validate_manifest(m: dict[str, Any], path: str | Path = "manifest.json") -> 
                     need(_is_number(row[key]), f"{where}.{key}", "must be a number (metres)")
 
 
-def listed_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(name, sha256)`` of every file a (validated) manifest lists, itself excluded."""
-    m = manifest
-    entries: list[tuple[str, str]] = []
-    for layer in m.get("layers", []):
-        for info in layer.get("files", {}).values():
-            entries.append((info["name"], info["sha256"]))
-    for name, info in m.get("files", {}).items():
-        entries.append((name, info["sha256"]))
-    for sp in m.get("spacers", []):
-        entries.append((sp["file"], sp["sha256"]))
-    return entries
+def listed_files(manifest: Manifest) -> list[tuple[str, str]]:
+    """``(name, sha256)`` of every file a manifest lists, itself excluded."""
+    return manifest.listed()
 
 
-def check_files(fab_dir: str | Path, manifest: dict[str, Any] | None = None) -> list[str]:
+def check_files(fab_dir: str | Path, manifest: Manifest | None = None) -> list[str]:
     """Recompute the SHA-256 of every file the manifest lists.
 
     Returns:
@@ -205,10 +422,9 @@ def check_files(fab_dir: str | Path, manifest: dict[str, Any] | None = None) -> 
     """
     fab = Path(fab_dir)
     m = load_manifest(fab) if manifest is None else manifest
-    if manifest is not None:
-        validate_manifest(m, fab / "manifest.json")
     problems = []
-    for name, sha in listed_files(m):
+    for name, sha in m.listed():
+        plain_name(name, f"{fab / 'manifest.json'}")
         f = fab / name
         if not f.is_file():
             problems.append(f"{f}: missing")

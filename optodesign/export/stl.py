@@ -5,8 +5,8 @@ Units: metres in, **millimetres** in the mesh and the file (what slicers expect)
 The solid of one layer is a base plate from ``z = 0`` to ``z = base`` with, on top of every
 pixel ``(i, j)``, a column up to ``z = base + heights[i, j]``. Array row ``i`` runs along
 ``+y`` and column ``j`` along ``+x``; pixel centres are the design grid's
-(:meth:`optodesign.grid.Grid.x`, :meth:`~optodesign.grid.Grid.y`, symmetric about 0) plus
-``offset``.
+(:meth:`optodesign.grid.Grid.x`, :meth:`~optodesign.grid.Grid.y`: the centre of pixel
+``(ny // 2, nx // 2)`` at 0) plus ``offset``.
 
 How the mesh is built (all vectorised with numpy; no Python loop per pixel):
 
@@ -61,6 +61,7 @@ import trimesh
 
 from ..errors import UserError
 from ..fileio import atomic_path
+from ..raster import runs
 
 __all__ = [
     "heightmap_mesh",
@@ -126,8 +127,9 @@ def _snap_mm(z_mm: np.ndarray) -> np.ndarray:
 
 
 def _corner_edges(n: int, pitch: float, offset: float) -> np.ndarray:
-    """Pixel-edge coordinates (mm) of an axis with ``n`` pixels, shape ``(n + 1,)``."""
-    return ((np.arange(n + 1) - n / 2) * pitch + offset) * MM_PER_M
+    """Pixel-edge coordinates (mm) of an axis with ``n`` pixels, shape ``(n + 1,)``: the
+    centre of pixel ``n // 2`` at ``offset`` (:class:`optodesign.grid.Grid`)."""
+    return ((np.arange(n + 1) - n // 2 - 0.5) * pitch + offset) * MM_PER_M
 
 
 def _pinch_eps(pitch_mm: float, max_abs_mm: float) -> float:
@@ -165,15 +167,9 @@ def _rectangles(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``j0..j1-1``) and ``labels`` ``(ny, nx)`` the rectangle id of every pixel.
     """
     ny, nx = levels.shape
-    start = np.ones((ny, nx), dtype=bool)
-    start[:, 1:] = levels[:, 1:] != levels[:, :-1]
-    run_of = np.cumsum(start.ravel()).reshape(ny, nx) - 1  # run id of every pixel
-    rows, j0 = np.nonzero(start)  # row-major: runs in reading order
+    rows, j0, j1, lev = runs(levels)  # row-major: runs in reading order
     n_run = rows.size
-    j1 = np.empty_like(j0)
-    j1[:-1] = np.where(rows[1:] == rows[:-1], j0[1:], nx)
-    j1[-1] = nx
-    lev = levels[rows, j0]
+    run_of = np.repeat(np.arange(n_run), j1 - j0).reshape(ny, nx)  # run id of every pixel
     # the run above that holds column j0 continues into this one if it is the same run
     above = np.full(n_run, -1, dtype=np.int64)
     has = rows > 0

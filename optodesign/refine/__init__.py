@@ -8,15 +8,14 @@ See ``docs/refine.md``. The objective is the hard-quantized task loss
 from __future__ import annotations
 
 from .objective import LayerState, Objective
+from .rules import change_allowed, satisfies_min_feature
 from .solvers import (
     METHODS,
     Method,
     RefineResult,
-    change_allowed,
     direct_binary_search,
     free_levels,
     refine,
-    satisfies_min_feature,
     simulated_annealing,
 )
 

@@ -27,7 +27,8 @@ exact loss and the same batched scoring as DBS.
 Hard constraints, for both: levels stay in the allowed set (``0..L−1``, or the free levels of
 a binary layer), pixels of ``fixed_mask`` never change, and a change that would create a run
 of one level shorter than ``min_feature`` pixels along x or y is never made (see
-:func:`change_allowed`; if the input satisfies :func:`satisfies_min_feature`, so does the
+:func:`~optodesign.refine.rules.change_allowed`; if the input satisfies
+:func:`~optodesign.refine.rules.satisfies_min_feature`, so does the
 output). Every loss the solvers compare is the exact loss of that candidate design (an exact
 incremental update, not a linearisation), and the returned design's loss (recomputed from
 scratch) never exceeds the input's.
@@ -47,6 +48,7 @@ import numpy as np
 from ..design import Design
 from ..errors import UserError
 from .objective import LayerState, Objective, check_seed
+from .rules import change_allowed
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ __all__ = [
     "refine",
     "direct_binary_search",
     "simulated_annealing",
-    "satisfies_min_feature",
-    "change_allowed",
     "free_levels",
 ]
 
@@ -92,92 +92,6 @@ class RefineResult:
     wall_time: float
     history: tuple[tuple[int, float, float], ...]
     converged: bool = False
-
-
-# ---------------------------------------------------------------------------- design rules
-def _run_lengths_ok(lines: np.ndarray, min_feature: int) -> bool:
-    """All maximal runs of equal values along the last axis are >= ``min_feature`` long."""
-    n = lines.shape[-1]
-    flat = lines.reshape(-1, n)
-    b = np.ones((flat.shape[0], n + 1), dtype=bool)
-    b[:, 1:n] = flat[:, 1:] != flat[:, :-1]
-    rr, cc = np.nonzero(b)
-    same = rr[1:] == rr[:-1]
-    widths = (cc[1:] - cc[:-1])[same]
-    return bool(np.all(widths >= min_feature))
-
-
-def satisfies_min_feature(levels: np.ndarray, min_feature: int) -> bool:
-    """Every run of one level along rows (x) and columns (y) is at least ``min_feature`` px.
-
-    Runs touching the array edge count with their length inside the array (stricter than a
-    mask shop's check, which lets a background run continue outside the layout).
-
-    Args:
-        levels: integer ``(ny, nx)`` or ``(K, ny, nx)`` level maps.
-        min_feature: smallest allowed run, pixels (<= 1: always satisfied).
-    """
-    lv = np.asarray(levels)
-    if lv.ndim < 2:
-        raise UserError(f"levels: expected (ny, nx) or (K, ny, nx), got shape {lv.shape}")
-    if min_feature <= 1:
-        return True
-    return _run_lengths_ok(lv, min_feature) and _run_lengths_ok(np.swapaxes(lv, -1, -2),
-                                                                min_feature)
-
-
-def _runs(line: np.ndarray) -> set[tuple[int, int, int]]:
-    n = line.size
-    if n == 0:
-        return set()
-    edges = np.flatnonzero(line[1:] != line[:-1]) + 1
-    starts = np.concatenate(([0], edges))
-    stops = np.concatenate((edges, [n]))
-    return {(int(a), int(b), int(line[a])) for a, b in zip(starts, stops, strict=True)}
-
-
-def _line_creates_short(old: np.ndarray, pos: np.ndarray, vals: np.ndarray, mf: int) -> bool:
-    """Would setting ``old[pos] = vals`` create a run shorter than ``mf`` in this 1-D line?
-
-    Only a window of ``mf`` pixels around the changes is examined: a changed run reaching the
-    window's inner edge is at least ``mf`` long, and runs outside it do not change.
-    """
-    n = old.size
-    w0, w1 = max(0, int(pos.min()) - mf), min(n, int(pos.max()) + mf + 1)
-    o = old[w0:w1]
-    new = o.copy()
-    new[pos - w0] = vals
-    return any(b - a < mf for a, b, _ in _runs(new) - _runs(o))
-
-
-def change_allowed(levels: np.ndarray, ys: np.ndarray, xs: np.ndarray, new: np.ndarray | int,
-                   min_feature: int) -> bool:
-    """True when setting ``levels[ys, xs] = new`` creates no run shorter than ``min_feature``.
-
-    A run is created when it differs (start, stop or level) from every run before the change,
-    along a row or a column through a changed pixel. Runs that were already short and are not
-    touched stay (the rule never makes a design worse; it does not repair it).
-
-    Args:
-        levels: integer ``(ny, nx)`` level map of one layer (not modified).
-        ys, xs: int ``(S,)`` distinct pixel coordinates.
-        new: new level per pixel (``(S,)`` or a scalar).
-        min_feature: pixels; <= 1 allows everything.
-    """
-    if min_feature <= 1:
-        return True
-    ys = np.asarray(ys, dtype=np.int64).ravel()
-    xs = np.asarray(xs, dtype=np.int64).ravel()
-    vals = np.broadcast_to(np.asarray(new, dtype=levels.dtype), ys.shape)
-    for y in np.unique(ys):
-        sel = ys == y
-        if _line_creates_short(levels[y], xs[sel], vals[sel], min_feature):
-            return False
-    for x in np.unique(xs):
-        sel = xs == x
-        if _line_creates_short(levels[:, x], ys[sel], vals[sel], min_feature):
-            return False
-    return True
 
 
 def free_levels(design: Design) -> tuple[int, ...]:

@@ -1,12 +1,15 @@
 """Read GDSII/OASIS files back into level maps, from the files alone.
 
-The inverse of :mod:`optodesign.export.gds`: polygons on the process's layers are rasterised
-at the design pitch (a pixel belongs to a polygon when its centre does). Rectangles on the
-pixel grid — everything our writer emits, and what most fab tools keep — are filled through
-their bounding boxes in index space with one vectorised 2-D prefix sum; any other polygon
-falls back to a point-in-polygon test over its bounding box. Pillars are read from references
-(position → pixel, the referenced cell's polygon area → pillar size → meta-atom) or from
-flattened pillar polygons.
+The inverse of :mod:`optodesign.export.gds`. What the process's structure asks for
+(:meth:`optodesign.process.structure.Structure.read_layers`) is collected, and the structure
+decodes the level map from it (:meth:`~optodesign.process.structure.Structure.decode`):
+
+* mask layers: polygons rasterised at the design pitch (a pixel belongs to a polygon when its
+  centre does). Rectangles on the pixel grid — everything our writer emits, and what most fab
+  tools keep — are filled through their bounding boxes in index space with one vectorised 2-D
+  prefix sum; any other polygon falls back to a point-in-polygon test over its bounding box;
+* site layers (pillars): the cells placed by references (position → lattice site, the
+  referenced cell's polygon area) and flattened polygons (their centre and area).
 
 A 1000×1000 layer reads back in about a second.
 """
@@ -23,7 +26,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..export.gds import layout_origin, pitch_in_db
-from ..process import PillarSpec, Process
+from ..process import Process
+from ..process.structure import SiteReadout
 
 if TYPE_CHECKING:
     import gdstk
@@ -124,25 +128,27 @@ def read_gds_levels(
     out = np.empty((0, ny, nx), dtype=np.int16)
     maps = []
     tables = None if level_tables is None else np.asarray(level_tables, dtype=np.complex128)
+    structure = process.structure
+    mask_layers, site_layers = structure.read_layers(n_levels)
     for k, (_, cell) in enumerate(_top_cells(lib, path)):
-        if isinstance(process.structure, PillarSpec):
-            table = None
-            if tables is not None:
-                table = tables if tables.ndim == 1 else tables[min(k, tables.shape[0] - 1)]
-            maps.append(_read_pillars(cell, path, process, grid, table))
-        else:
-            maps.append(_read_thin(cell, path, process, grid, n_levels))
+        table = None
+        if tables is not None:
+            table = tables if tables.ndim == 1 else tables[min(k, tables.shape[0] - 1)]
+        covers = _read_masks(cell, path, process, grid, mask_layers) if mask_layers else []
+        sites = None
+        for layer in site_layers:
+            sites = _read_sites(cell, path, grid, layer, unit=g.unit)
+        maps.append(structure.decode(covers, sites, shape=(ny, nx), n_levels=n_levels,
+                                     level_table=table, where=f"{path}: cell {cell.name}"))
     if maps:
         out = np.stack(maps).astype(np.int16)
     return out
 
 
-# ---------------------------------------------------------------------------- thin processes
-def _read_thin(
-    cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid, n_levels: int
-) -> np.ndarray:
-    ny, nx = grid[0], grid[1]
-    layers = process.gds_layers(n_levels)
+# ---------------------------------------------------------------------------- masks
+def _read_masks(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
+                layers: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """How many polygons of each mask layer cover each pixel centre."""
     covers = []
     found = False
     for layer, datatype in layers:
@@ -156,30 +162,7 @@ def _read_thin(
             f"{', '.join(f'{a}/{b}' for a, b in layers)} of process {process.name!r} "
             f"(found {', '.join(f'{a}/{b}' for a, b in present) or 'no polygons'})"
         )
-    s = process.structure
-    if process.kind == "etch" and getattr(s, "mode", "") == "binary":
-        code = np.zeros((ny, nx), dtype=np.int64)
-        for j, cov in enumerate(covers):
-            if cov.max(initial=0) > 1:
-                raise UserError(f"{path}: mask {j} ({layers[j][0]}/{layers[j][1]}) has "
-                                "overlapping polygons")
-            code |= (cov > 0).astype(np.int64) << j
-        return ((n_levels - 1) - code).astype(np.int16)
-    stack = np.stack(covers)
-    total = stack.sum(axis=0)
-    if np.any(total == 0):
-        r, c = np.argwhere(total == 0)[0]
-        raise UserError(
-            f"{path}: cell {cell.name}: {int((total == 0).sum())} pixels lie on none of the "
-            f"level layers (first at row {r}, col {c})"
-        )
-    if np.any(total > 1):
-        r, c = np.argwhere(total > 1)[0]
-        raise UserError(
-            f"{path}: cell {cell.name}: {int((total > 1).sum())} pixels are covered twice "
-            f"(first at row {r}, col {c})"
-        )
-    return np.argmax(stack, axis=0).astype(np.int16)
+    return covers
 
 
 def _polygon_arrays(polys: list[gdstk.Polygon]) -> tuple[np.ndarray, ...]:
@@ -257,100 +240,67 @@ def rasterize_polygons(
     return cover
 
 
-# ---------------------------------------------------------------------------- pillars
-def _read_pillars(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
-                  level_table: np.ndarray | None) -> np.ndarray:
-    s = process.structure
-    assert isinstance(s, PillarSpec)
+# ---------------------------------------------------------------------------- sites
+def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int, int], *,
+                unit: float) -> SiteReadout:
+    """The cells placed at lattice sites (references, repetitions expanded) and the polygons
+    drawn there directly: the site and polygon area (metres²) of each."""
     ny, nx, x0, y0, p = grid
-    g = process.gds
-    layer, datatype = process.gds_layers(len(s.atoms))[0]
-    sizes = np.asarray(s.sizes, dtype=np.float64) / g.unit
-    atom = np.full((ny, nx), -1, dtype=np.int64)
+    lay, datatype = layer
     positions: list[np.ndarray] = []
-    atoms_of: list[np.ndarray] = []
-
-    def size_to_atom(size_user: float, what: str) -> int:
-        d = np.abs(sizes - size_user)
-        i = int(np.argmin(d))
-        nonzero = np.sort(sizes)
-        spacing = np.min(np.diff(nonzero)) if nonzero.size > 1 else sizes[i]
-        if d[i] > 0.25 * spacing:
-            raise UserError(
-                f"{path}: {what}: pillar size {size_user * g.unit / 1e-9:.1f} nm matches no "
-                f"meta-atom of process {process.name!r}"
-            )
-        return i
-
-    def poly_size(area: float) -> float:
-        return 2 * math.sqrt(area / math.pi) if s.shape == "circle" else math.sqrt(area)
-
+    areas: list[np.ndarray] = []
+    names: list[str] = []
     refs = cell.references
-    cell_atom: dict[str, int] = {}
+    cell_area: dict[str, float] = {}
     for target in {id(r.cell): r.cell for r in refs}.values() if refs else ():
         if isinstance(target, str) or target is None:
             raise UserError(f"{path}: reference to a cell missing from the file")
-        polys = target.get_polygons(layer=layer, datatype=datatype)
+        polys = target.get_polygons(layer=lay, datatype=datatype)
         if len(polys) != 1:
             raise UserError(
                 f"{path}: cell {target.name}: expected one pillar polygon on layer "
-                f"{layer}/{datatype}, found {len(polys)}"
+                f"{lay}/{datatype}, found {len(polys)}"
             )
-        cell_atom[target.name] = size_to_atom(poly_size(polys[0].area()), f"cell {target.name}")
+        cell_area[target.name] = polys[0].area()
     if refs:
         if any(r.magnification != 1 for r in refs):
             raise UserError(f"{path}: magnified pillar references; cannot read pillar sizes")
-        # vectorised over references: one origin and one atom each, repetitions expanded
+        # vectorised over references: one origin and one area each, repetitions expanded
         origins = np.array([r.origin for r in refs], dtype=np.float64).reshape(-1, 2)
-        ref_atom = np.fromiter((cell_atom[r.cell_name] for r in refs), dtype=np.int64,
+        ref_area = np.fromiter((cell_area[r.cell_name] for r in refs), dtype=np.float64,
                                count=len(refs))
         reps = np.fromiter((r.repetition.size for r in refs), dtype=np.int64, count=len(refs))
         plain = reps <= 1
         positions.append(origins[plain])
-        atoms_of.append(ref_atom[plain])
+        areas.append(ref_area[plain])
+        names.extend(f"cell {refs[i].cell_name}" for i in np.flatnonzero(plain))
         for i in np.flatnonzero(~plain):
             offs = np.asarray(refs[i].repetition.get_offsets(), dtype=np.float64) + origins[i]
             positions.append(offs)
-            atoms_of.append(np.full(offs.shape[0], ref_atom[i], dtype=np.int64))
-    direct = cell.get_polygons(layer=layer, datatype=datatype, depth=0)
+            areas.append(np.full(offs.shape[0], ref_area[i]))
+            names.extend([f"cell {refs[i].cell_name}"] * offs.shape[0])
+    direct = cell.get_polygons(layer=lay, datatype=datatype, depth=0)
     if direct:
         xmin, xmax, ymin, ymax, _, area = _polygon_arrays(direct)
         positions.append(np.stack(((xmin + xmax) / 2, (ymin + ymax) / 2), axis=1))
-        atoms_of.append(np.array([size_to_atom(poly_size(a), "polygon") for a in area],
-                                 dtype=np.int64))
-    if positions:
-        pos = np.concatenate(positions)
-        at = np.concatenate(atoms_of)
-        fc = (pos[:, 0] - x0) / p - 0.5
-        fr = (pos[:, 1] - y0) / p - 0.5
-        c, r = np.rint(fc).astype(np.int64), np.rint(fr).astype(np.int64)
-        off = (np.abs(fc - c) > 0.25) | (np.abs(fr - r) > 0.25)
-        out = (c < 0) | (r < 0) | (c >= nx) | (r >= ny)
-        if (off | out).any():
-            i = int(np.flatnonzero(off | out)[0])
-            raise UserError(
-                f"{path}: pillar at ({pos[i, 0]:g}, {pos[i, 1]:g}) (user units) is "
-                f"{'outside the pixel area' if out[i] else 'off the lattice'}"
-            )
-        flat = r * nx + c
-        if np.unique(flat).size != flat.size:
-            raise UserError(f"{path}: two pillars on one lattice site")
-        atom.ravel()[flat] = at
-    empty = np.flatnonzero(np.asarray(s.sizes) <= 0)
-    if (atom < 0).any():
-        if not empty.size:
-            raise UserError(
-                f"{path}: {int((atom < 0).sum())} lattice sites have no pillar and process "
-                f"{process.name!r} has no empty-site atom"
-            )
-        atom[atom < 0] = int(empty[0])
-    if level_table is None:
-        return atom.astype(np.int16)
-    level_atoms = process.level_atoms(level_table)
-    lookup = np.full(len(s.atoms), -1, dtype=np.int64)
-    lookup[level_atoms[::-1]] = np.arange(level_atoms.size)[::-1]
-    levels = lookup[atom]
-    if (levels < 0).any():
-        missing = sorted(set(atom[levels < 0].tolist()))
-        raise UserError(f"{path}: pillars of atoms {missing} are not levels of the design")
-    return levels.astype(np.int16)
+        areas.append(area)
+        names.extend(["polygon"] * len(direct))
+    if not positions:
+        e = np.zeros(0, dtype=np.int64)
+        return SiteReadout(e, e, np.zeros(0), ())
+    pos = np.concatenate(positions)
+    fc = (pos[:, 0] - x0) / p - 0.5
+    fr = (pos[:, 1] - y0) / p - 0.5
+    c, r = np.rint(fc).astype(np.int64), np.rint(fr).astype(np.int64)
+    off = (np.abs(fc - c) > 0.25) | (np.abs(fr - r) > 0.25)
+    out = (c < 0) | (r < 0) | (c >= nx) | (r >= ny)
+    if (off | out).any():
+        i = int(np.flatnonzero(off | out)[0])
+        raise UserError(
+            f"{path}: pillar at ({pos[i, 0]:g}, {pos[i, 1]:g}) (user units) is "
+            f"{'outside the pixel area' if out[i] else 'off the lattice'}"
+        )
+    flat = r * nx + c
+    if np.unique(flat).size != flat.size:
+        raise UserError(f"{path}: two pillars on one lattice site")
+    return SiteReadout(r, c, np.concatenate(areas) * unit**2, tuple(names))

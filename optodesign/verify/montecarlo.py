@@ -1,6 +1,6 @@
 """Monte-Carlo verification: many fabricated realisations, propagated in batches, scored.
 
-Every sample is a physical stack (:func:`~optodesign.verify.errors.perturb` of the read-back
+Every sample is a physical stack (:func:`~optodesign.variation.perturb.perturb` of the read-back
 nominal), turned into transmissions with the process physics (numpy, float64: the same seed
 gives the same samples on CPU and GPU), then stacked along a batch dimension and propagated
 together by :func:`optodesign.models.functional.forward_stack` — transmissions
@@ -36,16 +36,15 @@ from ..grid import padded_shape
 from ..models.functional import forward_stack
 from ..optics.propagation import SamplingWarning
 from ..units import format_length
-from .errors import (
+from ..variation.geometry import place
+from ..variation.perturb import apply_random, apply_systematic
+from ..variation.spec import (
     ERRORS,
     ErrorConfig,
     ErrorModel,
     Scales,
     Tolerance,
-    apply_random,
-    apply_systematic,
     default_errors,
-    place,
     sweep_magnitudes,
 )
 from .readback import FabStack, Physical, Source, element_transmissions, read_fab
@@ -242,7 +241,7 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
                 desc: str = "monte carlo", shard: bool = True) -> MCResult:
     """Simulate ``samples`` fabricated realisations of ``fab`` under ``model`` and score them.
 
-    Sample ``i`` is :func:`~optodesign.verify.errors.perturb` with ``(seed, i)``, whatever
+    Sample ``i`` is :func:`~optodesign.variation.perturb.perturb` with ``(seed, i)``, whatever
     the chunking, device or other errors: results are reproducible and sweeps use common
     random numbers. A model without random errors is simulated once.
     """

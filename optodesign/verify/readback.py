@@ -21,9 +21,10 @@ Which file is read (``source``):
          ``1e-4`` of the smallest level step of a level height are snapped to it (the level
          is recovered exactly); heights further off are kept as read and reported.
 
-:func:`transmissions` then applies the process physics (``Process.transmission``: phase
-``2π (n − n0) h / λ`` relative to the base, amplitude ``exp(−2π κ h / λ)``; pillars: the
-meta-atom table's ``t``), so a freshly exported design reproduces its trained transmissions —
+:func:`transmissions` then applies the process physics (the process's
+:class:`~optodesign.process.structure.Structure`: thin elements ``2π (n − n0) h / λ`` of phase
+relative to the base and ``exp(−2π κ h / λ)`` of amplitude; pillars: the meta-atom table's
+``t``), so a freshly exported design reproduces its trained transmissions —
 and, through :class:`optodesign.evaluate.Evaluator`, its trained hard-quantized metric.
 """
 
@@ -40,71 +41,19 @@ import numpy as np
 
 from ..design import Design
 from ..errors import UserError
-from ..process import PillarSpec, Process, load_process, process_from_dict
-from .errors import Scales, dilate_heights, place
+from ..export.manifest import Manifest, ProcessRecord, check_files, load_manifest
+from ..process import Physical, Process, load_process, process_from_dict
+from ..variation.geometry import place
+from ..variation.spec import Scales
 
-__all__ = ["Physical", "FabStack", "read_fab", "element_transmissions", "transmissions",
-           "Source", "SNAP_FRACTION"]
+__all__ = ["FabStack", "read_fab", "element_transmissions", "transmissions", "Source",
+           "SNAP_FRACTION"]
 
 log = logging.getLogger(__name__)
 
 Source = Literal["auto", "gds", "stl"]
 #: STL heights within this fraction of the smallest level step of a level height snap to it
 SNAP_FRACTION = 1e-4
-_UNIQUE_MAX = 4096
-
-
-@dataclass(frozen=True, eq=False)
-class Physical:
-    """The physical description of one fabricated stack (nominal or perturbed).
-
-    Attributes:
-        kind: ``"thin"`` (relief heights) or ``"pillars"``.
-        heights: float64 ``(K, ny, nx)`` metres: relief above the base plate / etch floor
-            (thin), pillar height or 0 for an empty site (pillars).
-        base: base plate / substrate thickness, metres (heights are clipped at ``−base``).
-        n: material refractive index. n0: medium index.
-        element_wavelength: wavelength of the element physics, metres (the process's, so the
-            nominal transmissions equal the trained level table).
-        wavelength: wavelength of the propagation, metres (the design's).
-        distances: ``K + 1`` distances, metres.
-        kappa_extra: extinction added to the material's κ.
-        bias: line-width bias, metres per edge.
-        oversample: sub-pixels per pixel for the bias.
-        shifts: ``(K, 2)`` lateral ``(dy, dx)`` offsets, metres (``None``: none).
-        rotations: ``(K,)`` rotations, radians (``None``: none).
-        atoms: int ``(K, ny, nx)`` meta-atom of every site (pillars).
-        sizes: float64 ``(K, ny, nx)`` pillar sizes, metres (pillars).
-    """
-
-    kind: Literal["thin", "pillars"]
-    heights: np.ndarray
-    base: float
-    n: float
-    n0: float
-    element_wavelength: float
-    wavelength: float
-    distances: tuple[float, ...]
-    kappa_extra: float = 0.0
-    bias: float = 0.0
-    oversample: int = 8
-    shifts: np.ndarray | None = None
-    rotations: np.ndarray | None = None
-    atoms: np.ndarray | None = None
-    sizes: np.ndarray | None = None
-
-    def shift_array(self) -> np.ndarray:
-        K = self.heights.shape[0]
-        return np.zeros((K, 2)) if self.shifts is None else np.asarray(self.shifts, float)
-
-    def rotation_array(self) -> np.ndarray:
-        K = self.heights.shape[0]
-        return np.zeros(K) if self.rotations is None else np.asarray(self.rotations, float)
-
-    def element_key(self) -> tuple:
-        """Identity of everything :func:`element_transmissions` depends on (for caching)."""
-        return (id(self.heights), id(self.sizes), self.n, self.kappa_extra,
-                self.element_wavelength, self.bias, self.oversample)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +62,7 @@ class FabStack:
 
     Attributes:
         fab_dir: the directory.
-        manifest: ``manifest.json`` as a dict.
+        manifest: ``manifest.json`` (:class:`~optodesign.export.manifest.Manifest`).
         process: the process rebuilt from the text recorded in the manifest.
         design: the Design copy of the fab directory with its level maps replaced by the
             read-back ones and its level tables by the manifest's (what the files make).
@@ -126,7 +75,7 @@ class FabStack:
     """
 
     fab_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     process: Process
     design: Design
     source: Literal["gds", "stl"]
@@ -144,13 +93,10 @@ class FabStack:
         """Natural scales of this stack (for default errors and sweep ranges)."""
         d, p = self.design, self.process
         nonzero = [x for x in d.distances if x > 0] or [d.wavelength]
-        if isinstance(p.structure, PillarSpec):
-            h2pi = p.structure.height
-        else:
-            h2pi = p.height_per_2pi
         return Scales(pitch=d.pitch, size=max(d.shape), wavelength=d.wavelength,
                       distance=float(np.mean(nonzero)),
-                      index_contrast=abs(p.material.n - p.material.n0), height_2pi=h2pi)
+                      index_contrast=abs(p.material.n - p.material.n0),
+                      height_2pi=p.structure.natural_height)
 
     def transmissions(self, phys: Physical | None = None) -> np.ndarray:
         """Complex128 ``(K, ny, nx)`` transmissions of ``phys`` (default: the nominal)."""
@@ -158,14 +104,14 @@ class FabStack:
 
 
 # ---------------------------------------------------------------------------- reading
-def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process, str | None]:
-    info = manifest.get("process", {})
-    text = info.get("toml", "")
+def _process_from_manifest(manifest: Manifest, fab: Path) -> tuple[Process, str | None]:
+    info = manifest.process or ProcessRecord()
+    text = info.toml
     if text:
         import hashlib
 
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if info.get("sha256") and sha != info["sha256"]:
+        if info.sha256 and sha != info.sha256:
             raise UserError(f"{fab / 'manifest.json'}: process.toml does not match its "
                             "process.sha256 (manifest edited?)")
         try:
@@ -173,8 +119,8 @@ def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{fab / 'manifest.json'}: process.toml is not valid TOML "
                             f"({e})") from None
-        return process_from_dict(raw, source=info.get("file") or "<manifest>", text=text), None
-    name = info.get("name")
+        return process_from_dict(raw, source=info.file or "<manifest>", text=text), None
+    name = info.name
     if not name:
         raise UserError(f"{fab / 'manifest.json'}: no process recorded (process.name)")
     note = (f"the manifest holds no process text; process {name!r} was loaded by name "
@@ -182,27 +128,25 @@ def _process_from_manifest(manifest: dict[str, Any], fab: Path) -> tuple[Process
     return load_process(name), note
 
 
-def _check_consistent(manifest: dict[str, Any], design: Design, fab: Path) -> None:
-    m = manifest
+def _check_consistent(m: Manifest, design: Design, fab: Path) -> None:
     where = fab / "manifest.json"
-    pairs = [("shape", list(m.get("shape", [])), list(design.shape)),
-             ("n_layers", m.get("n_layers"), design.n_layers),
-             ("n_levels", m.get("n_levels"), design.n_levels)]
+    pairs = [("shape", list(m.shape), list(design.shape)),
+             ("n_layers", m.n_layers, design.n_layers),
+             ("n_levels", m.n_levels, design.n_levels)]
     for key, a, b in pairs:
         if a != b:
             raise UserError(f"{where}: {key} {a} differs from design.json ({b})")
     for key in ("pitch", "wavelength"):
-        a, b = m.get(key), getattr(design, key)
-        if not isinstance(a, (int, float)) or not math.isclose(a, b, rel_tol=1e-12):
+        a, b = getattr(m, key), getattr(design, key)
+        if not math.isclose(a, b, rel_tol=1e-12):
             raise UserError(f"{where}: {key} {a} differs from design.json ({b})")
-    dm = m.get("distances", [])
+    dm = list(m.distances)
     if len(dm) != len(design.distances) or not np.allclose(dm, design.distances, rtol=1e-12,
                                                            atol=0):
         raise UserError(f"{where}: distances {dm} differ from design.json "
                         f"({list(design.distances)})")
-    if len(m.get("layers", [])) != design.n_layers or len(m.get("levels", [])) != \
-            design.n_layers:
-        raise UserError(f"{where}: lists {len(m.get('layers', []))} layers, the design has "
+    if len(m.layers) != design.n_layers or len(m.levels) != design.n_layers:
+        raise UserError(f"{where}: lists {len(m.layers)} layers, the design has "
                         f"{design.n_layers}")
 
 
@@ -279,16 +223,6 @@ def _check_task_fields(design: Design, fab: Path) -> None:
                             f"[y0, x0, h, w] boxes, got {boxes!r}")
 
 
-def _files_of(manifest: dict[str, Any], fmt: str) -> list[str] | None:
-    names = []
-    for layer in manifest["layers"]:
-        info = layer.get("files", {}).get(fmt)
-        if info is None:
-            return None
-        names.append(info["name"])
-    return names
-
-
 def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 8) -> FabStack:
     """Read a fab directory written by ``optodesign export`` back into physics.
 
@@ -316,12 +250,10 @@ def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 
 
 
 def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
-    from ..export.manifest import check_files, load_manifest
-
     manifest = load_manifest(fab)
     for name in ("design.json", "design.npz"):
         # the Design is the reference the files are checked against: it must be checksummed
-        if name not in manifest.get("files", {}):
+        if name not in manifest.files:
             raise UserError(f"{fab / 'manifest.json'}: files lists no {name} (its SHA-256 "
                             "is what makes the design of this fab directory trustworthy)")
     problems = check_files(fab, manifest)
@@ -337,14 +269,14 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
     _check_task_fields(trained, fab)
     K, L = trained.n_layers, trained.n_levels
     ny, nx = trained.shape
-    pillars = isinstance(process.structure, PillarSpec)
+    structure = process.structure
 
     if source not in ("auto", "gds", "stl"):
         raise UserError(f"--source: must be auto, gds or stl, got {source!r}")
-    stl_files, gds_files = _files_of(manifest, "stl"), _files_of(manifest, "gds")
-    oas_files = _files_of(manifest, "oas")
+    stl_files, gds_files = manifest.files_of("stl"), manifest.files_of("gds")
+    oas_files = manifest.files_of("oas")
     if source == "auto":
-        source = "stl" if process.kind == "print" and stl_files else "gds"
+        source = "stl" if structure.preferred_source == "stl" and stl_files else "gds"
     if source == "stl" and stl_files is None:
         raise UserError(f"--source stl: {fab} holds no STL file for every layer "
                         f"(process {process.name!r}, {process.kind}); use --source gds")
@@ -355,15 +287,13 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         gds_files = oas_files
         notes.append("read the OASIS files (no GDS files in the fab directory)")
 
-    rows = manifest["levels"]
-    tables = np.array([[complex(*r["t"]) for r in layer_rows] for layer_rows in rows],
-                      dtype=np.complex128)
+    tables = manifest.level_tables()
     if tables.shape != (K, L):
         raise UserError(f"{fab / 'manifest.json'}: levels table has shape {tables.shape}, "
                         f"expected ({K}, {L})")
-    key = "size" if pillars else "height"
+    key = structure.value_name
     try:
-        values = np.array([[float(r[key]) for r in layer_rows] for layer_rows in rows])
+        values = manifest.level_values(key)
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{fab / 'manifest.json'}: levels rows lack a numeric {key!r}") from None
 
@@ -372,7 +302,7 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
     if source == "gds":
         from .gds_reader import read_gds_levels
 
-        origin = tuple(manifest.get("origin", ())) or None
+        origin = manifest.origin
         for k, name in enumerate(gds_files):  # type: ignore[arg-type]
             path = fab / name
             lv = read_gds_levels(path, process=process, shape=(ny, nx), pitch=trained.pitch,
@@ -385,10 +315,18 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
             levels[k] = lv[0]
             heights[k] = values[k][lv[0]]
     else:
+        from ..export.gds import layout_origin
         from .stl_reader import read_stl_heights
 
-        base = float(manifest["base_thickness"])
-        offset = tuple(manifest.get("stl_offset", (0.0, 0.0)))
+        if manifest.base_thickness is None:
+            raise UserError(f"{fab / 'manifest.json'}: base_thickness: missing (the base plate "
+                            "under the STL heights)")
+        base = manifest.base_thickness
+        # the STL's pixel (0, 0) starts at the layout origin (as written by every version);
+        # its offset is where the centre of pixel (ny // 2, nx // 2) lies
+        x0, y0 = manifest.origin or layout_origin((ny, nx), trained.pitch,
+                                                  process.gds.precision)
+        offset = (x0 + (nx // 2 + 0.5) * trained.pitch, y0 + (ny // 2 + 0.5) * trained.pitch)
         worst = 0.0
         for k, name in enumerate(stl_files):  # type: ignore[arg-type]
             h = read_stl_heights(fab / name, shape=(ny, nx), pitch=trained.pitch, base=base,
@@ -399,14 +337,8 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         if worst > 0:
             notes.append(f"STL heights deviate from the level table by up to {worst:.3g} m "
                          "(kept as read)")
-    if pillars:
-        atoms = np.stack([process.level_atoms(tables[k], layer=k + 1)[levels[k]]
-                          for k in range(K)])
-        sizes = np.stack([values[k][levels[k]] for k in range(K)])
-        spec = process.structure
-        heights = np.where(sizes > 0, spec.height, 0.0)  # type: ignore[union-attr]
-    else:
-        atoms = sizes = None
+    phys = structure.physical(levels, heights, values, tables, wavelength=trained.wavelength,
+                              distances=tuple(trained.distances), oversample=oversample)
     read_files = stl_files if source == "stl" else gds_files
     _check_makes_design(levels, trained.levels, values, read_files, fab)  # type: ignore[arg-type]
     equal = bool(np.array_equal(levels, trained.levels))
@@ -414,19 +346,6 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         notes.append(f"{int((levels != trained.levels).sum())} pixels of the files read back "
                      "as another level of the same height/size as the design's")
     design = trained.with_levels(levels, level_tables=tables)
-    phys = Physical(
-        kind="pillars" if pillars else "thin",
-        heights=heights,
-        base=float(process.base_thickness),
-        n=process.material.n,
-        n0=process.material.n0,
-        element_wavelength=process.wavelength,
-        wavelength=trained.wavelength,
-        distances=tuple(trained.distances),
-        oversample=int(oversample),
-        atoms=atoms,
-        sizes=sizes,
-    )
     return FabStack(fab_dir=fab, manifest=manifest, process=process, design=design,
                     source=source, levels=levels, physical=phys, level_values=values,
                     trained_levels_equal=equal, notes=tuple(notes))
@@ -455,102 +374,15 @@ def _snap_heights(h: np.ndarray, level_heights: np.ndarray, *,
 
 
 # ---------------------------------------------------------------------------- physics
-def _thin(process: Process, h: np.ndarray, phys: Physical) -> np.ndarray:
-    """Thin-element transmission of heights ``h`` (any shape) under ``phys``'s material."""
-    n = None if phys.n == process.material.n else phys.n
-    lam = None if phys.element_wavelength == process.wavelength else phys.element_wavelength
-    flat = h.ravel()
-    # few distinct heights (nominal, systematic errors): evaluate each once; the result is
-    # bit-identical to evaluating every pixel, and much faster
-    probe = np.unique(flat[:: max(1, flat.size // 8192)])
-    uniq, inv = (np.unique(flat, return_inverse=True) if probe.size <= 256 else
-                 (probe, None))
-    if inv is not None and uniq.size <= _UNIQUE_MAX and uniq.size * 4 < flat.size:
-        t = process.transmission(uniq, wavelength=lam, n=n)
-        if phys.kappa_extra:
-            t = t * np.exp(-2 * math.pi * phys.kappa_extra * uniq / phys.element_wavelength)
-        return t[inv].reshape(h.shape)
-    t = process.transmission(h, wavelength=lam, n=n)
-    if phys.kappa_extra:
-        t = t * np.exp(-2 * math.pi * phys.kappa_extra * h / phys.element_wavelength)
-    return t
-
-
-def _pillar_tables(process: Process) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Atom sizes sorted, their |t| and unwrapped phase along size; and the raw table."""
-    spec = process.structure
-    assert isinstance(spec, PillarSpec)
-    table = process.pillar_table()
-    sizes = np.asarray(spec.sizes, dtype=np.float64)
-    order = np.argsort(sizes)
-    phase = np.empty(table.size)
-    phase[order] = np.unwrap(np.angle(table[order]))
-    return sizes, np.abs(table), phase, table
-
-
-def _pillars(process: Process, phys: Physical) -> np.ndarray:
-    """Pillar transmissions: the atom table, with size changes interpolated (|t| and unwrapped
-    phase linear in size between atoms) and height / index / wavelength changes scaling the
-    phase (phase ∝ (n − n0) H / λ, the effective-index picture)."""
-    spec = process.structure
-    assert isinstance(spec, PillarSpec) and phys.atoms is not None and phys.sizes is not None
-    sizes_t, amp_t, phase_t, table = _pillar_tables(process)
-    atoms = phys.atoms
-    m = process.material
-    factor_scalar = ((phys.n - m.n0) / (m.n - m.n0)) * (process.wavelength /
-                                                        phys.element_wavelength)
-    height_nominal = np.where(phys.sizes > 0, spec.height, 0.0)
-    heights_changed = not np.array_equal(phys.heights, height_nominal)
-    if phys.bias == 0 and factor_scalar == 1 and not heights_changed and phys.kappa_extra == 0:
-        return table[atoms]
-    if phys.bias:
-        s = np.where(phys.sizes > 0, np.maximum(phys.sizes + 2 * phys.bias, 0.0), 0.0)
-        order = np.argsort(sizes_t)
-        amp = np.interp(s, sizes_t[order], amp_t[order])
-        phase = np.interp(s, sizes_t[order], phase_t[order])
-    else:
-        amp, phase = amp_t[atoms], phase_t[atoms]
-    factor = factor_scalar * np.where(phys.sizes > 0, phys.heights / spec.height, 1.0)
-    t = amp * np.exp(1j * phase * factor)
-    if phys.kappa_extra:
-        t = t * np.exp(-2 * math.pi * phys.kappa_extra * phys.heights / phys.element_wavelength)
-    return t
-
-
 def element_transmissions(phys: Physical, process: Process, *, pitch: float) -> np.ndarray:
-    """Transmissions of the elements as made, before placement: complex128 ``(K, ny, nx)``.
-
-    Thin elements: :meth:`Process.transmission` of the heights (with ``n``, ``λ`` of
-    ``phys``) times ``exp(−2π κ_extra h / λ)``; with a line-width bias, evaluated on the
-    sub-pixel grid of :func:`~optodesign.verify.errors.dilate_heights` and area-averaged.
-    """
-    if phys.kind == "pillars":
-        return _pillars(process, phys)
-    if not phys.bias:
-        return _thin(process, phys.heights, phys)
-    m = phys.oversample
-    # the bias in sub-pixels, r = r0 + w: the pixel-averaged transmission is linear in the
-    # area of the boundary strips, so mixing the r0 and r0 + 1 results with weight w makes it
-    # continuous in the bias (exact along straight edges; corners to O(w (pitch/m)²))
-    r = abs(phys.bias) * m / pitch
-    r0 = math.floor(r + 1e-9)
-    w = r - r0 if r - r0 > 1e-9 else 0.0
-    sign = math.copysign(1.0, phys.bias)
-    out = np.empty(phys.heights.shape, dtype=np.complex128)
-    ny, nx = phys.heights.shape[1:]
-    for k, h in enumerate(phys.heights):
-        acc = np.zeros((ny, nx), dtype=np.complex128)
-        for rr, weight in ((r0, 1.0 - w), (r0 + 1, w)):
-            if weight == 0:
-                continue
-            fine = dilate_heights(h, bias=sign * rr * pitch / m, pitch=pitch, oversample=m)
-            acc += weight * _thin(process, fine, phys).reshape(ny, m, nx, m).mean(axis=(1, 3))
-        out[k] = acc
-    return out
+    """Transmissions of the elements as made, before placement: complex128 ``(K, ny, nx)``
+    (:meth:`~optodesign.process.structure.Structure.element_transmissions` of the process's
+    structure: the perturbed heights, sizes, index, wavelength, κ and line-width bias)."""
+    return process.structure.element_transmissions(phys, pitch=pitch)
 
 
 def transmissions(phys: Physical, process: Process, *, pitch: float) -> np.ndarray:
     """Complex128 ``(K, ny, nx)`` transmissions of a physical stack: the elements
-    (:func:`element_transmissions`), then moved (:func:`~optodesign.verify.errors.place`)."""
+    (:func:`element_transmissions`), then moved (:func:`~optodesign.variation.geometry.place`)."""
     t = element_transmissions(phys, process, pitch=pitch)
     return place(t, pitch=pitch, shifts=phys.shifts, rotations=phys.rotations)

@@ -40,7 +40,7 @@ from ..fileio import (
     replace_dir,
 )
 from ..units import format_length
-from .errors import ERRORS
+from ..variation.spec import ERRORS
 from .montecarlo import VerifyResult
 
 __all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",

@@ -1,4 +1,5 @@
-"""Fabrication error models: what the fab gets wrong, as pure functions of a physical description.
+"""The fabrication-variation file: which errors the fab makes, how large, and when a design
+still works (the schema; the physics is in :mod:`optodesign.variation.perturb`).
 
 An errors file (TOML) has up to three tables; every magnitude is in physical units, parsed with
 :mod:`optodesign.units` (bare numbers are metres for lengths, degrees for angles)::
@@ -49,25 +50,23 @@ Conventions (see ``docs/verify.md`` for the physics of each):
   result is continuous in the bias and exact along straight edges.
 
 All perturbations are pure numpy functions of the physical description
-(:class:`~optodesign.verify.readback.Physical`) and the seed.
+(:class:`~optodesign.process.physical.Physical`) and the seed
+(:mod:`optodesign.variation.perturb`, :mod:`optodesign.variation.geometry`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..fileio import read_toml
-from ..units import UnitsError, parse_length
-
-if TYPE_CHECKING:
-    from .readback import Physical
+from ..schema import Table
 
 __all__ = [
     "ErrorSpec",
@@ -84,11 +83,7 @@ __all__ = [
     "default_errors",
     "reference_magnitude",
     "sweep_magnitudes",
-    "apply_systematic",
-    "apply_random",
-    "perturb",
-    "place",
-    "dilate_heights",
+    "STREAM",
 ]
 
 Quantity = Literal["length", "signed_length", "relative", "index", "angle", "kappa"]
@@ -144,8 +139,8 @@ ERRORS: dict[str, ErrorSpec] = {s.name: s for s in (
     ErrorSpec("kappa", "kappa", False, "", "extra extinction coefficient κ"),
 )}
 
-# stable ids of the random streams (never renumber: seeds would change meaning)
-_STREAM = {"height_sigma": 1, "height_scale_sigma": 2, "index_sigma": 3, "misalignment": 4,
+#: stable ids of the random streams (never renumber: seeds would change meaning)
+STREAM = {"height_sigma": 1, "height_scale_sigma": 2, "index_sigma": 3, "misalignment": 4,
            "rotation": 5, "spacing_sigma": 6}
 
 
@@ -295,13 +290,8 @@ class Scales:
 
 
 # ---------------------------------------------------------------------------- parsing
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{field}: expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _relative(value: Any, field: str) -> float:
+def _relative(t: Table, key: str) -> float:
+    value = t.raw(key)
     if isinstance(value, str):
         s = value.strip()
         if s.endswith("%"):
@@ -309,9 +299,8 @@ def _relative(value: Any, field: str) -> float:
                 return float(s[:-1]) / 100.0
             except ValueError:
                 pass
-        raise ConfigError(f"{field}: expected a fraction (0.01) or a percentage ('1 %'), "
-                          f"got {value!r}")
-    return _number(value, field)
+        raise t.error(key, f"expected a fraction (0.01) or a percentage ('1 %'), got {value!r}")
+    return t.number(key)
 
 
 _ANGLE = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "°": 1.0, "rad": 180 / math.pi,
@@ -319,7 +308,8 @@ _ANGLE = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "°": 1.0, "rad": 180 / mat
           "arcmin": 1 / 60, "arcsec": 1 / 3600}
 
 
-def _angle(value: Any, field: str) -> float:
+def _angle(t: Table, key: str) -> float:
+    value = t.raw(key)
     if isinstance(value, str):
         s = value.strip()
         for unit in sorted(_ANGLE, key=len, reverse=True):
@@ -328,93 +318,52 @@ def _angle(value: Any, field: str) -> float:
                     return float(s[: -len(unit)]) * _ANGLE[unit]
                 except ValueError:
                     break
-        raise ConfigError(f"{field}: expected degrees (0.1) or an angle with a unit "
-                          f"('0.1 deg', '2 mrad'), got {value!r}")
-    return _number(value, field)
+        raise t.error(key, f"expected degrees (0.1) or an angle with a unit ('0.1 deg', "
+                           f"'2 mrad'), got {value!r}")
+    return t.number(key)
 
 
-def _parse_value(spec: ErrorSpec, value: Any, field: str) -> float:
-    try:
-        if spec.quantity == "length":
-            return parse_length(value, field=field, allow_zero=True)
-        if spec.quantity == "signed_length":
-            return parse_length(value, field=field, positive=False)
-    except UnitsError as e:
-        raise ConfigError(str(e)) from None
+def _parse_value(spec: ErrorSpec, t: Table, key: str) -> float:
+    if spec.quantity == "length":
+        return t.length(key, allow_zero=True)
+    if spec.quantity == "signed_length":
+        return t.length(key, positive=False)
     if spec.quantity == "relative":
-        return _relative(value, field)
+        return _relative(t, key)
     if spec.quantity == "angle":
-        return _angle(value, field)
-    return _number(value, field)
-
-
-def _table(raw: Mapping[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:
-    t = raw.get(key, {})
-    if not isinstance(t, Mapping):
-        raise ConfigError(f"{where}[{key}]: must be a table")
-    unknown = sorted(set(t) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}{key}.{unknown[0]}: unknown key "
-                          f"(allowed in [{key}]: {', '.join(sorted(allowed))})")
-    return dict(t)
+        return _angle(t, key)
+    return t.number(key)
 
 
 def parse_errors(raw: Mapping[str, Any], *, source: str = "") -> ErrorConfig:
     """Validate a parsed errors TOML mapping (unknown keys rejected; one-line ConfigErrors)."""
-    where = f"{Path(source).name}: " if source else ""
-    unknown = sorted(set(raw) - {"errors", "tolerance", "sweep"})
-    if unknown:
-        raise ConfigError(f"{where}{unknown[0]}: unknown table (allowed: errors, tolerance, "
-                          "sweep)")
-    e = _table(raw, "errors", set(ERRORS), where)
-    values = {k: _parse_value(ERRORS[k], v, f"{where}errors.{k}") for k, v in e.items()}
+    src = Path(source).name if source else ""
+    top = Table(raw, {"errors", "tolerance", "sweep"}, src=src)
+    e = top.table("errors", set(ERRORS))
+    values = {k: _parse_value(ERRORS[k], e, k) for k in e.data}
     try:
         model = ErrorModel(**values)
     except ConfigError as err:
-        raise ConfigError(f"{where}{err}") from None
+        raise ConfigError(f"{src}: {err}" if src else str(err)) from None
 
-    t = _table(raw, "tolerance", {"metric", "max_drop", "statistic"}, where)
-    metric = t.get("metric")
-    if metric is not None and (not isinstance(metric, str) or
-                               metric not in DEFAULT_DROP):
-        raise ConfigError(f"{where}tolerance.metric: {metric!r} is not one of "
-                          f"{', '.join(DEFAULT_DROP)}")
-    max_drop = None
-    if "max_drop" in t:
-        max_drop = _number(t["max_drop"], f"{where}tolerance.max_drop")
-        if max_drop < 0:
-            raise ConfigError(f"{where}tolerance.max_drop: must be >= 0, got {max_drop!r}")
-    statistic = t.get("statistic", "mean")
-    if statistic not in STATISTICS:
-        raise ConfigError(f"{where}tolerance.statistic: {statistic!r} is not one of "
-                          f"{', '.join(STATISTICS)}")
-    tol = Tolerance(metric, max_drop, statistic)
+    t = top.table("tolerance", {"metric", "max_drop", "statistic"})
+    tol = Tolerance(t.choice("metric", tuple(DEFAULT_DROP), None),
+                    t.number("max_drop", None, low=0.0),
+                    t.choice("statistic", STATISTICS, "mean"))
 
-    s = _table(raw, "sweep", {"factors", "samples", "errors", "oversample"}, where)
-    factors = SweepSpec.factors
-    if "factors" in s:
-        f = s["factors"]
-        if not isinstance(f, list) or not f:
-            raise ConfigError(f"{where}sweep.factors: expected a list of numbers")
-        factors = tuple(_number(x, f"{where}sweep.factors") for x in f)
-        if factors[0] != 0 or any(b <= a for a, b in zip(factors[:-1], factors[1:],
-                                                           strict=True)):
-            raise ConfigError(f"{where}sweep.factors: must start at 0 and increase, got {f!r}")
-    samples = s.get("samples")
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
-                                or samples < 1):
-        raise ConfigError(f"{where}sweep.samples: must be an integer >= 1, got {samples!r}")
-    names = s.get("errors")
+    s = top.table("sweep", {"factors", "samples", "errors", "oversample"})
+    factors = s.numbers("factors", SweepSpec.factors)
+    if factors[0] != 0 or any(b <= a for a, b in zip(factors[:-1], factors[1:], strict=True)):
+        raise s.error("factors", f"must start at 0 and increase, got {list(factors)!r}")
+    names = s.raw("errors", None)
     if names is not None:
         if not isinstance(names, list) or any(n not in ERRORS for n in names):
             bad = [n for n in names if n not in ERRORS] if isinstance(names, list) else names
-            raise ConfigError(f"{where}sweep.errors: unknown error {bad!r} "
-                              f"(allowed: {', '.join(ERRORS)})")
+            raise s.error("errors", f"unknown error {bad!r} (allowed: {', '.join(ERRORS)})")
         names = tuple(names)
-    over = s.get("oversample", 8)
-    if isinstance(over, bool) or not isinstance(over, int) or not 1 <= over <= 64:
-        raise ConfigError(f"{where}sweep.oversample: must be an integer 1..64, got {over!r}")
-    return ErrorConfig(model, tol, SweepSpec(factors, samples, names, over), source=source)
+    sweep = SweepSpec(factors, s.integer("samples", None, low=1), names,
+                      s.integer("oversample", 8, low=1, high=64))
+    return ErrorConfig(model, tol, sweep, source=source)
 
 
 def load_errors(path: str | Path) -> ErrorConfig:
@@ -466,181 +415,3 @@ def sweep_magnitudes(name: str, model: ErrorModel, factors: tuple[float, ...],
     :func:`reference_magnitude` when it is configured as 0."""
     base = getattr(model, name) or reference_magnitude(name, scales)
     return tuple(float(f * base) for f in factors)
-
-
-# ---------------------------------------------------------------------------- perturbations
-def _rng(seed: int, sample: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(sample), _STREAM[name]])
-
-
-def apply_systematic(phys: Physical, model: ErrorModel) -> Physical:
-    """The errors that are the same in every sample (height scale/offset, Δn, line-width bias,
-    detuning, κ). Returns ``phys`` itself when none is on."""
-    changes: dict[str, Any] = {}
-    if model.height_scale or model.height_offset:
-        h = phys.heights * (1.0 + model.height_scale) + model.height_offset
-        changes["heights"] = _clip_heights(h, phys)
-    if model.index_error:
-        changes["n"] = phys.n + model.index_error
-    if model.linewidth_bias:
-        changes["bias"] = phys.bias + model.linewidth_bias
-    if model.wavelength_shift:
-        changes["wavelength"] = phys.wavelength + model.wavelength_shift
-        changes["element_wavelength"] = phys.element_wavelength + model.wavelength_shift
-        if changes["wavelength"] <= 0 or changes["element_wavelength"] <= 0:
-            raise ConfigError("errors.wavelength_shift: detuned wavelength must stay > 0")
-    if model.kappa:
-        changes["kappa_extra"] = phys.kappa_extra + model.kappa
-    return replace(phys, **changes) if changes else phys
-
-
-def apply_random(phys: Physical, model: ErrorModel, *, seed: int, sample: int) -> Physical:
-    """The errors drawn per sample (every σ), from streams seeded by ``(seed, sample, error)``.
-
-    Returns ``phys`` itself when no σ error is on; the height array is shared (not copied)
-    when no height σ is on, which lets callers reuse element transmissions.
-    """
-    changes: dict[str, Any] = {}
-    if model.height_scale_sigma or model.height_sigma:
-        h = phys.heights
-        if model.height_scale_sigma:
-            z = _rng(seed, sample, "height_scale_sigma").standard_normal()
-            h = h * (1.0 + model.height_scale_sigma * z)
-        if model.height_sigma:
-            z = _rng(seed, sample, "height_sigma").standard_normal(h.shape)
-            h = h + model.height_sigma * z
-        changes["heights"] = _clip_heights(h, phys)
-    if model.index_sigma:
-        changes["n"] = phys.n + model.index_sigma * _rng(seed, sample,
-                                                         "index_sigma").standard_normal()
-    K = phys.heights.shape[0]
-    if model.misalignment:
-        d = model.misalignment * _rng(seed, sample, "misalignment").standard_normal((K, 2))
-        changes["shifts"] = phys.shift_array() + d
-    if model.rotation:
-        a = math.radians(model.rotation) * _rng(seed, sample, "rotation").standard_normal(K)
-        changes["rotations"] = phys.rotation_array() + a
-    if model.spacing_sigma:
-        z = _rng(seed, sample, "spacing_sigma").standard_normal(len(phys.distances))
-        changes["distances"] = tuple(
-            max(0.0, d + model.spacing_sigma * float(zi)) if d > 0 else d
-            for d, zi in zip(phys.distances, z, strict=True))
-    return replace(phys, **changes) if changes else phys
-
-
-def perturb(phys: Physical, model: ErrorModel, *, seed: int, sample: int) -> Physical:
-    """One fabricated realisation: systematic errors, then the sample's random draws."""
-    return apply_random(apply_systematic(phys, model), model, seed=seed, sample=sample)
-
-
-def _clip_heights(h: np.ndarray, phys: Physical) -> np.ndarray:
-    # a thin element cannot be thinner than no plate at all; a pillar not shorter than nothing
-    floor = -phys.base if phys.kind == "thin" else 0.0
-    return np.maximum(h, floor)
-
-
-# ---------------------------------------------------------------------------- geometry
-def place(t: np.ndarray, *, pitch: float, shifts: np.ndarray | None = None,
-          rotations: np.ndarray | None = None) -> np.ndarray:
-    """Move each layer's transmission: rotate about the layer centre, then shift; zero-fill.
-
-    The moved element is sampled at the (fixed) pixel centres by bilinear interpolation of
-    the complex transmission, which for a translation is the area-weighted mix of the pixels
-    a moved pixel overlaps. Outside the moved plate the transmission is 0 (the window is the
-    holder's opaque aperture). Integer-pixel shifts (within 1e-9 px) are exact.
-
-    Args:
-        t: complex ``(K, ny, nx)`` transmissions.
-        pitch: metres.
-        shifts: ``(K, 2)`` ``(dy, dx)`` metres; the structure moves by +dy rows / +dx cols.
-        rotations: ``(K,)`` radians, counter-clockwise seen along +z (x right, y up).
-
-    Returns:
-        complex ``(K, ny, nx)`` (``t`` itself when nothing moves).
-    """
-    K, ny, nx = t.shape
-    sh = np.zeros((K, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)
-    rot = np.zeros(K) if rotations is None else np.asarray(rotations, dtype=np.float64)
-    if not sh.any() and not rot.any():
-        return t
-    out = np.empty_like(t)
-    cy, cx = (ny - 1) / 2, (nx - 1) / 2
-    for k in range(K):
-        sy, sx = sh[k] / pitch
-        sy, sx = _snap(sy), _snap(sx)
-        if rot[k] == 0:
-            if float(sy).is_integer() and float(sx).is_integer():
-                out[k] = _shift_int(t[k], int(sy), int(sx))
-                continue
-            yy = np.arange(ny, dtype=np.float64)[:, None] - sy
-            xx = np.arange(nx, dtype=np.float64)[None, :] - sx
-            yy, xx = np.broadcast_arrays(yy, xx)
-        else:
-            c, s = math.cos(rot[k]), math.sin(rot[k])
-            y = np.arange(ny, dtype=np.float64)[:, None] - cy - sy
-            x = np.arange(nx, dtype=np.float64)[None, :] - cx - sx
-            # inverse rotation: where in the unmoved element a fixed pixel centre now looks
-            xx = c * x + s * y + cx
-            yy = -s * x + c * y + cy
-        out[k] = _bilinear(t[k], yy, xx)
-    return out
-
-
-def _snap(v: float) -> float:
-    r = round(v)
-    return float(r) if abs(v - r) < 1e-9 else float(v)
-
-
-def _shift_int(a: np.ndarray, sy: int, sx: int) -> np.ndarray:
-    out = np.zeros_like(a)
-    ny, nx = a.shape
-    if abs(sy) >= ny or abs(sx) >= nx:
-        return out
-    src_y = slice(max(0, -sy), ny - max(0, sy))
-    dst_y = slice(max(0, sy), ny - max(0, -sy))
-    src_x = slice(max(0, -sx), nx - max(0, sx))
-    dst_x = slice(max(0, sx), nx - max(0, -sx))
-    out[dst_y, dst_x] = a[src_y, src_x]
-    return out
-
-
-def _bilinear(a: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    ny, nx = a.shape
-    y0 = np.floor(yy).astype(np.int64)
-    x0 = np.floor(xx).astype(np.int64)
-    wy = yy - y0
-    wx = xx - x0
-    out = np.zeros(yy.shape, dtype=a.dtype)
-    for dy, fy in ((0, 1 - wy), (1, wy)):
-        for dx, fx in ((0, 1 - wx), (1, wx)):
-            yi, xi = y0 + dy, x0 + dx
-            ok = (yi >= 0) & (yi < ny) & (xi >= 0) & (xi < nx) & (fy * fx != 0)
-            w = np.where(ok, fy * fx, 0.0)
-            out += w * a[np.clip(yi, 0, ny - 1), np.clip(xi, 0, nx - 1)]
-    return out
-
-
-def dilate_heights(h: np.ndarray, *, bias: float, pitch: float, oversample: int) -> np.ndarray:
-    """Line-width bias on an oversampled height map.
-
-    Args:
-        h: ``(ny, nx)`` heights, metres.
-        bias: metres per edge; > 0 grows raised regions (grayscale dilation), < 0 shrinks
-            them (erosion). Rounded to the sub-pixel ``pitch / oversample``.
-        pitch: metres. oversample: sub-pixels per pixel per axis.
-
-    Returns:
-        ``(ny·M, nx·M)`` heights on the sub-pixel grid (``M = oversample``); outside the
-        array the edge pixels continue (no artificial edge).
-    """
-    from scipy import ndimage
-
-    m = int(oversample)
-    fine = np.repeat(np.repeat(h, m, axis=0), m, axis=1)
-    r = int(round(abs(bias) * m / pitch))
-    if r == 0:
-        return fine
-    size = (2 * r + 1, 2 * r + 1)
-    if bias > 0:
-        return ndimage.grey_dilation(fine, size=size, mode="nearest")
-    return ndimage.grey_erosion(fine, size=size, mode="nearest")

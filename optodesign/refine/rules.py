@@ -1,0 +1,83 @@
+"""The minimum-feature rule of refinement: no move may create a run of one level shorter than
+``min_feature`` pixels along x or y (the DRC's rule for a level map,
+:func:`optodesign.raster.narrow_runs`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+from ..raster import narrow_runs, runs
+
+__all__ = ["satisfies_min_feature", "change_allowed"]
+
+
+def satisfies_min_feature(levels: np.ndarray, min_feature: int) -> bool:
+    """Every run of one level along rows (x) and columns (y) is at least ``min_feature`` px.
+
+    The DRC's rule for a level map (:func:`optodesign.raster.narrow_runs` without a
+    background): runs touching the array edge count with their length inside the array.
+
+    Args:
+        levels: integer ``(ny, nx)`` or ``(K, ny, nx)`` level maps.
+        min_feature: smallest allowed run, pixels (<= 1: always satisfied).
+    """
+    lv = np.asarray(levels)
+    if lv.ndim < 2:
+        raise UserError(f"levels: expected (ny, nx) or (K, ny, nx), got shape {lv.shape}")
+    if min_feature <= 1:
+        return True
+    return all(narrow_runs(m, min_feature)[0].size == 0
+               for m in lv.reshape(-1, *lv.shape[-2:]))
+
+
+def _runs(line: np.ndarray) -> set[tuple[int, int, int]]:
+    """The maximal runs ``(start, stop, level)`` of a 1-D line (:func:`optodesign.raster.runs`)."""
+    if line.size == 0:
+        return set()
+    _, start, stop, label = runs(line[None, :])
+    return set(zip(start.tolist(), stop.tolist(), label.tolist(), strict=True))
+
+
+def _line_creates_short(old: np.ndarray, pos: np.ndarray, vals: np.ndarray, mf: int) -> bool:
+    """Would setting ``old[pos] = vals`` create a run shorter than ``mf`` in this 1-D line?
+
+    Only a window of ``mf`` pixels around the changes is examined: a changed run reaching the
+    window's inner edge is at least ``mf`` long, and runs outside it do not change.
+    """
+    n = old.size
+    w0, w1 = max(0, int(pos.min()) - mf), min(n, int(pos.max()) + mf + 1)
+    o = old[w0:w1]
+    new = o.copy()
+    new[pos - w0] = vals
+    return any(b - a < mf for a, b, _ in _runs(new) - _runs(o))
+
+
+def change_allowed(levels: np.ndarray, ys: np.ndarray, xs: np.ndarray, new: np.ndarray | int,
+                   min_feature: int) -> bool:
+    """True when setting ``levels[ys, xs] = new`` creates no run shorter than ``min_feature``.
+
+    A run is created when it differs (start, stop or level) from every run before the change,
+    along a row or a column through a changed pixel. Runs that were already short and are not
+    touched stay (the rule never makes a design worse; it does not repair it).
+
+    Args:
+        levels: integer ``(ny, nx)`` level map of one layer (not modified).
+        ys, xs: int ``(S,)`` distinct pixel coordinates.
+        new: new level per pixel (``(S,)`` or a scalar).
+        min_feature: pixels; <= 1 allows everything.
+    """
+    if min_feature <= 1:
+        return True
+    ys = np.asarray(ys, dtype=np.int64).ravel()
+    xs = np.asarray(xs, dtype=np.int64).ravel()
+    vals = np.broadcast_to(np.asarray(new, dtype=levels.dtype), ys.shape)
+    for y in np.unique(ys):
+        sel = ys == y
+        if _line_creates_short(levels[y], xs[sel], vals[sel], min_feature):
+            return False
+    for x in np.unique(xs):
+        sel = xs == x
+        if _line_creates_short(levels[:, x], ys[sel], vals[sel], min_feature):
+            return False
+    return True

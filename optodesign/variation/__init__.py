@@ -1,0 +1,13 @@
+"""Process variation: the fabrication errors a design meets, as models verify applies and
+training can sample.
+
+``spec``      the variation file (``--errors``): :class:`~optodesign.variation.spec.ErrorModel`,
+              :class:`~optodesign.variation.spec.Tolerance`,
+              :class:`~optodesign.variation.spec.SweepSpec`, default magnitudes;
+``perturb``   perturbation physics: one realisation of a
+              :class:`~optodesign.process.physical.Physical` stack per (seed, sample);
+``geometry``  moving layers on the pixel grid (misalignment, rotation about the optical axis).
+
+The per-kind parts (what a perturbed stack transmits) belong to the process's structure
+(:mod:`optodesign.process.structure`).
+"""
