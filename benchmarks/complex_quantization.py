@@ -45,17 +45,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import format_table, save_table  # noqa: E402
 
-from optodesign.evaluate import PRIMARY_METRIC  # noqa: E402
 from optodesign.quantize.base import Quantizer  # noqa: E402
 from optodesign.quantize.codebooks import polar_codebook  # noqa: E402
 from optodesign.quantize.complex import (  # noqa: E402
-    BitAllocation,
     IndependentAmpPhaseQuantizer,
     IndependentReImQuantizer,
     JointComplexQuantizer,
 )
 from optodesign.quantize.registry import build_quantizer  # noqa: E402
+from optodesign.tasks import get_task  # noqa: E402
 from optodesign.train.adaptive import (  # noqa: E402
+    BitAllocation,
     BitFamily,
     adaptive_precision,
     full_precision_transmissions,
@@ -131,7 +131,7 @@ def _stats(values: Sequence[float]) -> tuple[float, float, float]:
 
 def run_hologram(seeds: int, steps: int, size: int, tmp: Path,
                  rows_out: list[list[Any]], notes: list[str]) -> dict[str, float]:
-    key = PRIMARY_METRIC["hologram"]
+    key = get_task("hologram").primary_metric
     medians: dict[str, float] = {}
     trainers = {s: _quiet_trainer(hologram_config(s, steps, size), tmp / f"h{s}")
                 for s in range(seeds)}
@@ -187,7 +187,7 @@ def run_d2nn(n_train: int, n_val: int, n_test: int, epochs: int, tmp: Path,
              rows_out: list[list[Any]], notes: list[str]) -> None:
     raw = d2nn_config(0, n_train, n_test, epochs)
     tr = _quiet_trainer(raw, tmp / "d2nn")
-    key = PRIMARY_METRIC["d2nn"]
+    key = get_task("d2nn").primary_metric
     n_layers = tr.cfg.optics.layers
     for method, table, bits, make in d2nn_rows():
         t0 = time.perf_counter()

@@ -258,6 +258,7 @@ def in_memory_fab(raw: dict[str, Any], *, levels: int = 4, seed: int = 0):
     from optodesign.models.functional import auto_detectors
     from optodesign.process import Physical, load_process
     from optodesign.quantize.levels import uniform_levels
+    from optodesign.tasks import D2NNSetup
     from optodesign.train.config import parse_config
     from optodesign.verify.readback import FabStack
 
@@ -271,13 +272,13 @@ def in_memory_fab(raw: dict[str, Any], *, levels: int = 4, seed: int = 0):
     lv = rng.integers(0, levels, (o.layers, o.size, o.size)).astype(np.int16)
     heights_per_level = p.level_heights(uniform_levels(levels))
     table = p.level_table(levels)
-    design = Design(task="d2nn", wavelength=p.wavelength, pitch=o.pitch, levels=lv,
+    setup = D2NNSetup(detectors=tuple(tuple(b) for b in
+                                      auto_detectors(10, (o.size, o.size), cfg.detectors.size)),
+                      image_size=cfg.data.image_size, encoding=cfg.data.encoding,
+                      dataset="synthetic")
+    design = Design(setup=setup, wavelength=p.wavelength, pitch=o.pitch, levels=lv,
                     level_tables=np.broadcast_to(table, (o.layers, levels)).copy(),
-                    distances=o.distances, pad=o.pad,
-                    detectors=tuple(tuple(b) for b in
-                                    auto_detectors(10, (o.size, o.size), cfg.detectors.size)),
-                    input={"encoding": cfg.data.encoding, "image_size": cfg.data.image_size},
-                    dataset={"name": "synthetic"})
+                    distances=o.distances, pad=o.pad)
     phys = Physical(kind="thin", heights=heights_per_level[lv], base=float(p.base_thickness),
                     n=p.material.n, n0=p.material.n0, element_wavelength=p.wavelength,
                     wavelength=design.wavelength, distances=tuple(design.distances))

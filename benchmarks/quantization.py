@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -117,8 +118,8 @@ def run_one(s: dict[str, Any], method: str, levels: int, data: str, work: str,
     result = trainer.run()
     train_s = time.perf_counter() - t0
     design = result.design
-    test = design.with_levels(design.levels,
-                              dataset={**design.dataset, "test_samples": s["test_samples"]})
+    test = design.with_levels(design.levels, setup=dataclasses.replace(
+        design.setup, test_samples=s["test_samples"]))
     ev = Evaluator(test, dev, trainer.dataset)
     rec: dict[str, Any] = {
         "method": method, "levels": levels, "device": device, "train_s": train_s,

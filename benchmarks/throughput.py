@@ -128,13 +128,15 @@ def worker(framework: str, batch: int, steps: int, threads: int,
         status = tune_malloc()
     import torch
 
-    from optodesign import tasks
+    from optodesign.tasks import D2NN, D2NNSetup
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     params, run, version = build(framework)
     opt = torch.optim.Adam(params, lr=0.01)
     boxes = _boxes()
+    task = D2NN(D2NNSetup(detectors=tuple(tuple(b) for b in boxes), image_size=112),
+                shape=(N, N))
     img = torch.zeros(batch, N, N)
     img[:, 44:156, 44:156] = torch.rand(batch, 112, 112)
     field = img.to(torch.complex64)
@@ -142,7 +144,7 @@ def worker(framework: str, batch: int, steps: int, threads: int,
 
     def step() -> float:
         inten = run(field)
-        loss = tasks.classification_loss(inten.float(), y, boxes, loss="ce", temperature=10.0)
+        loss = task.loss(inten.float(), y)  # cross-entropy, temperature 10
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -43,6 +43,7 @@ from optodesign.export.fab import export_design  # noqa: E402
 from optodesign.models.functional import auto_detectors  # noqa: E402
 from optodesign.optics.propagation import SamplingWarning  # noqa: E402
 from optodesign.process import load_process  # noqa: E402
+from optodesign.tasks import D2NNSetup  # noqa: E402
 from optodesign.variation.perturb import apply_random, apply_systematic  # noqa: E402
 from optodesign.variation.spec import ErrorModel  # noqa: E402
 from optodesign.verify.montecarlo import Scorer, monte_carlo  # noqa: E402
@@ -55,12 +56,12 @@ N_TEST = 1000
 def make_fab(n: int, root: Path) -> Path:
     p = load_process("thz-printed")
     rng = np.random.default_rng(0)
-    d = Design(task="d2nn", wavelength=p.wavelength, pitch=0.4e-3,
+    setup = D2NNSetup(
+        detectors=tuple(tuple(b) for b in auto_detectors(10, (n, n), max(2, n // 12))),
+        image_size=n // 2, encoding="amplitude", dataset="synthetic", test_samples=N_TEST)
+    d = Design(setup=setup, wavelength=p.wavelength, pitch=0.4e-3,
                levels=rng.integers(0, 4, (LAYERS, n, n)), level_tables=p.level_table(4),
-               distances=(0.03,) * (LAYERS + 1),
-               detectors=tuple(tuple(b) for b in auto_detectors(10, (n, n), max(2, n // 12))),
-               input={"encoding": "amplitude", "image_size": n // 2},
-               dataset={"name": "synthetic", "test_samples": N_TEST})
+               distances=(0.03,) * (LAYERS + 1))
     export_design(d, p, root / f"fab{n}", formats="stl", plot=False)
     return root / f"fab{n}"
 

@@ -12,11 +12,17 @@ A Design is a directory with two files, readable with numpy and json alone (no t
                       which store no bits.
 
 ``design.json``
-    Everything else, in SI units (metres, radians): ``format``, ``task``, ``wavelength``,
-    ``pitch``, ``shape``, ``distances`` (K + 1 entries: input plane -> layer 1, layer i ->
-    layer i+1, ..., layer K -> output plane), ``pad``, ``layer_kind``, ``detectors`` (pixel
-    boxes ``[y0, x0, h, w]`` on the output plane, D2NN), ``input`` (how light enters),
-    ``dataset``, ``quantizer``, ``metrics`` (hard-quantized), ``extra``.
+    Everything else, in SI units (metres, radians): ``format``, ``task`` (its name),
+    ``setup`` (the task's typed setup record, :class:`optodesign.tasks.TaskSetup`: detectors,
+    encoding, image size, loss, lens focus, spot boxes, ...), ``wavelength``, ``pitch``,
+    ``shape``, ``distances`` (K + 1 entries: input plane -> layer 1, layer i -> layer i+1, ...,
+    layer K -> output plane), ``pad``, ``layer_kind``, ``free_levels`` (levels a free pixel
+    may take; ``[]``: all), ``quantizer`` (a description), ``metrics`` (hard-quantized),
+    ``extra``.
+
+Format 2 (``optodesign.design/2``) is written; format 1 is still read: its ``detectors``,
+``input``, ``dataset`` and ``extra.{focus_radius, ideal_peak, spot_boxes, focal_length}``
+become the setup record, and a ``binary`` quantizer's free levels ``{0, 1}``.
 
 Export and verify depend only on this module and on process files, never on torch modules.
 """
@@ -35,13 +41,15 @@ import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_path, atomic_write_json
+from .tasks import SetupError, TaskSetup, get_task
+from .units import wrap_phase
 
-__all__ = ["Design", "DesignError", "FORMAT", "Task", "LayerKind"]
+__all__ = ["Design", "DesignError", "FORMAT", "LayerKind"]
 
-FORMAT = "optodesign.design/1"
-Task = Literal["d2nn", "hologram", "lens", "splitter"]
+FORMAT = "optodesign.design/2"
+#: the format this module writes, and the older one it still reads
+FORMATS_READ = ("optodesign.design/1", FORMAT)
 LayerKind = Literal["phase", "complex"]
-TASKS = ("d2nn", "hologram", "lens", "splitter")
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -98,30 +106,11 @@ def _floats(values: Any, name: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _boxes(boxes: Any, name: str) -> tuple[tuple[int, int, int, int], ...]:
-    """Pixel boxes ``[y0, x0, h, w]`` of whole numbers."""
-    def bad() -> DesignError:
-        return DesignError(f"{name}: must be a list of [y0, x0, h, w] boxes of whole "
-                           f"numbers, got {boxes!r}")
-
-    if isinstance(boxes, (str, bytes, dict)) or not hasattr(boxes, "__iter__"):
-        raise bad()
-    out = []
-    for b in boxes:
-        if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__iter__"):
-            raise bad()
-        b = list(b)
-        if len(b) != 4 or not all(_is_number(v) and float(v).is_integer() for v in b):
-            raise bad()
-        out.append(tuple(int(v) for v in b))
-    return tuple(out)  # type: ignore[return-value]
-
-
 @dataclass(frozen=True, eq=False)
 class Design:
     """A quantized multi-layer design (see module docstring for the file format)."""
 
-    task: Task
+    setup: TaskSetup
     wavelength: float
     pitch: float
     levels: np.ndarray
@@ -129,9 +118,7 @@ class Design:
     distances: tuple[float, ...]
     layer_kind: LayerKind = "phase"
     pad: float = 2.0
-    detectors: tuple[tuple[int, int, int, int], ...] = ()
-    input: dict[str, Any] = field(default_factory=dict)
-    dataset: dict[str, Any] = field(default_factory=dict)
+    free_levels: tuple[int, ...] = ()
     quantizer: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -154,10 +141,20 @@ class Design:
         object.__setattr__(self, "levels", _level_indices(levels, tables.shape[-1]))
         object.__setattr__(self, "level_tables", tables)
         object.__setattr__(self, "distances", _floats(self.distances, "distances"))
-        object.__setattr__(self, "detectors", _boxes(self.detectors, "detectors"))
+        object.__setattr__(self, "free_levels", tuple(
+            int(v) if _is_number(v) and float(v).is_integer() else v for v in self.free_levels))
         self.validate()
 
     # ------------------------------------------------------------------ derived quantities
+    @property
+    def task(self) -> str:
+        """The task's name (``d2nn``, ``hologram``, ...; :data:`optodesign.tasks.TASKS`)."""
+        return self.setup.name
+
+    def allowed_levels(self) -> tuple[int, ...]:
+        """Levels a free (not physics-fixed) pixel may take: :attr:`free_levels`, or all."""
+        return self.free_levels or tuple(range(self.n_levels))
+
     @property
     def n_layers(self) -> int:
         return int(self.levels.shape[0])
@@ -172,7 +169,7 @@ class Design:
 
     def level_phases(self) -> np.ndarray:
         """Phase of each level, ``(K, L)`` in [0, 2π) radians (values within 1e-9 of 2π -> 0)."""
-        ph = np.mod(np.angle(self.level_tables), 2 * np.pi)
+        ph = wrap_phase(np.angle(self.level_tables))
         ph[ph > 2 * np.pi - 1e-9] = 0.0
         return ph
 
@@ -187,8 +184,9 @@ class Design:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise DesignError(f"task: unknown task {self.task!r} (allowed: {', '.join(TASKS)})")
+        if not isinstance(self.setup, TaskSetup):
+            raise DesignError(f"setup: must be a task setup record, got "
+                              f"{type(self.setup).__name__}")
         if self.layer_kind not in ("phase", "complex"):
             raise DesignError(f"layer_kind: must be 'phase' or 'complex', got {self.layer_kind!r}")
         for name in ("wavelength", "pitch"):
@@ -198,7 +196,7 @@ class Design:
         if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
                               f"{self.pad!r}")
-        for name in ("input", "dataset", "quantizer", "metrics", "extra"):
+        for name in ("quantizer", "metrics", "extra"):
             v = getattr(self, name)
             if not isinstance(v, dict):
                 raise DesignError(f"{name}: must be a table (JSON object), got "
@@ -229,11 +227,11 @@ class Design:
             )
         if any(d < 0 or not math.isfinite(d) for d in self.distances):
             raise DesignError(f"distances: must be finite and >= 0 metres, got {self.distances}")
-        ny, nx = self.shape
-        for box in self.detectors:
-            y0, x0, h, w = box
-            if h <= 0 or w <= 0 or y0 < 0 or x0 < 0 or y0 + h > ny or x0 + w > nx:
-                raise DesignError(f"detectors: box {list(box)} lies outside the {ny}x{nx} grid")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < L
+                   for v in self.free_levels) or \
+                len(set(self.free_levels)) != len(self.free_levels):
+            raise DesignError(f"free_levels: must be distinct levels in 0..{L - 1}, got "
+                              f"{list(self.free_levels)!r}")
         if self.target is not None:
             tgt = np.asarray(self.target)
             if tgt.shape != self.shape:
@@ -248,12 +246,17 @@ class Design:
                 raise DesignError(f"fixed_mask: shape {fm.shape} != levels {self.levels.shape}")
             if fm.dtype != bool and not np.isin(fm, (0, 1)).all():
                 raise DesignError(f"fixed_mask: must be booleans, got dtype {fm.dtype}")
+        try:
+            self.setup.check(shape=self.shape, target=self.target)
+        except SetupError as e:
+            raise DesignError(str(e)) from None
 
     # ------------------------------------------------------------------ files
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "task": self.task,
+            "setup": self.setup.to_json(),
             "units": {"length": "m", "phase": "rad"},
             "wavelength": self.wavelength,
             "pitch": self.pitch,
@@ -263,9 +266,7 @@ class Design:
             "distances": list(self.distances),
             "pad": self.pad,
             "layer_kind": self.layer_kind,
-            "detectors": [list(b) for b in self.detectors],
-            "input": self.input,
-            "dataset": self.dataset,
+            "free_levels": list(self.free_levels),
             "quantizer": self.quantizer,
             "metrics": self.metrics,
             "extra": self.extra,
@@ -311,8 +312,9 @@ class Design:
             raise DesignError(f"{jpath}: not valid JSON ({e})") from None
         if not isinstance(meta, dict):
             raise DesignError(f"{jpath}: must hold a JSON object, got {type(meta).__name__}")
-        if meta.get("format") != FORMAT:
-            raise DesignError(f"{jpath}: format {meta.get('format')!r} is not {FORMAT!r}")
+        if meta.get("format") not in FORMATS_READ:
+            raise DesignError(f"{jpath}: format {meta.get('format')!r} is not "
+                              f"{' or '.join(map(repr, FORMATS_READ))}")
         try:
             with np.load(npath, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -328,8 +330,9 @@ class Design:
             if key not in meta:
                 raise DesignError(f"{jpath}: missing field {key!r}")
         try:
+            setup, free = _setup_and_free_levels(meta, arrays["levels"])
             design = cls(
-                task=meta["task"],
+                setup=setup,
                 wavelength=meta["wavelength"],
                 pitch=meta["pitch"],
                 levels=arrays["levels"],
@@ -337,12 +340,10 @@ class Design:
                 distances=meta["distances"],
                 layer_kind=meta.get("layer_kind", "phase"),
                 pad=meta.get("pad", 2.0),
-                detectors=meta.get("detectors", []),
-                input=meta.get("input", {}),
-                dataset=meta.get("dataset", {}),
+                free_levels=free,
                 quantizer=meta.get("quantizer", {}),
                 metrics=meta.get("metrics", {}),
-                extra=meta.get("extra", {}),
+                extra=_extra(meta, setup),
                 target=arrays.get("target"),
                 fixed_mask=arrays.get("fixed_mask"),
             )
@@ -353,6 +354,38 @@ class Design:
             raise DesignError(f"{where}: {e}") from None
         _check_redundant(meta, design, jpath)
         return design
+
+
+def _setup_and_free_levels(meta: dict[str, Any],
+                           levels: np.ndarray) -> tuple[TaskSetup, tuple[int, ...]]:
+    """The task setup record and free levels of design.json, format 2 or 1."""
+    try:
+        task = get_task(meta["task"])
+        shape = (int(levels.shape[-2]), int(levels.shape[-1])) if levels.ndim >= 2 else (0, 0)
+        if meta["format"] == FORMAT:
+            data = meta.get("setup", {})
+            if not isinstance(data, dict):
+                raise DesignError(f"setup: must be a table (JSON object), got "
+                                  f"{type(data).__name__}")
+            free = meta.get("free_levels", [])
+            if isinstance(free, (str, bytes, dict)) or not hasattr(free, "__iter__"):
+                raise DesignError(f"free_levels: must be a list of levels, got {free!r}")
+            return task.setup_type.from_json(data, shape=shape), tuple(free)
+        # format 1: the setup was scattered over detectors/input/dataset/extra, and refine
+        # knew a binary layer's free levels from the quantizer's method
+        quantizer = meta.get("quantizer")
+        binary = isinstance(quantizer, dict) and quantizer.get("method") == "binary"
+        return task.setup_type.from_v1(meta, shape=shape), (0, 1) if binary else ()
+    except SetupError as e:
+        raise DesignError(str(e)) from None
+
+
+def _extra(meta: dict[str, Any], setup: TaskSetup) -> Any:
+    """``extra`` without what format 1 kept there and the setup record now holds."""
+    extra = meta.get("extra", {})
+    if meta["format"] == FORMAT or not isinstance(extra, dict):
+        return extra
+    return {k: v for k, v in extra.items() if k not in setup.v1_extra_keys}
 
 
 def _check_redundant(meta: dict[str, Any], design: Design, jpath: Path) -> None:

@@ -1,30 +1,33 @@
-"""Score a set of complex transmissions for a Design's task: the one scoring path.
+"""Score complex transmissions for a Design's task: the one scoring slot.
 
-:class:`Evaluator` is built from a :class:`~optodesign.design.Design` alone (task, optics,
-detectors, target, dataset reference), so training (final metrics) and verification (files
-read back, perturbed) score a design the same way.
+:class:`Evaluator` is built from a :class:`~optodesign.design.Design` alone (its task setup,
+optics, target, dataset reference), so training (per-epoch and final metrics), verification
+(files read back, perturbed: :meth:`Evaluator.score_realisations`), refinement (the loss of
+observed pixels, through :attr:`Evaluator.task`) and adaptive precision
+(:meth:`Evaluator.classify` on a validation split) score a design the same way. Which
+metrics, and how a batch is read, is the task's business (:mod:`optodesign.tasks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import tasks
-from .data.datasets import Dataset, load_dataset
+from .data.datasets import Dataset
 from .design import Design
-from .models.functional import forward_stack, place_images
+from .models.functional import forward_stack
+from .tasks import TASKS, Task, task_of
 
 __all__ = ["Evaluator", "PRIMARY_METRIC"]
 
-#: the metric a tolerance refers to, per task (higher is better for all)
-PRIMARY_METRIC = {"d2nn": "accuracy", "hologram": "psnr", "lens": "strehl",
-                  "splitter": "uniformity"}
+#: the metric a tolerance refers to, per task (still read by verify/errors.py; the task
+#: classes' ``primary_metric`` is the source)
+PRIMARY_METRIC = {name: t.primary_metric for name, t in TASKS.items()}
 
 
 @dataclass
@@ -34,47 +37,49 @@ class Evaluator:
     design: Design
     device: torch.device
     dataset: Dataset | None = None
+    task: Task = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.task = task_of(self.design, device=self.device)
 
     @classmethod
     def from_design(cls, design: Design, *, device: str | torch.device = "cpu",
                     dataset: Dataset | None = None) -> Evaluator:
-        if design.task == "d2nn" and dataset is None:
-            ds = design.dataset
-            dataset = load_dataset(ds.get("name", "digits"), ds.get("path"))
-        return cls(design, torch.device(device), dataset)
+        """``dataset``: a supervised task's data (default: loaded from the design's setup)."""
+        ev = cls(design, torch.device(device), dataset)
+        if dataset is None:
+            ev.dataset = ev.task.load_dataset()
+        return ev
 
     # ------------------------------------------------------------------ inputs and geometry
     @property
+    def primary_metric(self) -> str:
+        return self.task.primary_metric
+
+    @property
     def boxes(self) -> list[list[int]]:
-        if self.design.task == "splitter":
-            return [list(b) for b in self.design.extra["spot_boxes"]]
-        return [list(b) for b in self.design.detectors]
+        return self.task.boxes()
 
     @property
     def incident(self) -> float:
         """Incident energy of the unit plane wave on the layer (metasurfaces)."""
-        ny, nx = self.design.shape
-        return float(ny * nx)
+        return self.task.incident
 
     def plane_wave(self) -> Tensor:
-        return torch.ones((1, *self.design.shape), dtype=torch.complex64, device=self.device)
+        return self.task.plane_wave()
 
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
-        inp = self.design.input
-        imgs = torch.as_tensor(np.asarray(images), dtype=torch.float32, device=self.device)
-        return place_images(imgs, self.design.shape, int(inp["image_size"]),
-                            inp.get("encoding", "amplitude"))
+        return self.task.input_field(images)
 
     def test_split(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         assert self.dataset is not None
-        n = self.design.dataset.get("test_samples") or len(self.dataset.test_labels)
+        n = self.task.test_samples or len(self.dataset.test_labels)
         if max_samples:
             n = min(n, max_samples)
         return self.dataset.test_images[:n], self.dataset.test_labels[:n]
 
     def target(self) -> Tensor:
-        assert self.design.target is not None
-        return torch.as_tensor(self.design.target, dtype=torch.float32, device=self.device)
+        return self.task.target()
 
     # ------------------------------------------------------------------ forward
     def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
@@ -84,6 +89,38 @@ class Evaluator:
         u = forward_stack(field, transmissions, distances or d.distances, pitch=d.pitch,
                           wavelength=wavelength or d.wavelength, pad=d.pad)
         return u.real**2 + u.imag**2
+
+    @torch.no_grad()
+    def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,
+                 wavelength: float | None = None, distances: Sequence[float] | None = None,
+                 batch_size: int = 256, realisations: bool = False,
+                 inputs: Sequence[Tensor] | None = None) -> np.ndarray:
+        """Predicted class of every image (supervised tasks).
+
+        Args:
+            transmissions: K complex ``(ny, nx)`` maps; with ``realisations`` a complex
+                ``(K, S, ny, nx)`` tensor of S realisations propagated together.
+            images: ``(N, h, w)`` in [0, 1].
+            batch_size: images per forward pass.
+            inputs: the images' fields already propagated over the first distance, one
+                tensor per batch of ``batch_size`` (then ``distances[0]`` is not applied).
+
+        Returns:
+            int ``(N,)``, or ``(S, N)`` with ``realisations``.
+        """
+        d = self.design
+        dist = list(distances or d.distances)
+        if inputs is not None:
+            dist[0] = 0.0
+        ts = transmissions[:, :, None] if realisations else transmissions  # type: ignore
+        preds = []
+        for b, i in enumerate(range(0, len(images), batch_size)):
+            f = inputs[b] if inputs is not None else self.images_to_field(
+                images[i:i + batch_size])
+            inten = self.output_intensity(f[None] if realisations else f, ts,
+                                          wavelength=wavelength, distances=dist)
+            preds.append(self.task.predict(inten).cpu().numpy())
+        return np.concatenate(preds, axis=-1)
 
     @torch.no_grad()
     def evaluate(self, transmissions: Sequence[Tensor] | Tensor | np.ndarray, *,
@@ -100,20 +137,35 @@ class Evaluator:
                                             device=self.device)
         ts = [t.to(self.device, torch.complex64) for t in transmissions]
         kw = dict(wavelength=wavelength, distances=distances)
-        d = self.design
-        if d.task == "d2nn":
+        if self.task.supervised:
             images, labels = self.test_split(max_samples)
-            preds = []
-            for i in range(0, len(labels), batch_size):
-                inten = self.output_intensity(self.images_to_field(images[i:i + batch_size]), ts,
-                                              **kw)
-                preds.append(tasks.classification_predictions(inten, self.boxes).cpu().numpy())
-            n_classes = len(self.boxes)
-            return tasks.classification_metrics(np.concatenate(preds), labels, n_classes)
-        inten = self.output_intensity(self.plane_wave(), ts, **kw)[0]
-        if d.task == "hologram":
-            return tasks.hologram_metrics(inten, self.target(), self.incident)
-        if d.task == "lens":
-            return tasks.focus_metrics(inten, int(d.extra["focus_radius"]), self.incident,
-                                       float(d.extra["ideal_peak"]))
-        return tasks.splitter_metrics(inten, self.boxes, self.incident)
+            preds = self.classify(ts, images, batch_size=batch_size, **kw)
+            return self.task.metrics_of_predictions(preds, labels)
+        return self.task.metrics(self.output_intensity(self.plane_wave(), ts, **kw)[0])
+
+    @torch.no_grad()
+    def score_realisations(self, transmissions: Tensor, *, distances: Sequence[float],
+                           wavelength: float, images: np.ndarray | None = None,
+                           labels: np.ndarray | None = None, image_batch: int = 256,
+                           inputs: Sequence[Tensor] | None = None) -> list[dict[str, Any]]:
+        """Metrics of S realisations sharing one geometry (verify's Monte-Carlo batches).
+
+        Args:
+            transmissions: complex64 ``(K, S, ny, nx)`` on the evaluator's device.
+            distances: ``K + 1`` metres. wavelength: metres.
+            images, labels: supervised tasks: the test images scored and their labels.
+            image_batch: images per forward pass; inputs: see :meth:`classify`.
+
+        Returns:
+            S dicts as :meth:`evaluate` returns them.
+        """
+        S = transmissions.shape[1]
+        if self.task.supervised:
+            assert images is not None and labels is not None
+            p = self.classify(transmissions, images, distances=distances,
+                              wavelength=wavelength, batch_size=image_batch,
+                              realisations=True, inputs=inputs)
+            return [self.task.metrics_of_predictions(p[s], labels) for s in range(S)]
+        inten = self.output_intensity(self.plane_wave(), transmissions, distances=distances,
+                                      wavelength=wavelength)
+        return [self.task.metrics(inten[s]) for s in range(S)]

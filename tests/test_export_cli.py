@@ -17,6 +17,7 @@ from optodesign.export import fab as fab_module
 from optodesign.export.fab import export_design
 from optodesign.export.manifest import check_files, load_manifest
 from optodesign.process import load_process
+from optodesign.tasks import D2NNSetup
 from optodesign.verify.gds_reader import read_gds_levels
 
 
@@ -27,7 +28,7 @@ def make_run(tmp_path: Path, process_name: str, *, shape=(9, 12), layers=2, L=No
     rng = np.random.default_rng(seed)
     pitch = pitch or getattr(p.spec, "lattice", None) or 400e-6
     d = Design(
-        task="d2nn",
+        setup=D2NNSetup(detectors=((0, 0, 1, 1),), image_size=1),
         wavelength=p.wavelength,
         pitch=pitch,
         levels=rng.integers(0, table.size, (layers, *shape)) if levels is None else levels,
@@ -130,7 +131,8 @@ def test_strict_exits_1_on_rule_failure_but_writes_the_report(tmp_path: Path) ->
     assert {(e["row"], e["col"]) for e in neck_rule["examples"]} == {(3, 3)}
     clean = np.full((1, 8, 8), 3)
     run2 = tmp_path / "run2"
-    Design(task="d2nn", wavelength=633e-9, pitch=2e-6, levels=clean,
+    Design(setup=D2NNSetup(detectors=((0, 0, 1, 1),), image_size=1), wavelength=633e-9,
+           pitch=2e-6, levels=clean,
            level_tables=load_process("fused-silica-etch4").level_table(),
            distances=(1e-3, 1e-3)).save(run2)
     res = CliRunner().invoke(export, [str(run2), "--process", "fused-silica-etch4", "--out",

@@ -18,6 +18,7 @@ from optodesign.process import (
     process_from_dict,
     shipped_processes,
 )
+from optodesign.tasks import D2NNSetup
 
 SHIPPED = ("fused-silica-etch4", "ip-dip-2pp", "thz-printed", "tio2-pillars")
 C = 299_792_458.0
@@ -35,7 +36,7 @@ def design_for(process, *, levels=None, tables=None, pitch=None, wavelength=None
         tables = process.level_table(process.fixed_n_levels or L)
     n = np.asarray(tables).shape[-1]
     return Design(
-        task="d2nn",
+        setup=D2NNSetup(detectors=((0, 0, 1, 1),), image_size=1),
         wavelength=process.wavelength if wavelength is None else wavelength,
         pitch=(pitch if pitch is not None else
                getattr(process.spec, "lattice", max(process.pitch_min, 1e-6))),

@@ -26,7 +26,6 @@ from optodesign.quantize.complex import (
     IndependentAmpPhaseQuantizer,
     IndependentReImQuantizer,
     JointComplexQuantizer,
-    allocate_bits,
     complex_to_raw,
     joint_temperature,
     nearest_indices,
@@ -34,6 +33,7 @@ from optodesign.quantize.complex import (
     raw_to_complex,
 )
 from optodesign.quantize.registry import build_quantizer
+from optodesign.train.adaptive import allocate_bits
 
 # An uneven "meta-atom" table: phase coverage with a gap, amplitudes dipping near resonance.
 META_T = np.array([

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optodesign import tasks
 from optodesign.cli import main
 from optodesign.data.targets import text_target
 from optodesign.design import Design
@@ -28,6 +27,7 @@ from optodesign.refine import (
     satisfies_min_feature,
     simulated_annealing,
 )
+from optodesign.tasks import D2NNSetup, HologramSetup, LensSetup, SplitterSetup
 
 N = 16
 
@@ -48,9 +48,10 @@ def hologram(L: int = 2, *, layers: int = 1, seed: int = 0, fixed: bool = False,
         if opaque:
             lv = np.where(mask, 2, lv)
     dist = (0.0,) + (60e-6,) * (layers - 1) + (100e-6,)
-    return Design(task="hologram", wavelength=532e-9, pitch=2e-6, levels=lv,
+    return Design(setup=HologramSetup(), wavelength=532e-9, pitch=2e-6, levels=lv,
                   level_tables=table, distances=dist, target=text_target("A", (N, N)),
-                  fixed_mask=mask, quantizer={"method": "binary"} if opaque else {})
+                  fixed_mask=mask, quantizer={"method": "binary"} if opaque else {},
+                  free_levels=(0, 1) if opaque else ())
 
 
 def blocky(rng: np.random.Generator, L: int, layers: int, block: int) -> np.ndarray:
@@ -105,30 +106,51 @@ def test_satisfies_min_feature() -> None:
 
 
 # ----------------------------------------------------------------------------- objective
+def _box_energies(inten: torch.Tensor, boxes) -> torch.Tensor:
+    return torch.stack([inten[..., y0:y0 + h, x0:x0 + w].sum(dim=(-2, -1))
+                        for y0, x0, h, w in boxes], dim=-1)
+
+
 def _full_plane_loss(design: Design, levels: np.ndarray) -> float:
-    """The training loss of :mod:`optodesign.tasks` on the whole output plane."""
+    """The training losses on the whole output plane, written out independently of
+    :mod:`optodesign.tasks` (whose training and refine paths must both equal them)."""
     ev = Evaluator.from_design(design)
     ts = [torch.as_tensor(t.astype(np.complex64))
           for t in design.with_levels(levels).transmissions()]
     inten = ev.output_intensity(ev.plane_wave(), ts)[0]
+    assert float(ev.task.loss(inten[None])) == pytest.approx(
+        float(_reference_loss(design, inten, ev)), rel=1e-6)
+    return float(_reference_loss(design, inten, ev))
+
+
+def _reference_loss(design: Design, inten: torch.Tensor, ev: Evaluator) -> torch.Tensor:
+    incident = float(inten.numel())
     if design.task == "hologram":
-        return float(tasks.hologram_loss(inten, ev.target()))
+        t = ev.target()
+        s = (inten * t).sum() / (inten * inten).sum().clamp_min(1e-30)
+        return ((s * inten - t) ** 2).mean()
     if design.task == "lens":
-        return float(tasks.focus_loss(inten, int(design.extra["focus_radius"]), ev.incident))
-    return float(tasks.splitter_loss(inten, ev.boxes, ev.incident))
+        ny, nx = inten.shape
+        yy, xx = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        r = design.setup.focus_radius
+        disk = (yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= r * r
+        return -inten[disk].sum() / incident
+    e = _box_energies(inten, design.setup.spot_boxes) / incident
+    return -e.sum() + e.std() / e.mean()
 
 
 @pytest.mark.parametrize("task", ["hologram", "lens", "splitter"])
 def test_objective_equals_task_loss_and_candidates_are_exact(task: str) -> None:
     d = hologram(4, layers=2, seed=1)
     if task == "lens":
-        d = Design(task="lens", wavelength=d.wavelength, pitch=d.pitch, levels=d.levels,
-                   level_tables=d.level_tables, distances=d.distances,
-                   extra={"focus_radius": 2, "ideal_peak": 1.0})
+        d = Design(setup=LensSetup(focal_length=d.distances[-1], focus_radius=2,
+                                   ideal_peak=1.0),
+                   wavelength=d.wavelength, pitch=d.pitch, levels=d.levels,
+                   level_tables=d.level_tables, distances=d.distances)
     elif task == "splitter":
-        d = Design(task="splitter", wavelength=d.wavelength, pitch=d.pitch, levels=d.levels,
-                   level_tables=d.level_tables, distances=d.distances,
-                   extra={"spot_boxes": [[3, 3, 3, 3], [3, 10, 3, 3], [10, 6, 2, 4]]})
+        d = Design(setup=SplitterSetup(((3, 3, 3, 3), (3, 10, 3, 3), (10, 6, 2, 4))),
+                   wavelength=d.wavelength, pitch=d.pitch, levels=d.levels,
+                   level_tables=d.level_tables, distances=d.distances)
     obj = Objective(d)
     lv = d.levels.astype(np.int64)
     assert obj.loss(lv) == pytest.approx(_full_plane_loss(d, lv), rel=1e-5)
@@ -148,20 +170,26 @@ def test_objective_equals_task_loss_and_candidates_are_exact(task: str) -> None:
         assert obj.apply(state, pix[0], new[0]) == pytest.approx(want[0], rel=2e-5)
 
 
-def test_objective_d2nn_candidates_are_exact() -> None:
-    d = Design(task="d2nn", wavelength=0.75e-3, pitch=0.4e-3,
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_objective_d2nn_candidates_are_exact(loss: str) -> None:
+    boxes = tuple((4 + 6 * (i // 4), 1 + 6 * (i % 4), 3, 3) for i in range(10))
+    d = Design(setup=D2NNSetup(detectors=boxes, image_size=12, encoding="amplitude",
+                               dataset="digits", test_samples=32, loss=loss, temperature=7.0),
+               wavelength=0.75e-3, pitch=0.4e-3,
                levels=np.random.default_rng(0).integers(0, 2, (2, 24, 24)),
-               level_tables=np.array([1, -1]), distances=(0.01, 0.01, 0.01),
-               detectors=[[4 + 6 * (i // 4), 1 + 6 * (i % 4), 3, 3] for i in range(10)],
-               input={"encoding": "amplitude", "image_size": 12},
-               dataset={"name": "digits", "path": None, "test_samples": 32})
-    obj = Objective(d, train_samples=40, seed=1, temperature=7.0)
+               level_tables=np.array([1, -1]), distances=(0.01, 0.01, 0.01))
+    obj = Objective(d, train_samples=40, seed=1)
     assert obj.n_inputs == 40
     lv = d.levels.astype(np.int64)
     ev = obj.evaluator
     inten = ev.output_intensity(obj.field, obj.transmissions(lv))
-    assert obj.loss(lv) == pytest.approx(float(tasks.classification_loss(
-        inten, obj.labels, ev.boxes, temperature=7.0)), rel=1e-5)
+    # the training loss, written out: tempered energy fractions, softmax CE or one-hot MSE
+    e = _box_energies(inten, boxes)
+    frac = e / e.sum(-1, keepdim=True)
+    want_loss = (torch.nn.functional.cross_entropy(7.0 * frac, obj.labels) if loss == "ce" else
+                 ((frac - torch.nn.functional.one_hot(obj.labels, 10)) ** 2).sum(-1).mean())
+    assert obj.loss(lv) == pytest.approx(float(want_loss), rel=1e-5)
+    assert float(ev.task.loss(inten, obj.labels)) == pytest.approx(float(want_loss), rel=1e-6)
     for k in range(2):
         state = obj.state(lv, k)
         pix = np.arange(6)[:, None] * 37 + 50
@@ -251,8 +279,8 @@ def test_anneal_returns_best_so_far() -> None:
 
 def test_binary_opaque_fixed_pixels_and_free_levels() -> None:
     d = hologram(2, opaque=True, seed=6)
-    assert free_levels(d) == (0, 1)
-    assert free_levels(hologram(4)) == (0, 1, 2, 3)
+    assert free_levels(d) == d.allowed_levels() == (0, 1)
+    assert free_levels(hologram(4)) == hologram(4).allowed_levels() == (0, 1, 2, 3)
     obj = Objective(d)
     for method in ("dbs", "anneal"):
         r = refine(obj, d.levels, method=method, budget=300, fixed_mask=d.fixed_mask,
@@ -307,7 +335,7 @@ def test_refine_cli_end_to_end_and_export(trained_run: Path, tmp_path: Path) -> 
     acc = Evaluator.from_design(refined).evaluate(refined.transmissions())["accuracy"]
     assert refined.metrics["accuracy"] == acc == note["metric_after"]
     assert np.array_equal(refined.level_tables, before.level_tables)
-    assert refined.detectors == before.detectors and refined.distances == before.distances
+    assert refined.setup == before.setup and refined.distances == before.distances
 
     # a second refinement with annealing, elsewhere, chains the note
     code, out = run_cli("refine", str(trained_run / "refined"), "--method", "anneal",

@@ -28,6 +28,7 @@ from optodesign.export.fab import export_design
 from optodesign.export.manifest import FORMAT
 from optodesign.fileio import sha256_file
 from optodesign.process import load_process
+from optodesign.tasks import D2NNSetup, HologramSetup
 
 from .test_export_cli import make_run
 
@@ -70,7 +71,7 @@ def lens(process, *, n: int = 16, L: int = 4, uniform: bool = False) -> Design:
 def hologram2(process) -> Design:
     """Two different random layers (so swapping their files changes what is made)."""
     rng = np.random.default_rng(5)
-    return Design(task="hologram", wavelength=process.wavelength, pitch=0.4e-3,
+    return Design(setup=HologramSetup(), wavelength=process.wavelength, pitch=0.4e-3,
                   levels=rng.integers(0, 4, (2, 10, 12)), level_tables=process.level_table(4),
                   distances=(0.0, 0.02, 0.02), target=np.ones((10, 12)))
 
@@ -364,9 +365,10 @@ def test_malformed_manifest_is_one_line(tmp_path: Path, edit, needle: str) -> No
 # ---------------------------------------------------------------------------- Design.load
 def saved(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
-    Design(task="d2nn", wavelength=0.75e-3, pitch=0.4e-3, levels=rng.integers(0, 4, (2, 8, 8)),
-           level_tables=np.exp(2j * np.pi * np.arange(4) / 4), distances=(0.03,) * 3,
-           detectors=((0, 0, 2, 2),)).save(tmp_path / "run")
+    Design(setup=D2NNSetup(detectors=((0, 0, 2, 2),), image_size=4), wavelength=0.75e-3,
+           pitch=0.4e-3, levels=rng.integers(0, 4, (2, 8, 8)),
+           level_tables=np.exp(2j * np.pi * np.arange(4) / 4),
+           distances=(0.03,) * 3).save(tmp_path / "run")
     return tmp_path / "run"
 
 
@@ -418,10 +420,11 @@ def test_design_levels_checked_before_the_cast(tmp_path: Path, levels, needle: s
     (lambda m: m.update(pad=float("nan")), "pad"),
     (lambda m: m.update(distances=5), "distances"),
     (lambda m: m.update(distances=["3 cm", 0.03, 0.03]), "distances"),
-    (lambda m: m.update(detectors="all"), "detectors"),
-    (lambda m: m.update(detectors=[[0, 0, 2]]), "detectors"),
+    (lambda m: m["setup"].update(detectors="all"), "setup.detectors"),
+    (lambda m: m["setup"].update(detectors=[[0, 0, 2]]), "setup.detectors"),
     (lambda m: m.update(metrics=[0.9]), "metrics"),
-    (lambda m: m.update(input=3), "input"),
+    (lambda m: m.update(setup=3), "setup"),
+    (lambda m: m["setup"].update(image_size=0), "setup.image_size"),
     (lambda m: m.update(wavelength="0.75 mm"), "wavelength"),
 ])
 def test_malformed_design_json_is_one_line_exit_2(tmp_path: Path, edit, needle: str) -> None:
@@ -436,13 +439,13 @@ def test_malformed_design_json_is_one_line_exit_2(tmp_path: Path, edit, needle: 
 def test_malformed_design_json_in_a_fab_dir_is_one_line_for_verify(tmp_path: Path) -> None:
     p = load_process("thz-printed")
     fab = exported(lens(p), p, tmp_path, formats="gds")
-    rewrite_json(fab, lambda m: m["extra"].__delitem__("focus_radius"))
+    rewrite_json(fab, lambda m: m["setup"].__delitem__("focus_radius"))
 
     def refresh(m):
         m["files"]["design.json"]["sha256"] = sha256_file(fab / "design.json")
 
     edit_manifest(fab, refresh)
-    one_line_error(run_cli("verify", fab, "--report", tmp_path / "rep"), "extra.focus_radius")
+    one_line_error(run_cli("verify", fab, "--report", tmp_path / "rep"), "setup.focus_radius")
 
 
 def test_symlinked_manifest_entries_are_still_checked(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from optodesign.cli import main
 from optodesign.design import Design
 from optodesign.errors import UserError
 from optodesign.fileio import atomic_write_text
+from optodesign.tasks import HologramSetup
 
 from .conftest import TINY_D2NN
 
@@ -258,7 +259,7 @@ def tiny_hologram(path: Path, seed: int = 0) -> Path:
 
     n = 16
     rng = np.random.default_rng(seed)
-    Design(task="hologram", wavelength=532e-9, pitch=2e-6,
+    Design(setup=HologramSetup(), wavelength=532e-9, pitch=2e-6,
            levels=rng.integers(0, 2, (1, n, n)), level_tables=np.array([1, -1], complex),
            distances=(0.0, 100e-6), target=text_target("A", (n, n))).save(path)
     return path
@@ -318,7 +319,8 @@ def test_refine_library_refuses_negative_seed() -> None:
     from optodesign.errors import UserError
     from optodesign.refine import Objective, direct_binary_search
 
-    d = Design(task="hologram", wavelength=532e-9, pitch=2e-6, levels=np.zeros((1, 8, 8), int),
+    d = Design(setup=HologramSetup(), wavelength=532e-9, pitch=2e-6,
+               levels=np.zeros((1, 8, 8), int),
                level_tables=np.array([1, -1], complex), distances=(0.0, 50e-6),
                target=np.ones((8, 8)))
     with pytest.raises(UserError, match="seed: must be an integer >= 0"):

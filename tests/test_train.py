@@ -109,7 +109,7 @@ def test_gradients_reach_every_parameter(tiny_d2nn_config, method) -> None:
 def test_quantized_lens_strehl_matches_scalar_diffraction_theory(tmp_path) -> None:
     """An L-level staircase of an ideal lens puts sinc²(1/L) of the light into the first
     order (Swanson, MIT Lincoln Lab TR 854, 1989): 0.811 for L = 4, 0.950 for L = 8."""
-    from optodesign.tasks import ideal_lens_phase
+    from optodesign.tasks.lens import ideal_lens_phase
 
     n, pitch, wl, f = 256, 2e-6, 633e-9, 2e-3
     phase = ideal_lens_phase((n, n), pitch=pitch, wavelength=wl, focal_length=f)

@@ -17,13 +17,14 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optodesign import tasks
 from optodesign.design import Design
 from optodesign.evaluate import Evaluator
 from optodesign.export.fab import export_design
 from optodesign.fileio import sha256_file
 from optodesign.process import load_process
 from optodesign.raster import dilate_heights
+from optodesign.tasks import HologramSetup, LensSetup
+from optodesign.tasks.lens import focus_radius, ideal_lens_phase
 from optodesign.variation.geometry import place
 from optodesign.variation.perturb import apply_random, perturb
 from optodesign.variation.spec import (
@@ -99,7 +100,7 @@ def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02,
     """An ideal lens quantized to the process's L levels (or ``table``: the levels it was
     trained on), with its Strehl as trained metric."""
     pitch, lam = 0.4e-3, process.wavelength
-    phase = tasks.ideal_lens_phase((n, n), pitch=pitch, wavelength=lam, focal_length=focal)
+    phase = ideal_lens_phase((n, n), pitch=pitch, wavelength=lam, focal_length=focal)
     levels = np.round(phase / (2 * np.pi / L)).astype(int) % L
     import torch
 
@@ -108,12 +109,12 @@ def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02,
     t = torch.polar(torch.ones(n, n), torch.as_tensor(phase, dtype=torch.float32))
     u = forward_stack(torch.ones((1, n, n), dtype=torch.complex64), [t], (0.0, focal),
                       pitch=pitch, wavelength=lam)
-    extra = {"focal_length": focal, "ideal_peak": float((u.abs() ** 2)[0, n // 2, n // 2]),
-             "focus_radius": tasks.focus_radius(wavelength=lam, focal_length=focal,
-                                                aperture=n * pitch, pitch=pitch)}
-    d = Design(task="lens", wavelength=lam, pitch=pitch, levels=levels[None],
+    setup = LensSetup(focal_length=focal, ideal_peak=float((u.abs() ** 2)[0, n // 2, n // 2]),
+                      focus_radius=focus_radius(wavelength=lam, focal_length=focal,
+                                                aperture=n * pitch, pitch=pitch))
+    d = Design(setup=setup, wavelength=lam, pitch=pitch, levels=levels[None],
                level_tables=process.level_table(L) if table is None else table,
-               distances=(0.0, focal), extra=extra)
+               distances=(0.0, focal))
     m = Evaluator.from_design(d).evaluate(d.transmissions())
     return d.with_levels(d.levels, metrics=m)
 
@@ -166,7 +167,7 @@ def test_hologram_psnr_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     target = np.zeros((20, 20))
     target[5:8, 5:8] = target[12:15, 11:14] = 1.0
-    d = Design(task="hologram", wavelength=p.wavelength, pitch=0.4e-3,
+    d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=0.4e-3,
                levels=rng.integers(0, 4, (1, 20, 20)), level_tables=p.level_table(4),
                distances=(0.0, 0.02), target=target)
     psnr = Evaluator.from_design(d).evaluate(d.transmissions())["psnr"]
@@ -183,7 +184,7 @@ def test_etch_and_pillars_read_back_exactly(tmp_path: Path, name: str, L, pitch:
     p = load_process(name)
     table = p.level_table(L) if L else p.level_table()
     rng = np.random.default_rng(2)
-    d = Design(task="hologram", wavelength=p.wavelength, pitch=pitch,
+    d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=pitch,
                levels=rng.integers(0, table.size, (1, 12, 12)), level_tables=table,
                distances=(0.0, dist), target=np.ones((12, 12)))
     fab = export(d, p, tmp_path, formats="gds")

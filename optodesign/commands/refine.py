@@ -17,10 +17,6 @@ from ._common import (
     user_errors,
 )
 
-_LOSS_NAMES = {"d2nn": "classification ({})", "hologram": "hologram mse",
-               "lens": "focus (-efficiency in the focal disk)",
-               "splitter": "splitter (-efficiency + std/mean)"}
-
 
 def parse_budget(text: str) -> tuple[int | None, float | None]:
     """``"5000"`` -> 5000 evaluations; ``"30s"`` -> 30 seconds."""
@@ -38,26 +34,6 @@ def parse_budget(text: str) -> tuple[int | None, float | None]:
         pass
     raise UserError(f"--budget: expected evaluations (e.g. 2000) or seconds (e.g. 30s), "
                     f"got {text!r}")
-
-
-def _training_loss(run_dir: Path) -> dict[str, Any]:
-    """D2NN loss settings of the run's config.toml (``[train] loss, temperature``), if any."""
-    import tomllib
-
-    p = run_dir / "config.toml"
-    out: dict[str, Any] = {}
-    if not p.is_file():
-        return out
-    try:
-        train = tomllib.loads(p.read_text(encoding="utf-8")).get("train", {})
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return out
-    if train.get("loss") in ("ce", "mse"):
-        out["loss"] = train["loss"]
-    temp = train.get("temperature")
-    if isinstance(temp, (int, float)) and not isinstance(temp, bool) and temp > 0:
-        out["temperature"] = float(temp)
-    return out
 
 
 def source_hashes(src: Path) -> dict[str, str]:
@@ -145,8 +121,8 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     from tqdm.auto import tqdm
 
     from ..design import Design
-    from ..evaluate import PRIMARY_METRIC, Evaluator
-    from ..refine import Objective, free_levels, satisfies_min_feature
+    from ..evaluate import Evaluator
+    from ..refine import Objective, satisfies_min_feature
     from ..refine import refine as run_refine
 
     n_evals, seconds = parse_budget(budget)
@@ -163,11 +139,11 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     check_refine_out(out, source, force=force)
     dev = resolve_device(device)
     evaluator = Evaluator.from_design(design, device=dev)
-    key = PRIMARY_METRIC[design.task]
+    key = evaluator.task.primary_metric
     before = evaluator.evaluate(design.transmissions())
-    loss_opts = _training_loss(src) if design.task == "d2nn" else {}
+    # the loss the design was trained with: its task and setup (loss, temperature, ...)
     objective = Objective(design, evaluator=evaluator, train_samples=train_samples,
-                          seed=seed_value, **loss_opts)
+                          seed=seed_value)
     if min_feature > 1 and not satisfies_min_feature(design.levels, min_feature):
         click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
                    f"creates no new ones but does not repair them")
@@ -182,11 +158,12 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         result = run_refine(objective, design.levels, method=method,  # type: ignore[arg-type]
                             budget=n_evals, seconds=seconds, min_feature=min_feature,
                             block=block, fixed_mask=design.fixed_mask,
-                            allowed_levels=free_levels(design), seed=seed_value,
+                            allowed_levels=design.allowed_levels(), seed=seed_value,
                             progress=progress)
     finally:
         bar.close()
     after = evaluator.evaluate(objective.transmissions(result.levels))
+    loss = evaluator.task.describe_loss()
     metrics = dict(design.metrics)
     metrics.update(after)
     note = {
@@ -195,10 +172,10 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         "evaluations": result.evaluations,
         "accepted": result.accepted,
         "converged": result.converged,
-        "loss": {"kind": _LOSS_NAMES[design.task].format(objective.loss_kind),
-                 "before": result.loss_before, "after": result.loss_after,
-                 **({"train_samples": objective.n_inputs, "temperature": objective.temperature}
-                    if design.task == "d2nn" else {})},
+        "loss": {"kind": loss.pop("kind"), "before": result.loss_before,
+                 "after": result.loss_after,
+                 **({"train_samples": objective.n_inputs} if evaluator.task.supervised
+                    else {}), **loss},
         "metric": key,
         "metric_before": before[key],
         "metric_after": after[key],

@@ -17,13 +17,11 @@ __all__ = ["text_target", "image_target", "read_npy_image", "spot_array", "spot_
 
 
 def text_target(text: str, shape: tuple[int, int], *, fill: float = 0.6) -> np.ndarray:
-    """Render ``text`` with matplotlib (Agg, DejaVu Sans Bold) centred on ``shape``.
+    """Render ``text`` with matplotlib (its own Agg canvas, no global backend switch; DejaVu
+    Sans Bold) centred on ``shape``.
 
     ``fill`` is the fraction of the width the text spans.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -16,10 +16,7 @@ state and, for a learned codebook, its parameters.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -48,8 +45,6 @@ __all__ = [
     "soft_quantize",
     "joint_temperature",
     "quantization_error",
-    "BitAllocation",
-    "allocate_bits",
 ]
 
 ComplexMethod = Literal["joint", "joint-learned", "reim", "ampphase"]
@@ -531,77 +526,3 @@ def _register_table(module: torch.nn.Module, name: str, table: np.ndarray) -> No
 
 def _complex_dtype(raw: Tensor) -> torch.dtype:
     return torch.complex128 if raw.dtype == torch.float64 else torch.complex64
-
-
-# ---------------------------------------------------------------------------- adaptive precision
-@dataclass(frozen=True)
-class BitAllocation:
-    """Per-layer bit widths chosen by :func:`allocate_bits`.
-
-    Attributes:
-        bits: bit width of each layer.
-        predicted_drop: Σ of the per-layer metric drops at those widths (additive model).
-        used_bits: Σ bits.
-    """
-
-    bits: tuple[int, ...]
-    predicted_drop: float
-    used_bits: int
-
-
-def allocate_bits(
-    sensitivity: Callable[[int, int], float], n_layers: int, *, total_bits: int,
-    bit_choices: Sequence[int] = (1, 2, 3, 4),
-) -> BitAllocation:
-    """Adaptive precision: per-layer bit widths minimising the summed metric drop on a budget.
-
-    Treats the drops as additive over layers (the separable model of mixed-precision
-    allocation, e.g. HAWQ, arXiv:1905.03696; adaptive precision for complex optical layers:
-    Geng et al., Nat. Commun. 2026) and solves the resulting multiple-choice knapsack exactly
-    by dynamic programming over the bits spent, ``O(n_layers · total_bits · len(bit_choices))``.
-    Ties go to fewer total bits, then to the lexicographically smallest bits tuple.
-
-    Args:
-        sensitivity: ``sensitivity(i, b)`` = task-metric drop when layer ``i`` alone is
-            quantized at ``b`` bits (called once per pair; must be finite).
-        n_layers: number of layers, >= 1.
-        total_bits: budget, ``Σ bits_i <= total_bits``.
-        bit_choices: allowed widths, integers >= 0.
-
-    Returns:
-        The optimal :class:`BitAllocation`.
-
-    Raises:
-        ConfigError: bad arguments or a budget below ``n_layers · min(bit_choices)``.
-    """
-    n = _int_option(n_layers, "n_layers", 1)
-    budget = _int_option(total_bits, "total_bits", 0)
-    choices = sorted({_int_option(b, "bit_choices", 0) for b in bit_choices})
-    if not choices:
-        raise ConfigError("bit_choices: need at least one bit width")
-    if budget < n * choices[0]:
-        raise ConfigError(f"total_bits: {budget} is below the minimum {n * choices[0]} "
-                          f"({n} layers x {choices[0]} bits)")
-    budget = min(budget, n * choices[-1])
-    cost = np.empty((n, len(choices)))
-    for i, (li, b) in enumerate(itertools.product(range(n), choices)):
-        v = float(sensitivity(li, b))
-        if not math.isfinite(v):
-            raise ValueError(f"sensitivity: returned {v!r} for layer {li} at {b} bits")
-        cost[i // len(choices), i % len(choices)] = v
-    # best[u] = (cost, bits tuple) of the first i layers spending exactly u bits.
-    best: dict[int, tuple[float, tuple[int, ...]]] = {0: (0.0, ())}
-    for li in range(n):
-        nxt: dict[int, tuple[float, tuple[int, ...]]] = {}
-        for u, (c0, bits) in best.items():
-            for j, b in enumerate(choices):
-                v = u + b
-                if v > budget:
-                    break
-                cand = (c0 + float(cost[li, j]), bits + (b,))
-                if v not in nxt or cand < nxt[v]:
-                    nxt[v] = cand
-        best = nxt
-    u_best = min(best, key=lambda u: (best[u][0], u, best[u][1]))
-    c_best, bits_best = best[u_best]
-    return BitAllocation(bits=bits_best, predicted_drop=c_best, used_bits=u_best)

@@ -2,10 +2,12 @@
 
 :class:`Objective` scores integer level maps ``levels (K, ny, nx)`` through
 ``level_tables[k, levels[k]]`` with the Evaluator's forward model
-(:func:`optodesign.models.functional.forward_stack`): D2NN the classification loss on a fixed
-subset of the training split, hologram / lens / splitter their task loss under unit plane-wave
-illumination. The losses are those of :mod:`optodesign.tasks` (the same formulas, reduced per
-candidate so that many candidates are scored in one call).
+(:func:`optodesign.models.functional.forward_stack`): a supervised task (D2NN) its loss on a
+fixed subset of the training split, a plane-wave task (hologram, lens, splitter) its loss under
+unit plane-wave illumination. The loss is the task's own (:meth:`optodesign.tasks.Task.loss_of`,
+read from the observed pixels by :meth:`~optodesign.tasks.Task.read_observed`), reduced per
+candidate so that many candidates are scored in one call, with the settings the design was
+trained with (its setup record: loss, temperature, uniformity weight).
 
 Fast candidate scoring (why this is exact). Fields are linear in every single layer's
 transmission. Changing pixels ``p`` of layer ``k`` from ``t_p`` to ``t'_p`` changes the output
@@ -29,7 +31,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -87,37 +88,29 @@ class Objective:
     """Hard-quantized task loss of level maps, with batched exact scoring of level changes.
 
     Args:
-        design: the Design (its level tables, optics, task, target, detectors, dataset).
+        design: the Design (its level tables, optics, task setup, target, dataset).
         evaluator: an :class:`~optodesign.evaluate.Evaluator` of the design (built with
-            ``device`` when None; D2NN loads the design's dataset).
+            ``device`` when None; a supervised task loads the design's dataset).
         device: torch device for all computation ("cpu", "cuda").
-        train_samples: D2NN: number of training images the loss averages over (a fixed random
-            subset of the train split, drawn with ``seed``).
+        train_samples: supervised tasks: number of training images the loss averages over (a
+            fixed random subset of the train split, drawn with ``seed``).
         seed: seed of that subset.
-        loss: D2NN: "ce" (softmax cross-entropy on tempered energy fractions) or "mse".
-        temperature: D2NN: temperature of the logits (as in training).
-        uniformity_weight: splitter: weight of the std/mean term.
     """
 
     def __init__(self, design: Design, *, evaluator: Evaluator | None = None,
-                 device: str | torch.device = "cpu", train_samples: int = 256, seed: int = 0,
-                 loss: Literal["ce", "mse"] = "ce", temperature: float = 10.0,
-                 uniformity_weight: float = 1.0) -> None:
+                 device: str | torch.device = "cpu", train_samples: int = 256,
+                 seed: int = 0) -> None:
         seed = check_seed(seed)
         self.design = design
         self.evaluator = evaluator or Evaluator.from_design(design, device=device)
         self.device = self.evaluator.device
-        if loss not in ("ce", "mse"):
-            raise UserError(f"loss: must be 'ce' or 'mse', got {loss!r}")
-        self.loss_kind = loss
-        self.temperature = float(temperature)
-        self.uniformity_weight = float(uniformity_weight)
+        self.task = self.evaluator.task
         d = design
         ny, nx = d.shape
         self.tables = torch.as_tensor(d.level_tables.astype(np.complex64), device=self.device)
         # ---- inputs
         self.labels: Tensor | None = None
-        if d.task == "d2nn":
+        if self.task.supervised:
             ds = self.evaluator.dataset
             assert ds is not None
             n = len(ds.train_labels)
@@ -128,35 +121,12 @@ class Objective:
             self.labels = torch.as_tensor(ds.train_labels[idx], device=self.device)
         else:
             self.field = self.evaluator.plane_wave()
-        # ---- observed output pixels and how the loss reads them
-        boxes: list[list[int]] = []
-        if d.task in ("d2nn", "splitter"):
-            boxes = self.evaluator.boxes
-            flat, owner = [], []
-            for c, (y0, x0, h, w) in enumerate(boxes):
-                yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w]
-                flat.append((yy * nx + xx).ravel())
-                owner.append(np.full(h * w, c))
-            obs = np.concatenate(flat)
-            member = np.zeros((obs.size, len(boxes)), dtype=np.float32)
-            member[np.arange(obs.size), np.concatenate(owner)] = 1.0
-            self.member: Tensor | None = torch.as_tensor(member, device=self.device)
-        elif d.task == "lens":
-            r = int(d.extra["focus_radius"])
-            yy, xx = np.mgrid[0:ny, 0:nx]
-            disk = (yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= r * r
-            obs = np.flatnonzero(disk.ravel())
-            self.member = None
-        else:  # hologram: the whole plane
-            obs = np.arange(ny * nx)
-            self.member = None
+        # ---- the output pixels the loss reads (detector boxes, focal disk, spot boxes; the
+        # whole plane for a hologram)
+        obs = self.task.observed()
         self.obs = torch.as_tensor(obs, dtype=torch.long, device=self.device)
         self.obs_y = self.obs // nx
         self.obs_x = self.obs % nx
-        self.target = (torch.as_tensor(np.asarray(d.target, dtype=np.float32).ravel(),
-                                       device=self.device)
-                       if d.task == "hologram" else None)
-        self.incident = float(ny * nx)
         self._kernel: Tensor | None = None
 
     # ------------------------------------------------------------------ basics
@@ -189,32 +159,10 @@ class Objective:
             intensity: real ``(..., B, P)``: intensity at the observed pixels, per input.
 
         Returns:
-            ``(...)`` loss per leading index (one per candidate). Equal to the loss of
-            :mod:`optodesign.tasks` on the full output plane.
+            ``(...)`` loss per leading index (one per candidate): the task's training loss
+            (:meth:`optodesign.tasks.Task.observed_loss`), equal to it on the full plane.
         """
-        task = self.design.task
-        if task == "d2nn":
-            assert self.member is not None and self.labels is not None
-            e = intensity @ self.member  # (..., B, C)
-            frac = e / e.sum(-1, keepdim=True).clamp_min(1e-20)
-            if self.loss_kind == "ce":
-                logits = self.temperature * frac
-                picked = logits.gather(-1, self.labels.expand(*logits.shape[:-1])[..., None])
-                return (torch.logsumexp(logits, -1) - picked[..., 0]).mean(-1)
-            onehot = torch.nn.functional.one_hot(self.labels, frac.shape[-1]).to(frac.dtype)
-            return ((frac - onehot) ** 2).sum(-1).mean(-1)
-        if task == "hologram":
-            assert self.target is not None
-            t = self.target
-            num = (intensity * t).sum(-1, keepdim=True)
-            den = (intensity * intensity).sum(-1, keepdim=True).clamp_min(1e-30)
-            return ((num / den * intensity - t) ** 2).mean(-1).mean(-1)
-        if task == "lens":
-            return -(intensity.sum(-1) / self.incident).mean(-1)
-        assert self.member is not None
-        e = (intensity @ self.member) / self.incident
-        spread = e.std(-1) / e.mean(-1).clamp_min(1e-20)
-        return (-e.sum(-1) + self.uniformity_weight * spread).mean(-1)
+        return self.task.observed_loss(intensity, self.labels)
 
     @torch.no_grad()
     def loss(self, levels: np.ndarray) -> float:

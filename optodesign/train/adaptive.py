@@ -5,7 +5,7 @@ for a trained full-precision (or soft) model, how much the task metric drops whe
 alone is hard-quantized at ``b`` bits while the others stay at full precision
 (:func:`layer_sensitivity`), and then picks per-layer widths that minimise the summed drop
 under a total bit budget (:func:`adaptive_precision`, an exact multiple-choice knapsack,
-:func:`optodesign.quantize.complex.allocate_bits`). The scheme is ours: a post-training,
+:func:`allocate_bits`). The scheme is ours: a post-training,
 sensitivity-based knapsack in the spirit of mixed-precision allocation for neural networks
 (HAWQ, arXiv:1905.03696), measured on the optical task metric instead of a Hessian. The joint
 complex quantizer it is normally used with follows Geng et al., "Ultra-efficient physical field
@@ -14,9 +14,10 @@ computing by complex-valued network quantization", Nat. Commun. 2026.
 A *family* (:class:`BitFamily`) turns a bit width into a quantizer with ``2**b`` levels: the
 joint quantizer on :func:`joint_codebook`, the independent Re/Im or amplitude/phase baselines,
 or any phase quantizer. :func:`train_mixed_precision` then fine-tunes (quantization-aware) a
-stack whose layers have different widths, reusing the trainer's epoch and evaluator, and
-returns a :class:`~optodesign.design.Design` whose per-layer tables are padded to a common
-length (see :func:`pad_level_tables`).
+stack whose layers have different widths with the one training loop
+(:meth:`~optodesign.train.trainer.Trainer.fit`), and returns a
+:class:`~optodesign.design.Design` whose per-layer tables are padded to a common length (see
+:func:`pad_level_tables`).
 
 Typical use::
 
@@ -29,6 +30,7 @@ Typical use::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -44,11 +46,9 @@ from ..errors import ConfigError
 from ..quantize.base import Quantizer
 from ..quantize.codebooks import phase_codebook, polar_codebook
 from ..quantize.complex import (
-    BitAllocation,
     IndependentAmpPhaseQuantizer,
     IndependentReImQuantizer,
     JointComplexQuantizer,
-    allocate_bits,
     clip_to_unit_disk,
     raw_to_complex,
 )
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BitAllocation",
     "BitFamily",
     "LayerSensitivity",
     "MixedPrecisionResult",
@@ -71,6 +72,7 @@ __all__ = [
     "task_metric",
     "layer_sensitivity",
     "adaptive_precision",
+    "allocate_bits",
     "pad_level_tables",
     "raw_from_checkpoint",
     "train_mixed_precision",
@@ -197,9 +199,10 @@ def task_metric(evaluator: Evaluator, *, images: np.ndarray | None = None,
                 batch_size: int = 256) -> Callable[[Sequence[Tensor]], float]:
     """The task's primary metric (higher is better) of a list of transmissions.
 
-    Without ``images`` it is ``evaluator.evaluate(ts)[PRIMARY_METRIC[task]]`` (the design's
-    test split for a D2NN). With ``images``/``labels`` (a D2NN validation split held out from
-    training, so that the allocation is not fitted on the test set) it is the accuracy there.
+    Without ``images`` it is ``evaluator.evaluate(ts)[task.primary_metric]`` (the design's
+    test split for a D2NN). With ``images``/``labels`` (a validation split of a supervised
+    task held out from training, so that the allocation is not fitted on the test set) it is
+    that metric there (:meth:`~optodesign.evaluate.Evaluator.classify`).
 
     Args:
         evaluator: scores transmissions for the design's task.
@@ -207,26 +210,18 @@ def task_metric(evaluator: Evaluator, *, images: np.ndarray | None = None,
         labels: ``(N,)`` integer labels (with ``images``).
         batch_size: images per forward pass.
     """
-    from .. import tasks
-    from ..evaluate import PRIMARY_METRIC
-
-    task = evaluator.design.task
-    key = PRIMARY_METRIC[task]
+    task = evaluator.task
+    key = task.primary_metric
     if images is None:
         return lambda ts: float(evaluator.evaluate(list(ts))[key])
-    if task != "d2nn" or labels is None or len(labels) != len(images):
+    if not task.supervised or labels is None or len(labels) != len(images):
         raise ValueError("images/labels: a validation split needs a D2NN and one label per image")
     lab = np.asarray(labels)
 
-    @torch.no_grad()
     def metric(ts: Sequence[Tensor]) -> float:
         tt = [t.to(evaluator.device, torch.complex64) for t in ts]
-        preds = []
-        for i in range(0, len(lab), batch_size):
-            field_ = evaluator.images_to_field(images[i:i + batch_size])
-            inten = evaluator.output_intensity(field_, tt)
-            preds.append(tasks.classification_predictions(inten, evaluator.boxes).cpu().numpy())
-        return float((np.concatenate(preds) == lab).mean())
+        preds = evaluator.classify(tt, images, batch_size=batch_size)
+        return float(task.metrics_of_predictions(preds, lab)[key])
 
     return metric
 
@@ -329,6 +324,86 @@ def layer_sensitivity(
     return LayerSensitivity(choices, base, tuple(rows))
 
 
+# ---------------------------------------------------------------------------- allocation
+@dataclass(frozen=True)
+class BitAllocation:
+    """Per-layer bit widths chosen by :func:`allocate_bits`.
+
+    Attributes:
+        bits: bit width of each layer.
+        predicted_drop: Σ of the per-layer metric drops at those widths (additive model).
+        used_bits: Σ bits.
+    """
+
+    bits: tuple[int, ...]
+    predicted_drop: float
+    used_bits: int
+
+
+def allocate_bits(
+    sensitivity: Callable[[int, int], float], n_layers: int, *, total_bits: int,
+    bit_choices: Sequence[int] = (1, 2, 3, 4),
+) -> BitAllocation:
+    """Adaptive precision: per-layer bit widths minimising the summed metric drop on a budget.
+
+    Treats the drops as additive over layers (the separable model of mixed-precision
+    allocation, e.g. HAWQ, arXiv:1905.03696; adaptive precision for complex optical layers:
+    Geng et al., Nat. Commun. 2026) and solves the resulting multiple-choice knapsack exactly
+    by dynamic programming over the bits spent, ``O(n_layers · total_bits · len(bit_choices))``.
+    Ties go to fewer total bits, then to the lexicographically smallest bits tuple.
+
+    Args:
+        sensitivity: ``sensitivity(i, b)`` = task-metric drop when layer ``i`` alone is
+            quantized at ``b`` bits (called once per pair; must be finite).
+        n_layers: number of layers, >= 1.
+        total_bits: budget, ``Σ bits_i <= total_bits``.
+        bit_choices: allowed widths, integers >= 0.
+
+    Returns:
+        The optimal :class:`BitAllocation`.
+
+    Raises:
+        ConfigError: bad arguments or a budget below ``n_layers · min(bit_choices)``.
+    """
+    n = _int_at_least(n_layers, "n_layers", 1)
+    budget = _int_at_least(total_bits, "total_bits", 0)
+    choices = sorted({_int_at_least(b, "bit_choices", 0) for b in bit_choices})
+    if not choices:
+        raise ConfigError("bit_choices: need at least one bit width")
+    if budget < n * choices[0]:
+        raise ConfigError(f"total_bits: {budget} is below the minimum {n * choices[0]} "
+                          f"({n} layers x {choices[0]} bits)")
+    budget = min(budget, n * choices[-1])
+    cost = np.empty((n, len(choices)))
+    for i, (li, b) in enumerate(itertools.product(range(n), choices)):
+        v = float(sensitivity(li, b))
+        if not math.isfinite(v):
+            raise ValueError(f"sensitivity: returned {v!r} for layer {li} at {b} bits")
+        cost[i // len(choices), i % len(choices)] = v
+    # best[u] = (cost, bits tuple) of the first i layers spending exactly u bits.
+    best: dict[int, tuple[float, tuple[int, ...]]] = {0: (0.0, ())}
+    for li in range(n):
+        nxt: dict[int, tuple[float, tuple[int, ...]]] = {}
+        for u, (c0, bits) in best.items():
+            for j, b in enumerate(choices):
+                v = u + b
+                if v > budget:
+                    break
+                cand = (c0 + float(cost[li, j]), bits + (b,))
+                if v not in nxt or cand < nxt[v]:
+                    nxt[v] = cand
+        best = nxt
+    u_best = min(best, key=lambda u: (best[u][0], u, best[u][1]))
+    c_best, bits_best = best[u_best]
+    return BitAllocation(bits=bits_best, predicted_drop=c_best, used_bits=u_best)
+
+
+def _int_at_least(value: object, field_name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{field_name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def adaptive_precision(
     sensitivity: LayerSensitivity, *, total_bits: int | None = None,
     max_drop: float | None = None, monotone: bool = True,
@@ -338,7 +413,7 @@ def adaptive_precision(
     Exactly one of:
 
     * ``total_bits``: minimise the predicted drop ``Σ_i drop_i(b_i)`` s.t. ``Σ b_i <=
-      total_bits`` (:func:`~optodesign.quantize.complex.allocate_bits`);
+      total_bits`` (:func:`allocate_bits`);
     * ``max_drop``: the smallest budget whose optimal allocation predicts a drop
       ``<= max_drop`` (metric units, e.g. 0.005 = half a percent of accuracy), and that
       allocation; if none does, the optimal allocation at the full budget (the least
@@ -409,7 +484,7 @@ class MixedPrecisionResult:
     Attributes:
         design: the hard-quantized design (tables padded, widths in ``quantizer["bits"]``).
         stack: the trained stack.
-        history: per epoch ``{"epoch", "train_loss", "test_<metric>_hard"}``.
+        history: per epoch, as :meth:`~optodesign.train.trainer.Trainer.fit` records it.
         bits: per-layer widths (``ceil(log2 n_levels)``).
     """
 
@@ -423,7 +498,7 @@ def _design(trainer: Trainer, stack: DiffractiveStack, metrics: dict[str, Any],
             bits: tuple[int, ...], kind: str, info: dict[str, Any]) -> Design:
     from ..design import Design
 
-    template = dict(trainer.template, layer_kind=kind)
+    template = dict(trainer.template, layer_kind=kind, free_levels=())
     quant = {"method": "mixed-precision", "n_levels": max(q.n_levels for q in stack.quantizers),
              "bits": list(bits), "total_bits": int(sum(bits)), "process": None,
              "layers": [q.describe() for q in stack.quantizers], **info}
@@ -440,10 +515,10 @@ def train_mixed_precision(
 ) -> MixedPrecisionResult:
     """Quantization-aware training of a stack whose layers have their own quantizers.
 
-    Uses the trainer's task, data, evaluator and epoch loop (``trainer.cfg.train``: batch
-    size, learning rate, loss) and follows ``Trainer.run`` step for step: full precision
-    before ``qat_start``, then ``prepare`` and quantization-aware training with the schedules
-    over the remaining epochs. With the trainer's own quantizers (``build_quantizers``) it
+    Runs the trainer's one loop, :meth:`~optodesign.train.trainer.Trainer.fit`, with the
+    trainer's task and data (``trainer.cfg.train``: batch size, learning rate, loss): full
+    precision before ``qat_start``, then ``prepare`` and quantization-aware training with the
+    schedules over the remaining epochs. With the trainer's own quantizers (``build_quantizers``) it
     reproduces ``Trainer.run``'s design exactly, without checkpoints and plots. With
     ``epochs = 0`` nothing is trained: the result is the post-training quantization of
     ``init_raw``.
@@ -471,9 +546,6 @@ def train_mixed_precision(
         ConfigError: a process table (mixed widths need their own codebooks), a layer count
             mismatch, mixed raw kinds, full-precision epochs of the wrong kind.
     """
-    from ..evaluate import PRIMARY_METRIC, Evaluator
-    from ..models.stack import DiffractiveStack
-
     cfg = trainer.cfg
     if trainer.process_table is not None:
         raise ConfigError("quantization.process: mixed precision uses one codebook per width; "
@@ -495,44 +567,17 @@ def train_mixed_precision(
         raise ConfigError(f"qat_start: full-precision epochs follow the config's method "
                           f"{cfg.quantization.method!r}, but the quantizers are {kind}")
     bits = tuple(int(math.ceil(math.log2(q.n_levels))) for q in qs)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    stack = DiffractiveStack(qs, trainer.shape, generator=gen).to(trainer.device)
-    if init_raw is not None:
-        if len(init_raw) != len(qs):
-            raise ConfigError(f"init_raw: {len(init_raw)} layers for {len(qs)} quantizers")
-        with torch.no_grad():
-            for p, r in zip(stack.raw, init_raw, strict=True):
-                if tuple(p.shape) != tuple(r.shape):
-                    raise ConfigError(f"init_raw: shape {tuple(r.shape)} != layer shape "
-                                      f"{tuple(p.shape)} (raw kind {kind!r})")
-                p.copy_(r.to(p.device, p.dtype))
-    evaluator = Evaluator.from_design(_design(trainer, stack, {}, bits, kind, {}),
-                                      device=trainer.device, dataset=trainer.dataset)
-    key = PRIMARY_METRIC[cfg.task]
-    history: list[dict[str, Any]] = []
-    opt = torch.optim.Adam(stack.parameters(), lr=cfg.train.lr)
-    if n_epochs == 0:  # post-training quantization of the clipped (wrapped) raw values
-        stack.prepare()
-    for epoch in range(n_epochs):
-        qat = epoch >= start
-        if epoch == start:
-            stack.prepare()
-        if qat:
-            stack.set_progress(epoch - start, n_epochs - start)
-        stack.train()
-        # the trainer's own epoch: same data order, loss and optimiser steps as Trainer.run
-        loss, _ = trainer._epoch(stack, opt, evaluator, epoch, qat)
-        stack.eval()
-        with torch.no_grad():
-            hard = evaluator.evaluate(stack.transmissions("hard"))
-        history.append({"epoch": epoch + 1, "train_loss": loss, f"test_{key}_hard": hard[key]})
-        log.info("mixed precision epoch %d: %s", epoch + 1, history[-1])
+
+    def design(stack: DiffractiveStack, metrics: dict[str, Any]) -> Design:
+        return _design(trainer, stack, metrics, bits, kind, {})
+
+    # the one training loop: same data order, loss, optimiser steps and scoring as Trainer.run
+    fit = trainer.fit(qs, epochs=n_epochs, qat_start=start, init_raw=init_raw, design=design)
+    stack, evaluator = fit.stack, fit.evaluator
     with torch.no_grad():
         metrics = dict(evaluator.evaluate(stack.transmissions("hard")))
     metrics["total_bits"] = int(sum(bits))
-    design = _design(trainer, stack, metrics, bits, kind, dict(info or {}))
+    result = _design(trainer, stack, metrics, bits, kind, dict(info or {}))
     if out_dir is not None:
-        design.save(out_dir)
-    return MixedPrecisionResult(design, stack, history, bits)
-
+        result.save(out_dir)
+    return MixedPrecisionResult(result, stack, fit.history, bits)

@@ -116,8 +116,10 @@ def estimate_peak_memory(cfg: Config) -> int:
     Within a factor of about 1.5 of what was measured on CPU; torch's own footprint (the
     few hundred MB of ``import torch``) is not counted.
     """
+    from ..tasks import get_task
+
     o, t, d = cfg.optics, cfg.train, cfg.data
-    if cfg.task == "d2nn":
+    if get_task(cfg.task).supervised:  # a batch of image fields per step, datasets in memory
         n_train, n_test, side = DATASET_SIZES.get(d.dataset, (60000, 10000, 28))
         if d.train_samples:
             n_train = min(n_train, d.train_samples)

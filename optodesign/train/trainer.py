@@ -19,6 +19,7 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,23 +28,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import distributed, tasks
-from ..data.datasets import load_dataset
-from ..data.targets import image_target, spot_array, spot_boxes, text_target
+from .. import distributed
 from ..design import Design
 from ..errors import ConfigError, UserError
-from ..evaluate import PRIMARY_METRIC, Evaluator
+from ..evaluate import Evaluator
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
-from ..models.functional import auto_detectors, forward_stack
 from ..models.stack import DiffractiveStack
 from ..optics.propagation import check_sampling
 from ..quantize.base import Quantizer
+from ..tasks import Task, get_task
+from ..units import wrap_phase
 from .config import COMPLEX_METHODS, Config
 from .rundir import RUN_FORMAT, config_sha256, normalized_config, plain, read_resume_state
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "TrainResult", "build_quantizers", "check_optics"]
+__all__ = ["Fit", "Trainer", "TrainResult", "build_quantizers", "check_optics"]
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -131,7 +131,7 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
             from ..quantize.phase import make_phase_quantizer
 
             if process_table is not None:
-                phases: Any = np.mod(np.angle(process_table), 2 * np.pi)
+                phases: Any = wrap_phase(np.angle(process_table))
                 phases[phases > 2 * np.pi - 1e-9] = 0.0
             elif q.phases is not None:
                 phases = np.asarray(q.phases)
@@ -155,6 +155,22 @@ class _Step(torch.nn.Module):
         return self._loss(*args)
 
 
+@dataclass(frozen=True)
+class Fit:
+    """What :meth:`Trainer.fit` trained.
+
+    Attributes:
+        stack: the trained stack (in eval mode).
+        history: one row per epoch (``epoch``, ``train_loss``, ``train_accuracy`` for a
+            supervised task, ``test_<metric>_soft`` / ``_hard``).
+        evaluator: the evaluator it scored with.
+    """
+
+    stack: DiffractiveStack
+    history: list[dict[str, Any]]
+    evaluator: Evaluator
+
+
 class Trainer:
     """Owns the loop; the model (:class:`DiffractiveStack`) owns only parameters."""
 
@@ -174,71 +190,30 @@ class Trainer:
         o = cfg.optics
         self.shape = (o.size, o.size)
         self.process_table = _process_table(cfg)
-        self.dataset = None
-        extra: dict[str, Any] = {}
-        target = None
-        detectors: list[list[int]] = []
-        if cfg.task == "d2nn":
-            self.dataset = load_dataset(cfg.data.dataset, cfg.data.path)
-            detectors = ([list(b) for b in cfg.detectors.boxes] if cfg.detectors.boxes else
-                         auto_detectors(self.dataset.n_classes, self.shape, cfg.detectors.size))
-            if len(detectors) != self.dataset.n_classes:
-                raise ConfigError(f"detectors.boxes: {len(detectors)} boxes for "
-                                  f"{self.dataset.n_classes} classes")
-        elif cfg.task == "hologram":
-            t = cfg.target
-            target = (image_target(t.image, self.shape) if t.kind == "image" and t.image else
-                      spot_array(self.shape, t.spots, t.spacing, t.spot_size)
-                      if t.kind == "spots" else text_target(t.text, self.shape))
-        elif cfg.task == "splitter":
-            t = cfg.target
-            extra["spot_boxes"] = spot_boxes(self.shape, t.spots, t.spacing, t.spot_size)
-            target = spot_array(self.shape, t.spots, t.spacing, t.spot_size)
-        elif cfg.task == "lens":
-            f = o.distances[-1]
-            extra["focal_length"] = f
-            extra["focus_radius"] = tasks.focus_radius(
-                wavelength=o.wavelength, focal_length=f, aperture=o.size * o.pitch, pitch=o.pitch)
-            extra["ideal_peak"] = self._ideal_lens_peak(f)
+        self.task_type = get_task(cfg.task)
+        prepared = self.task_type.setup_from_config(cfg)
+        self.dataset = prepared.dataset
+        task = self.task_type(prepared.setup, shape=self.shape, target=prepared.target)
         structural = cfg.quantization.method == "binary" and \
             cfg.quantization.options.get("structural", True) is not False
-        self.fixed_masks = self._structural_masks(detectors) if structural else None
+        self.fixed_masks = self._structural_masks(task) if structural else None
         self.template = dict(
-            task=cfg.task, wavelength=o.wavelength, pitch=o.pitch, distances=o.distances,
+            setup=prepared.setup, wavelength=o.wavelength, pitch=o.pitch, distances=o.distances,
             layer_kind="complex" if cfg.quantization.method in COMPLEX_METHODS else "phase",
-            pad=o.pad, detectors=tuple(tuple(b) for b in detectors), target=target,
-            input=({"encoding": cfg.data.encoding, "image_size": cfg.data.image_size}
-                   if cfg.task == "d2nn" else {"illumination": "plane wave, unit amplitude"}),
-            dataset=self._dataset_ref(), extra=extra,
+            pad=o.pad, target=prepared.target,
+            # a binary layer's free pixels stay in {0, 1}: an opaque third level is physics'
+            free_levels=(0, 1) if cfg.quantization.method == "binary" else (),
         )
+        self._step: torch.nn.Module | None = None
 
     # ------------------------------------------------------------------ setup helpers
-    def _dataset_ref(self) -> dict[str, Any]:
-        if self.cfg.task != "d2nn":
-            return {}
-        d = self.cfg.data
-        path = str(Path(d.path).resolve()) if d.path else None
-        return {"name": d.dataset, "path": path, "test_samples": d.test_samples}
-
-    def _structural_masks(self, detectors: list[list[int]]) -> np.ndarray:
+    def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask
 
         o = self.cfg.optics
-        s = self.cfg.data.image_size
-        y0 = (o.size - s) // 2
-        inp = [y0, y0, s, s] if self.cfg.task == "d2nn" else None
-        dets = detectors or [[0, 0, o.size, o.size]]  # metasurfaces: the whole output plane
         return structural_mask(shape=self.shape, pitch=o.pitch, wavelength=o.wavelength,
-                               distances=o.distances, detectors=dets, input_box=inp)
-
-    def _ideal_lens_peak(self, focal_length: float) -> float:
-        o = self.cfg.optics
-        phase = tasks.ideal_lens_phase(self.shape, pitch=o.pitch, wavelength=o.wavelength,
-                                       focal_length=focal_length)
-        t = torch.polar(torch.ones(self.shape), torch.as_tensor(phase, dtype=torch.float32))
-        u = forward_stack(torch.ones((1, *self.shape), dtype=torch.complex64), [t],
-                          o.distances, pitch=o.pitch, wavelength=o.wavelength, pad=o.pad)
-        return float((u.abs() ** 2)[0, o.size // 2, o.size // 2])
+                               distances=o.distances, detectors=task.structural_boxes(),
+                               input_box=task.input_box())
 
     def design_from(self, stack: DiffractiveStack, metrics: dict[str, Any]) -> Design:
         tables = stack.level_tables() if self.process_table is None else np.broadcast_to(
@@ -258,14 +233,69 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, *, resume: bool = False) -> TrainResult:
+        """Train the config's quantizers in the run directory (checkpoints, metrics.csv,
+        design, plots); ``resume`` continues from ``checkpoint.pt``."""
+        fit = self.fit(build_quantizers(self.cfg, self.process_table, self.fixed_masks),
+                       resume=resume, checkpoint=True)
+        stack, evaluator = fit.stack, fit.evaluator
+        with torch.no_grad():
+            final = evaluator.evaluate(self.hard_transmissions(stack))
+            fp = evaluator.evaluate(self._full_precision(stack))
+        metrics = {k: v for k, v in final.items()}
+        key = self.task_type.primary_metric
+        metrics[f"{key}_full_precision"] = fp[key]
+        if self.fixed_masks is not None:
+            from ..quantize.binary import stored_bits_per_pixel
+
+            metrics["stored_bits_per_pixel"] = float(np.mean(
+                [stored_bits_per_pixel(m) for m in self.fixed_masks]))
+        design = self.design_from(stack, metrics)
+        if distributed.is_main():
+            design.save(self.out_dir)
+            from .plots import plot_run
+
+            plot_run(self.out_dir, design, fit.history, evaluator,
+                     self.hard_transmissions(stack))
+        distributed.barrier()
+        return TrainResult(design, self.out_dir, fit.history)
+
+    def fit(self, quantizers: Sequence[Quantizer], *, epochs: int | None = None,
+            qat_start: int | None = None, init_raw: Sequence[Tensor] | None = None,
+            resume: bool = False, checkpoint: bool = False,
+            design: Callable[[DiffractiveStack, dict[str, Any]], Design] | None = None) -> Fit:
+        """The one training loop: a stack of ``quantizers`` trained on the config's task.
+
+        Full precision before ``qat_start``, then ``prepare`` and quantization-aware training
+        with the quantizers' schedules over the remaining epochs; every epoch is scored on
+        the training path and with hard levels. The data order, initialisation and schedules
+        are functions of (seed, epoch). Under torchrun each rank trains on its share of every
+        batch (:class:`~torch.nn.parallel.DistributedDataParallel`).
+
+        Args:
+            quantizers: one per layer (``len == cfg.optics.layers``).
+            epochs: default ``cfg.train.epochs``; 0 trains nothing (the result is the
+                post-training quantization of the initial parameters).
+            qat_start: first quantization-aware epoch; default ``cfg.train.qat_start``.
+            init_raw: per-layer raw parameters to start from (default: the quantizers'
+                ``init_raw`` with the config seed).
+            resume: continue from the run directory's checkpoint (with ``checkpoint``).
+            checkpoint: write ``config.toml``, ``run.json``, ``checkpoint.pt`` and
+                ``metrics.csv`` into the run directory (rank 0).
+            design: ``(stack, metrics) -> Design`` for the evaluator (default
+                :meth:`design_from`; a mixed-precision stack passes its own).
+        """
         cfg, tr = self.cfg, self.cfg.train
+        n_epochs = tr.epochs if epochs is None else int(epochs)
+        start_qat = tr.qat_start if qat_start is None else int(qat_start)
+        if resume and not checkpoint:
+            raise ValueError("resume: needs checkpoint=True (the run directory's checkpoint)")
         ckpt_path = self.out_dir / "checkpoint.pt"
-        norm = normalized_config(cfg)
         state = read_resume_state(self.out_dir, cfg) if resume else None
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        stack = DiffractiveStack(build_quantizers(cfg, self.process_table, self.fixed_masks),
-                                 self.shape, generator=gen).to(self.device)
+        stack = DiffractiveStack(list(quantizers), self.shape, generator=gen).to(self.device)
+        if init_raw is not None:
+            _copy_raw(stack, init_raw)
         opt = torch.optim.Adam(stack.parameters(), lr=tr.lr)
         history: list[dict[str, Any]] = []
         start = 0
@@ -287,28 +317,36 @@ class Trainer:
             if isinstance(run, dict) and isinstance(run.get("sessions"), list):
                 sessions = list(run["sessions"])
             log.info("resuming at epoch %d", start + 1)
-        world = distributed.world_size()
         main = distributed.is_main()
-        sessions.append({"resume": bool(resume), "start_epoch": start, "epochs": tr.epochs,
-                         "world_size": world})
-        run_info = {"format": RUN_FORMAT, "config_sha256": config_sha256(norm), "config": norm,
-                    "epochs": tr.epochs, "sessions": sessions, "world_size": world}
-        if main:  # rank 0 writes; under torchrun the other ranks only compute
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if self.config_text is not None:
-                atomic_write_text(self.out_dir / "config.toml", self.config_text)
-            atomic_write_json(self.out_dir / "run.json", run_info)
+        run_info: dict[str, Any] = {}
+        if checkpoint:
+            norm = normalized_config(cfg)
+            world = distributed.world_size()
+            sessions.append({"resume": bool(resume), "start_epoch": start, "epochs": n_epochs,
+                             "world_size": world})
+            run_info = {"format": RUN_FORMAT, "config_sha256": config_sha256(norm),
+                        "config": norm, "epochs": n_epochs, "sessions": sessions,
+                        "world_size": world}
+            if main:  # rank 0 writes; under torchrun the other ranks only compute
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                if self.config_text is not None:
+                    atomic_write_text(self.out_dir / "config.toml", self.config_text)
+                atomic_write_json(self.out_dir / "run.json", run_info)
         self._step = self._make_step(stack)
-        evaluator = Evaluator.from_design(self.design_from(stack, {}), device=self.device,
-                                          dataset=self.dataset)
-        for epoch in range(start, tr.epochs):
-            qat = epoch >= tr.qat_start
-            if epoch == tr.qat_start:
+        evaluator = Evaluator.from_design((design or self.design_from)(stack, {}),
+                                          device=self.device, dataset=self.dataset)
+        key = self.task_type.primary_metric
+        if n_epochs == 0:  # post-training quantization of the clipped (wrapped) raw values
+            stack.prepare()
+        for epoch in range(start, n_epochs):
+            qat = epoch >= start_qat
+            if epoch == start_qat:
                 stack.prepare()
             if qat:
-                stack.set_progress(epoch - tr.qat_start, tr.epochs - tr.qat_start)
+                stack.set_progress(epoch - start_qat, n_epochs - start_qat)
             stack.train()
-            train_loss, train_acc = self._epoch(stack, opt, evaluator, epoch, qat)
+            train_loss, train_acc = self._epoch(stack, opt, evaluator, epoch, qat,
+                                                n_epochs=n_epochs)
             stack.eval()
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
             if train_acc is not None:
@@ -317,11 +355,10 @@ class Trainer:
                 soft = evaluator.evaluate(stack.transmissions("train") if qat else
                                           self._full_precision(stack))
                 hard = evaluator.evaluate(self.hard_transmissions(stack))
-            key = PRIMARY_METRIC[cfg.task]
             row[f"test_{key}_soft"] = soft[key]
             row[f"test_{key}_hard"] = hard[key]
             history.append(row)
-            if main:
+            if checkpoint and main:
                 self._write_metrics(history)
                 buf = io.BytesIO()
                 # tensors and plain data only: load_checkpoint reads it with weights_only=True
@@ -334,25 +371,8 @@ class Trainer:
                 with atomic_path(ckpt_path) as tmp:
                     tmp.write_bytes(buf.getvalue())
             log.info("epoch %d: %s", epoch + 1, row)
-        with torch.no_grad():
-            final = evaluator.evaluate(self.hard_transmissions(stack))
-            fp = evaluator.evaluate(self._full_precision(stack))
-        metrics = {k: v for k, v in final.items()}
-        key = PRIMARY_METRIC[cfg.task]
-        metrics[f"{key}_full_precision"] = fp[key]
-        if self.fixed_masks is not None:
-            from ..quantize.binary import stored_bits_per_pixel
-
-            metrics["stored_bits_per_pixel"] = float(np.mean(
-                [stored_bits_per_pixel(m) for m in self.fixed_masks]))
-        design = self.design_from(stack, metrics)
-        if main:
-            design.save(self.out_dir)
-            from .plots import plot_run
-
-            plot_run(self.out_dir, design, history, evaluator, self.hard_transmissions(stack))
-        distributed.barrier()
-        return TrainResult(design, self.out_dir, history)
+        stack.eval()
+        return Fit(stack, history, evaluator)
 
     def _make_step(self, stack: DiffractiveStack) -> torch.nn.Module:
         """The step module; under torchrun wrapped in DistributedDataParallel (gradients
@@ -369,19 +389,17 @@ class Trainer:
 
     def _step_loss(self, field: Tensor, y: Tensor | None, weight: float,
                    qat: bool) -> tuple[Tensor, Tensor]:
-        stack, ev, tr = self._stack_of_step(), self._evaluator, self.cfg.train
+        stack, ev = self._stack_of_step(), self._evaluator
         ts = stack.transmissions("train") if qat else self._full_precision(stack)
         inten = ev.output_intensity(field, ts)
-        if y is None:  # a metasurface: one plane wave, the same on every rank
-            loss = self._metasurface_loss(inten[0], ev)
-        else:
-            loss = weight * tasks.classification_loss(inten, y, ev.boxes, loss=tr.loss,
-                                                      temperature=tr.temperature)
+        # a plane-wave task: one field, the same on every rank, weight 1
+        loss = weight * ev.task.loss(inten, y)
         return loss + stack.regularization(), inten
 
     def _stack_of_step(self) -> DiffractiveStack:
+        assert self._step is not None
         step = self._step.module if hasattr(self._step, "module") else self._step
-        return step.stack
+        return step.stack  # type: ignore[return-value]
 
     def _full_precision(self, stack: DiffractiveStack) -> list[Tensor]:
         if self.cfg.quantization.method in COMPLEX_METHODS:
@@ -390,25 +408,27 @@ class Trainer:
             return [clip_to_unit_disk(raw_to_complex(r)) for r in stack.raw]
         return [torch.polar(torch.ones_like(r), r) for r in stack.raw]
 
-    def _epoch(self, stack: DiffractiveStack, opt: torch.optim.Optimizer,
-               ev: Evaluator, epoch: int, qat: bool) -> tuple[float, float | None]:
+    def _epoch(self, stack: DiffractiveStack, opt: torch.optim.Optimizer, ev: Evaluator,
+               epoch: int, qat: bool, *, n_epochs: int | None = None) -> tuple[float, float | None]:
+        """One epoch of :meth:`fit` (the GPU benchmark times it alone)."""
         cfg, tr = self.cfg, self.cfg.train
         from tqdm.auto import tqdm
 
+        n_epochs = tr.epochs if n_epochs is None else n_epochs
         self._evaluator = ev
-        if getattr(self, "_step", None) is None or self._stack_of_step() is not stack:
-            self._step = self._make_step(stack)  # adaptive precision passes its own stack
+        if self._step is None or self._stack_of_step() is not stack:
+            self._step = self._make_step(stack)
         world, rank = distributed.world_size(), distributed.rank()
         losses: list[float] = []
         correct = seen = 0
-        if cfg.task == "d2nn":
+        if self.task_type.supervised:
             assert self.dataset is not None
             images, labels = self.dataset.train_images, self.dataset.train_labels
             if cfg.data.train_samples:
                 images, labels = images[: cfg.data.train_samples], labels[: cfg.data.train_samples]
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(labels))
             n_batches = math.ceil(len(order) / tr.batch_size)
-            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{tr.epochs}",
+            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{n_epochs}",
                        disable=not self.progress or not distributed.is_main(), leave=False,
                        mininterval=0.5)
             for b in bar:
@@ -427,7 +447,7 @@ class Trainer:
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
-                    hits = (tasks.classification_predictions(inten, ev.boxes) == y).sum()
+                    hits = (ev.task.predict(inten) == y).sum()
                     # the mean over ranks of their losses is the whole batch's loss
                     stats = torch.tensor([loss.item() / world,
                                           float(hits) if weight else 0.0,
@@ -440,7 +460,7 @@ class Trainer:
                 seen += int(stats[2])
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", acc=f"{correct / seen:.3f}")
             return float(np.mean(losses)), correct / max(seen, 1)
-        bar = tqdm(range(tr.steps_per_epoch), desc=f"epoch {epoch + 1}/{tr.epochs}",
+        bar = tqdm(range(tr.steps_per_epoch), desc=f"epoch {epoch + 1}/{n_epochs}",
                    disable=not self.progress or not distributed.is_main(), leave=False,
                    mininterval=0.5)
         field = ev.plane_wave()
@@ -453,14 +473,6 @@ class Trainer:
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
         return float(np.mean(losses)), None
 
-    def _metasurface_loss(self, inten: Tensor, ev: Evaluator) -> Tensor:
-        task = self.cfg.task
-        if task == "hologram":
-            return tasks.hologram_loss(inten, ev.target())
-        if task == "lens":
-            return tasks.focus_loss(inten, int(ev.design.extra["focus_radius"]), ev.incident)
-        return tasks.splitter_loss(inten, ev.boxes, ev.incident)
-
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
         keys = list(dict.fromkeys(k for row in history for k in row))
         buf = io.StringIO()
@@ -469,3 +481,16 @@ class Trainer:
         for row in history:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+
+
+def _copy_raw(stack: DiffractiveStack, init_raw: Sequence[Tensor]) -> None:
+    """Start ``stack`` from given raw parameters (shapes checked, one-line ConfigError)."""
+    if len(init_raw) != len(stack.raw):
+        raise ConfigError(f"init_raw: {len(init_raw)} layers for {len(stack.raw)} quantizers")
+    with torch.no_grad():
+        for p, r in zip(stack.raw, init_raw, strict=True):
+            if tuple(p.shape) != tuple(r.shape):
+                kind = stack.quantizers[0].raw_kind
+                raise ConfigError(f"init_raw: shape {tuple(r.shape)} != layer shape "
+                                  f"{tuple(p.shape)} (raw kind {kind!r})")
+            p.copy_(r.to(p.device, p.dtype))

@@ -6,9 +6,10 @@ gives the same samples on CPU and GPU), then stacked along a batch dimension and
 together by :func:`optodesign.models.functional.forward_stack` — transmissions
 ``(K, S, 1, ny, nx)`` against input fields ``(1, B, ny, nx)`` give ``S × B`` outputs in one
 pass. Samples share one propagation geometry unless the layer spacing varies per sample
-(``spacing_sigma``), in which case they run one at a time. For a D2NN the test images are
-propagated to the first layer once and reused by every sample (that distance is rarely
-perturbed). Scoring uses the task functions of :mod:`optodesign.tasks`, as training does.
+(``spacing_sigma``), in which case they run one at a time. For a supervised task (D2NN) the
+test images are propagated to the first layer once and reused by every sample (that distance
+is rarely perturbed). Scoring is :meth:`optodesign.evaluate.Evaluator.score_realisations`,
+the evaluator training scores with.
 
 :func:`verify_fab` is the whole ``optodesign verify``: read back, nominal metric (through
 :class:`~optodesign.evaluate.Evaluator`, exactly as training scored the design), combined
@@ -29,12 +30,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import tasks
 from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import padded_shape
 from ..models.functional import forward_stack
 from ..optics.propagation import SamplingWarning
+from ..tasks import task_of
 from ..units import format_length
 from ..variation.geometry import place
 from ..variation.perturb import apply_random, apply_systematic
@@ -77,14 +78,14 @@ class Scorer:
                  max_fields: int | None = None, image_batch: int = 256) -> None:
         self.ev = evaluator
         self.design = evaluator.design
-        self.task = self.design.task
+        self.task = evaluator.task
         self.device = evaluator.device
         nyp, nxp = padded_shape(self.design.shape, self.design.pad)
         budget = MAX_BATCH_BYTES.get(self.device.type, MAX_BATCH_BYTES["cuda"])
         self.max_fields = max_fields or max(1, budget // (nyp * nxp * 8))
         self.images: np.ndarray | None = None
         self.labels: np.ndarray | None = None
-        if self.task == "d2nn":
+        if self.task.supervised:
             self.images, self.labels = evaluator.test_split(test_samples)
             if len(self.labels) == 0:
                 raise UserError("--test-samples: the test set is empty")
@@ -134,7 +135,7 @@ class Scorer:
         :meth:`example_images`) or ``(S, ny, nx)`` (metasurfaces) of transmissions ``ts``
         ``(K, S, ny, nx)``."""
         d = self.design
-        if self.task == "d2nn":
+        if self.task.supervised:
             assert self.images is not None
             sel = self.example_images() if images is None else images
             field = self.ev.images_to_field(self.images[sel])[None]
@@ -160,40 +161,12 @@ class Scorer:
             S dicts as :meth:`Evaluator.evaluate` returns them (D2NN: ``accuracy`` and
             ``confusion``; metasurfaces: the task's scalar metrics).
         """
-        d = self.design
-        S = ts.shape[1]
-        if self.task != "d2nn":
-            inten = self.intensities(ts, distances=distances, wavelength=wavelength)
-            out = []
-            for s in range(S):
-                i = inten[s]
-                if self.task == "hologram":
-                    out.append(tasks.hologram_metrics(i, self.ev.target(), self.ev.incident))
-                elif self.task == "lens":
-                    out.append(tasks.focus_metrics(i, int(d.extra["focus_radius"]),
-                                                   self.ev.incident,
-                                                   float(d.extra["ideal_peak"])))
-                else:
-                    out.append(tasks.splitter_metrics(i, self.ev.boxes, self.ev.incident))
-            return out
-        assert self.images is not None and self.labels is not None
-        cached = self._input_batches(distances[0], wavelength) if reuse_inputs else None
-        rest = [0.0, *distances[1:]]
-        t5 = ts[:, :, None]  # (K, S, 1, ny, nx) against fields (1, B, ny, nx)
-        preds = []
-        for b, i in enumerate(range(0, self.n_images, self.image_batch)):
-            if cached is not None:
-                u = forward_stack(cached[b][None], t5, rest, pitch=d.pitch,
-                                  wavelength=wavelength, pad=d.pad)
-            else:
-                f = self.ev.images_to_field(self.images[i:i + self.image_batch])[None]
-                u = forward_stack(f, t5, distances, pitch=d.pitch, wavelength=wavelength,
-                                  pad=d.pad)
-            inten = u.real**2 + u.imag**2
-            preds.append(tasks.classification_predictions(inten, self.ev.boxes).cpu().numpy())
-        p = np.concatenate(preds, axis=1)  # (S, n_images)
-        C = len(self.ev.boxes)
-        return [tasks.classification_metrics(p[s], self.labels, C) for s in range(S)]
+        cached = None
+        if self.task.supervised and reuse_inputs:
+            cached = self._input_batches(distances[0], wavelength)
+        return self.ev.score_realisations(ts, distances=distances, wavelength=wavelength,
+                                          images=self.images, labels=self.labels,
+                                          image_batch=self.image_batch, inputs=cached)
 
 
 @dataclass(frozen=True)
@@ -469,10 +442,8 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
         raise UserError(f"--test-samples: must be >= 1, got {test_samples}")
 
     dataset = None
-    if fab.design.task == "d2nn" and data is not None:
-        from ..data.datasets import load_dataset
-
-        dataset = load_dataset(fab.design.dataset.get("name", "digits"), str(data))
+    if data is not None:  # a supervised task's dataset from another directory
+        dataset = task_of(fab.design).load_dataset(path=str(data))
     ev = Evaluator.from_design(fab.design, device=device, dataset=dataset)
 
     t1 = time.perf_counter()

@@ -35,7 +35,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -174,53 +174,6 @@ def _check_makes_design(levels: np.ndarray, design_levels: np.ndarray, values: n
                 "of manifest.json swapped or files replaced?)")
 
 
-def _check_task_fields(design: Design, fab: Path) -> None:
-    """What scoring the design needs from design.json, checked before any simulation."""
-    where = fab / "design.json"
-    t = design.task
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if t == "d2nn":
-        size = design.input.get("image_size")
-        if not (isinstance(size, int) and not isinstance(size, bool)
-                and 1 <= size <= min(design.shape)):
-            raise UserError(f"{where}: input.image_size must be a whole number of pixels in "
-                            f"1..{min(design.shape)}, got {size!r}")
-        if design.input.get("encoding", "amplitude") not in ("amplitude", "phase"):
-            raise UserError(f"{where}: input.encoding must be 'amplitude' or 'phase', got "
-                            f"{design.input.get('encoding')!r}")
-        if not design.detectors:
-            raise UserError(f"{where}: detectors: a classifier needs one detector box per "
-                            "class, got none")
-        n = design.dataset.get("test_samples")
-        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
-            raise UserError(f"{where}: dataset.test_samples must be a whole number >= 0 or "
-                            f"absent, got {n!r}")
-        for key in ("name", "path"):
-            v = design.dataset.get(key)
-            if v is not None and not isinstance(v, str):
-                raise UserError(f"{where}: dataset.{key} must be a string, got {v!r}")
-    elif t == "lens":
-        for key in ("focus_radius", "ideal_peak"):
-            v = design.extra.get(key)
-            if not (number(v) and v > 0):
-                raise UserError(f"{where}: extra.{key} must be a number > 0, got {v!r}")
-    elif t == "hologram":
-        if design.target is None:
-            raise UserError(f"{fab / 'design.npz'}: a hologram needs its target array")
-    elif t == "splitter":
-        from ..design import DesignError, _boxes
-
-        boxes = design.extra.get("spot_boxes")
-        try:
-            ok = bool(_boxes(boxes, "extra.spot_boxes")) if boxes is not None else False
-        except DesignError:
-            ok = False
-        if not ok:
-            raise UserError(f"{where}: extra.spot_boxes must be a non-empty list of "
-                            f"[y0, x0, h, w] boxes, got {boxes!r}")
 
 
 def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 8) -> FabStack:
@@ -266,7 +219,6 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
         notes.append(note)
     trained = Design.load(fab)
     _check_consistent(manifest, trained, fab)
-    _check_task_fields(trained, fab)
     K, L = trained.n_layers, trained.n_levels
     ny, nx = trained.shape
     structure = process.structure

@@ -21,7 +21,6 @@ metadata):
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -33,13 +32,14 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import (
-    atomic_path,
     atomic_write_json,
     atomic_write_text,
     foreign_entries,
     replace_dir,
 )
-from ..units import format_length
+from ..plotting import new_figure, save_png
+from ..tasks import get_task, task_of
+from ..units import format_length, wrap_phase
 from ..variation.spec import ERRORS
 from .montecarlo import VerifyResult
 
@@ -89,7 +89,7 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
         "seed": r.seed,
         "samples": r.samples,
         "samples_simulated": r.combined.computed,
-        "test_samples": r.test_samples if fab.design.task == "d2nn" else None,
+        "test_samples": r.test_samples if _supervised(r) else None,
         "readback": {"levels_equal_design": fab.trained_levels_equal,
                      "notes": list(fab.notes)},
         "nominal": nominal,
@@ -128,7 +128,7 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     lines.append(f"Process **{fab.process.name}** ({fab.process.kind}), task {fab.design.task}, "
                  f"read from **{fab.source.upper()}** files; {fab.design.n_layers} layer(s) of "
                  f"{fab.design.shape[0]}x{fab.design.shape[1]} px, {fab.design.n_levels} levels.")
-    if fab.design.task == "d2nn":
+    if _supervised(r):
         lines.append(f"Test images: {r.test_samples}.")
     lines.append("")
     word = "PASS" if verdict(r) else "FAIL"
@@ -180,20 +180,9 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- figures
-def _figure(w: float, h: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    with atomic_path(path) as t:
-        t.write_bytes(buf.getvalue())
+def _supervised(r: VerifyResult) -> bool:
+    """Whether the design's task is scored on test images (a D2NN)."""
+    return get_task(r.fab.design.task).supervised
 
 
 def _axis_scale(values: tuple[float, ...], unit: str) -> tuple[float, str]:
@@ -214,7 +203,7 @@ def _plot_sweep(r: VerifyResult, path: Path) -> None:
     n = len(r.sweep)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig = _figure(3.3 * cols, 2.7 * rows)
+    fig = new_figure(3.3 * cols, 2.7 * rows, dpi=100)
     thr = r.nominal_value - r.max_drop
     for i, sw in enumerate(r.sweep):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -232,11 +221,11 @@ def _plot_sweep(r: VerifyResult, path: Path) -> None:
     fig.suptitle(f"{r.config.tolerance.statistic} {r.metric} vs error magnitude "
                  f"(band: min..max; dashed: tolerance)", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_histogram(r: VerifyResult, path: Path) -> None:
-    fig = _figure(4.5, 3.2)
+    fig = new_figure(4.5, 3.2, dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     v = r.combined.values
     bins = max(5, min(40, int(np.sqrt(v.size)) * 2))
@@ -254,23 +243,24 @@ def _plot_histogram(r: VerifyResult, path: Path) -> None:
     ax.legend(fontsize=7)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_outputs(r: VerifyResult, path: Path) -> None:
     ex = r.examples
     nom, smp = ex["nominal_out"], ex["sample_out"]
-    if r.fab.design.task == "d2nn":
+    if _supervised(r):
+        from matplotlib.patches import Rectangle
+
+        boxes = task_of(r.fab.design).boxes()
         n = nom.shape[0]
-        fig = _figure(2.6 * n, 5.2)
+        fig = new_figure(2.6 * n, 5.2, dpi=100)
         labels = ex.get("labels", np.full(n, -1))
         for row, (imgs, name) in enumerate(((nom, "nominal"), (smp, "sample 0"))):
             for i in range(n):
                 ax = fig.add_subplot(2, n, row * n + i + 1)
                 ax.imshow(imgs[i], origin="lower", cmap="inferno", interpolation="nearest")
-                for c, (y0, x0, h, w) in enumerate(r.fab.design.detectors):
-                    from matplotlib.patches import Rectangle
-
+                for c, (y0, x0, h, w) in enumerate(boxes):
                     col = "lime" if c == labels[i] else "w"
                     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=col,
                                            lw=0.6))
@@ -280,7 +270,7 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
     else:
         panels = [(ex["target"], "target")] if "target" in ex else []
         panels += [(nom, "nominal output"), (smp, "sample 0 output")]
-        fig = _figure(3.0 * len(panels), 3.0)
+        fig = new_figure(3.0 * len(panels), 3.0, dpi=100)
         for i, (img, name) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
             ax.imshow(img, origin="lower", cmap="inferno", interpolation="nearest")
@@ -288,18 +278,18 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_layers(r: VerifyResult, path: Path) -> None:
     ex = r.examples
     nt, st = ex["nominal_t"], ex["sample_t"]
     K = nt.shape[0]
-    fig = _figure(2.8 * K, 5.4)
+    fig = new_figure(2.8 * K, 5.4, dpi=100)
     for row, (t, name) in enumerate(((nt, "nominal"), (st, "sample 0"))):
         for k in range(K):
             ax = fig.add_subplot(2, K, row * K + k + 1)
-            ph = np.mod(np.angle(t[k]), 2 * np.pi)
+            ph = wrap_phase(np.angle(t[k]))
             ph[np.abs(t[k]) == 0] = np.nan
             ax.imshow(ph, origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
                       interpolation="nearest")
@@ -307,11 +297,11 @@ def _plot_layers(r: VerifyResult, path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_confusion(r: VerifyResult, path: Path) -> None:
-    fig = _figure(7.0, 3.4)
+    fig = new_figure(7.0, 3.4, dpi=100)
     mats = [(np.asarray(r.nominal["confusion"]), "nominal")]
     if r.combined.confusion is not None:
         mats.append((r.combined.confusion, f"combined errors ({r.samples} samples)"))
@@ -324,7 +314,7 @@ def _plot_confusion(r: VerifyResult, path: Path) -> None:
         ax.set_ylabel("true", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 #: every name :func:`write_report` may write: a previous report's entries by these names are

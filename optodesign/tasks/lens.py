@@ -1,0 +1,150 @@
+"""Lens: a unit plane wave focused onto the centre of the output plane.
+
+The loss is the negative fraction of the incident energy inside the focal disk (radius λf/D,
+the central lobe of a square aperture's focus); the metrics are the focal efficiency and the
+Strehl ratio against the ideal continuous (hyperbolic) lens of the same aperture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..units import wrap_phase
+from .base import Prepared, Task, TaskSetup, read_int, read_number
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..train.config import Config
+
+__all__ = ["Lens", "LensSetup", "focus_radius", "ideal_lens_phase"]
+
+
+@dataclass(frozen=True)
+class LensSetup(TaskSetup):
+    """Attributes:
+        focal_length: metres (the last distance).
+        focus_radius: radius of the focal disk the loss reads, pixels (>= 1).
+        ideal_peak: on-axis intensity of the ideal continuous lens (the Strehl reference).
+    """
+
+    name: ClassVar[str] = "lens"
+
+    focal_length: float
+    focus_radius: int
+    ideal_peak: float
+
+    v1_extra_keys: ClassVar[tuple[str, ...]] = ("focal_length", "focus_radius", "ideal_peak")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, shape: tuple[int, int]) -> LensSetup:
+        return cls._parse(data, "setup.")
+
+    @classmethod
+    def from_v1(cls, meta: Mapping[str, Any], *, shape: tuple[int, int]) -> LensSetup:
+        """Format 1 kept them in ``extra``."""
+        extra = meta.get("extra", {}) if isinstance(meta.get("extra"), dict) else {}
+        return cls._parse(extra, "extra.")
+
+    @classmethod
+    def _parse(cls, data: Mapping[str, Any], where: str) -> LensSetup:
+        # focal_length is informational (the last distance); older files may lack it
+        f = data.get("focal_length")
+        return cls(focal_length=0.0 if f is None else read_number(f, f"{where}focal_length"),
+                   focus_radius=read_int(data.get("focus_radius"), f"{where}focus_radius",
+                                         low=1),
+                   ideal_peak=read_number(data.get("ideal_peak"), f"{where}ideal_peak"))
+
+
+def focus_radius(*, wavelength: float, focal_length: float, aperture: float, pitch: float) -> int:
+    """Radius (pixels, >= 1) of the central lobe of a square aperture's focus: λ f / D."""
+    return max(1, round(wavelength * focal_length / aperture / pitch))
+
+
+def ideal_lens_phase(shape: tuple[int, int], *, pitch: float, wavelength: float,
+                     focal_length: float) -> np.ndarray:
+    """Continuous phase of an ideal (hyperbolic) lens, wrapped to [0, 2π):
+    φ = −2π/λ (sqrt(x² + y² + f²) − f), centred on pixel (ny//2, nx//2)."""
+    ny, nx = shape
+    y = (np.arange(ny) - ny // 2) * pitch
+    x = (np.arange(nx) - nx // 2) * pitch
+    r2 = y[:, None] ** 2 + x[None, :] ** 2
+    return wrap_phase(-2 * np.pi / wavelength * (np.sqrt(r2 + focal_length**2) - focal_length))
+
+
+def _disk(shape: tuple[int, int], radius: float) -> np.ndarray:
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    return (yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= radius**2
+
+
+class Lens(Task):
+    """Focus a unit plane wave onto the centre of the output plane."""
+
+    setup_type = LensSetup
+    name = setup_type.name
+    loss_kind = "focus (-efficiency in the focal disk)"
+    primary_metric = "strehl"
+    metric_names = ("strehl", "efficiency")
+    default_drop: ClassVar[dict[str, float]] = {"strehl": 0.05, "efficiency": 0.02}
+    default_target_kind = "focus"
+
+    setup: LensSetup
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        from ..errors import ConfigError
+
+        if cfg.optics.layers != 1:
+            raise ConfigError("optics.layers: a lens is a single layer (layers = 1)")
+
+    @classmethod
+    def setup_from_config(cls, cfg: Config) -> Prepared:
+        o = cfg.optics
+        f = o.distances[-1]
+        radius = focus_radius(wavelength=o.wavelength, focal_length=f,
+                              aperture=o.size * o.pitch, pitch=o.pitch)
+        return Prepared(LensSetup(focal_length=f, focus_radius=radius,
+                                  ideal_peak=ideal_peak(cfg)))
+
+    def observed(self) -> np.ndarray:
+        return np.flatnonzero(_disk(self.shape, self.setup.focus_radius).ravel())
+
+    def read_observed(self, intensity: Tensor) -> Tensor:
+        return intensity  # the focal disk
+
+    def loss_of(self, reading: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Negative fraction of the incident energy inside the focal disk: ``(..., B, P)`` ->
+        ``(...)``."""
+        return -(reading.sum(-1) / self.incident).mean(-1)
+
+    def metrics(self, intensity: Tensor) -> dict[str, Any]:
+        """Focal efficiency (energy within 1.5x the central-lobe radius / incident) and Strehl
+        ratio (on-axis intensity / that of the ideal continuous lens of the same aperture)."""
+        import torch
+
+        ny, nx = self.shape
+        disk = self.tensor("disk15", lambda: torch.as_tensor(
+            _disk(self.shape, 1.5 * self.setup.focus_radius), device=intensity.device))
+        return {"efficiency": intensity[..., disk].sum().item() / self.incident,
+                "strehl": intensity[..., ny // 2, nx // 2].max().item() / self.setup.ideal_peak}
+
+
+def ideal_peak(cfg: Config) -> float:
+    """On-axis output intensity of the ideal continuous lens of ``cfg``'s aperture."""
+    import torch
+
+    from ..models.functional import forward_stack
+
+    o = cfg.optics
+    shape = (o.size, o.size)
+    phase = ideal_lens_phase(shape, pitch=o.pitch, wavelength=o.wavelength,
+                             focal_length=o.distances[-1])
+    t = torch.polar(torch.ones(shape), torch.as_tensor(phase, dtype=torch.float32))
+    u = forward_stack(torch.ones((1, *shape), dtype=torch.complex64), [t], o.distances,
+                      pitch=o.pitch, wavelength=o.wavelength, pad=o.pad)
+    return float((u.abs() ** 2)[0, o.size // 2, o.size // 2])
