@@ -63,9 +63,9 @@ def build(framework: str) -> tuple[Any, Any, str]:
         import optodesign
         from optodesign.models.functional import forward_stack
         from optodesign.models.stack import DiffractiveStack
-        from optodesign.quantize.phase import make_phase_quantizer
+        from optodesign.quantize.registry import build_quantizer
 
-        stack = DiffractiveStack([make_phase_quantizer("fp32", 4) for _ in range(LAYERS)],
+        stack = DiffractiveStack([build_quantizer("fp32", levels=4) for _ in range(LAYERS)],
                                  (N, N), generator=torch.Generator().manual_seed(0))
 
         def run(field: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from optodesign.models.stack import DiffractiveStack
 from optodesign.quantize.levels import nearest_level, uniform_levels
-from optodesign.quantize.phase import make_phase_quantizer
+from optodesign.quantize.registry import build_quantizer
 
 DEVICE = "meta"
 
@@ -42,7 +42,7 @@ class HostTraffic(TorchDispatchMode):
 
 @pytest.mark.parametrize("method", ["psq-li", "psq-ft"])
 def test_psq_training_path_keeps_its_scheduled_temperature_on_the_host(method: str) -> None:
-    q = make_phase_quantizer(method, 4).to(DEVICE)
+    q = build_quantizer(method, levels=4).to(DEVICE)
     q.set_progress(1, 4)
     raw = torch.zeros(6, 6, device=DEVICE, requires_grad=True)
     with HostTraffic() as traffic:
@@ -54,7 +54,7 @@ def test_psq_training_path_keeps_its_scheduled_temperature_on_the_host(method: s
 
 @pytest.mark.parametrize("method", ["psq-li", "ste", "dsq", "gs", "pq"])
 def test_hard_levels_on_a_device_read_nothing_back(method: str) -> None:
-    q = make_phase_quantizer(method, 4).to(DEVICE)
+    q = build_quantizer(method, levels=4).to(DEVICE)
     raw = torch.zeros(6, 6, device=DEVICE)
     with HostTraffic() as traffic:
         idx = q.indices(raw)
@@ -75,13 +75,13 @@ def test_nearest_level_with_the_table_on_the_device() -> None:
 
 
 def test_stack_regularization_adds_host_zeros_without_copying_them() -> None:
-    stack = DiffractiveStack([make_phase_quantizer("psq-li", 4) for _ in range(3)], (6, 6))
+    stack = DiffractiveStack([build_quantizer("psq-li", levels=4) for _ in range(3)], (6, 6))
     stack = stack.to(DEVICE)
     with HostTraffic() as traffic:
         reg = stack.regularization()
     assert reg.device.type == DEVICE and reg.shape == ()
     assert traffic.events == []
-    cpu = DiffractiveStack([make_phase_quantizer("psq-lt", 4) for _ in range(2)], (6, 6))
+    cpu = DiffractiveStack([build_quantizer("psq-lt", levels=4) for _ in range(2)], (6, 6))
     assert cpu.regularization().requires_grad  # LT's learned-temperature term still counts
 
 

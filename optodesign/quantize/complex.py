@@ -35,7 +35,6 @@ __all__ = [
     "JointComplexQuantizer",
     "IndependentReImQuantizer",
     "IndependentAmpPhaseQuantizer",
-    "make_complex_quantizer",
     "raw_to_complex",
     "complex_to_raw",
     "clip_to_unit_disk",
@@ -488,7 +487,7 @@ class IndependentAmpPhaseQuantizer(ComplexQuantizer):
 
 
 # ---------------------------------------------------------------------------- constructor
-def make_complex_quantizer(
+def complex_quantizer(
     method: ComplexMethod, codebook: ArrayLike | Tensor | None = None, **options: Any
 ) -> ComplexQuantizer:
     """The complex family's constructor behind

@@ -46,7 +46,6 @@ __all__ = [
     "GumbelSoftmaxQuantizer",
     "DSQQuantizer",
     "PSQQuantizer",
-    "make_phase_quantizer",
 ]
 
 #: PSQ-FT's default temperature, 1/rad, for every table (see :class:`PSQQuantizer` and
@@ -411,7 +410,7 @@ class PSQQuantizer(PhaseQuantizer):
 
 
 # ------------------------------------------------------------------------- constructor
-def make_phase_quantizer(method: str, phases: np.ndarray | Sequence[float] | int,
+def phase_quantizer(method: str, phases: np.ndarray | Sequence[float] | int,
                          **options: Any) -> PhaseQuantizer:
     """The phase family's constructor behind :func:`optodesign.quantize.registry.build_quantizer`,
     which checks the method and its options first: call that.
@@ -437,12 +436,3 @@ def make_phase_quantizer(method: str, phases: np.ndarray | Sequence[float] | int
         q = PSQQuantizer(phases, schedule=method.removeprefix("psq-"), **options)  # type: ignore[arg-type]
     return q
 
-
-def __getattr__(name: str) -> Any:
-    # TRANSITIONAL: train/adaptive.py (another branch's file) imports PHASE_METHODS; when the
-    # merge gives it registry.method_names("phase"), this function goes.
-    if name == "PHASE_METHODS":
-        from .registry import method_names
-
-        return method_names("phase")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,8 +30,8 @@ from ..schema import Table
 from .base import Quantizer
 from .binary import BinaryQuantizer
 from .codebooks import phase_codebook
-from .complex import make_complex_quantizer
-from .phase import FT_T, make_phase_quantizer
+from .complex import complex_quantizer
+from .phase import FT_T, phase_quantizer
 
 __all__ = ["Family", "Option", "Method", "METHODS", "family", "method_names", "read_options",
            "check_options", "build_quantizer", "methods_table"]
@@ -238,12 +238,12 @@ def build_quantizer(method: str, *, levels: int | None = None,
         raise ConfigError(f"codebook: method {method!r} builds its own table; give none")
     try:
         if spec.family == "phase":
-            return make_phase_quantizer(method, phases if phases is not None else levels,
+            return phase_quantizer(method, phases if phases is not None else levels,
                                         **opts)
         if spec.family == "binary":
             opts.pop("structural")
             return BinaryQuantizer(fixed_mask=fixed_mask, **opts)
-        return make_complex_quantizer(method, codebook, **opts)  # type: ignore[arg-type]
+        return complex_quantizer(method, codebook, **opts)  # type: ignore[arg-type]
     except ConfigError as e:  # the constructors name the option: "t_start: must be ..."
         key, sep, what = str(e).partition(": ")
         if sep and key in table:

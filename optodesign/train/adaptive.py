@@ -46,12 +46,10 @@ from ..errors import ConfigError
 from ..quantize.base import Quantizer
 from ..quantize.codebooks import phase_codebook, polar_codebook
 from ..quantize.complex import (
-    IndependentAmpPhaseQuantizer,
-    IndependentReImQuantizer,
-    JointComplexQuantizer,
     clip_to_unit_disk,
     raw_to_complex,
 )
+from ..quantize.registry import build_quantizer, method_names
 
 if TYPE_CHECKING:
     from ..design import Design
@@ -79,7 +77,7 @@ __all__ = [
 ]
 
 #: Families whose raw parameter is complex (Re, Im); every other name is a phase method.
-COMPLEX_FAMILIES = ("joint", "joint-learned", "reim", "ampphase")
+COMPLEX_FAMILIES = method_names("complex")
 
 
 # ---------------------------------------------------------------------------- codebooks per width
@@ -123,19 +121,17 @@ class BitFamily:
         method: ``"joint"`` (fixed :func:`joint_codebook`), ``"joint-learned"`` (the same,
             learnable), ``"reim"`` (independent Re/Im, ``extent`` default ``1/√2`` so every
             codeword is passive), ``"ampphase"`` (:func:`ampphase_split`), or a phase method of
-            :func:`optodesign.quantize.phase.make_phase_quantizer` (``"psq-li"``, ``"ste"``, …)
-            with ``2**b`` uniform phase levels.
-        options: keyword options passed to every quantizer of the family (e.g.
-            ``{"warmup_epochs": 1}`` for the joint quantizer).
+            :data:`optodesign.quantize.registry.METHODS` (``"psq-li"``, ``"ste"``, …) with
+            ``2**b`` uniform phase levels.
+        options: the method's options (registry), given to every quantizer of the family
+            (e.g. ``{"warmup_epochs": 1}`` for the joint quantizer).
     """
 
     method: str = "joint"
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..quantize.phase import PHASE_METHODS
-
-        allowed = COMPLEX_FAMILIES + PHASE_METHODS
+        allowed = COMPLEX_FAMILIES + method_names("phase")
         if self.method not in allowed:
             raise ConfigError(f"method: unknown bit family {self.method!r} (allowed: "
                               f"{', '.join(allowed)})")
@@ -148,25 +144,15 @@ class BitFamily:
 
     def __call__(self, bits: int) -> Quantizer:
         b = _bits(bits)
-        opts = dict(self.options)
-        try:
-            if self.method == "joint":
-                return JointComplexQuantizer(joint_codebook(b), **opts)
-            if self.method == "joint-learned":
-                from ..quantize.complex import make_complex_quantizer
-
-                return make_complex_quantizer("joint-learned", joint_codebook(b), **opts)
-            if self.method == "reim":
-                opts.setdefault("extent", 1 / math.sqrt(2))
-                return IndependentReImQuantizer(b, **opts)
-            if self.method == "ampphase":
-                amp, phase = ampphase_split(b)
-                return IndependentAmpPhaseQuantizer(amp, phase, **opts)
-        except TypeError as e:
-            raise ConfigError(f"options: {e}") from None
-        from ..quantize.phase import make_phase_quantizer
-
-        return make_phase_quantizer(self.method, 2**b, **opts)
+        if self.method in ("joint", "joint-learned"):
+            return build_quantizer(self.method, codebook=joint_codebook(b), options=self.options)
+        if self.method == "reim":
+            return build_quantizer("reim", options={**self.options, "bits": b})
+        if self.method == "ampphase":
+            amp, phase = ampphase_split(b)
+            return build_quantizer("ampphase", options={**self.options, "amp_bits": amp,
+                                                        "phase_bits": phase})
+        return build_quantizer(self.method, levels=2**b, options=self.options)
 
     def quantizers(self, bits: Sequence[int]) -> list[Quantizer]:
         """One quantizer per layer, layer ``i`` at ``bits[i]``."""

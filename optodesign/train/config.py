@@ -19,14 +19,11 @@ from ..errors import ConfigError, UserError
 from ..fileio import read_toml
 from ..quantize import registry
 from ..schema import Table
+from ..tasks import TASKS, get_task
 from ..units import UnitsWarning, format_length
 
 __all__ = ["Config", "load_config", "parse_config"]
 
-TASKS = ("d2nn", "hologram", "lens", "splitter")
-#: trainer.py and rundir.py still import this; at merge they ask ``cfg.is_complex`` (or
-#: ``registry.family(method) == "complex"``) and this line goes.
-COMPLEX_METHODS = registry.method_names("complex")
 
 
 @dataclass(frozen=True)
@@ -192,7 +189,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
 
     top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
                       "target"})
-    task = top.choice("task", TASKS, "d2nn")
+    task = top.choice("task", tuple(TASKS), "d2nn")
+    spec = get_task(task)
     seed = top.integer("seed", 0, low=0)
 
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
@@ -207,7 +205,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         wavelength = o.wavelength("wavelength", **units)
     pitch = o.length("pitch", **units)
     size = o.integer("size", low=4)
-    default_layers = 1 if task != "d2nn" else 5
+    default_layers = spec.default_layers
     layers = o.integer("layers", default_layers)
     pad = o.number("pad", 2.0, low=1)
     # before any list of `layers` entries exists: layers = 10**9 must not build one
@@ -221,7 +219,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         if "distance" not in o:
             raise o.error("distance", "required (or optics.distances)")
         d = o.length("distance", **units)
-        default_in = 0.0 if task != "d2nn" else d
+        default_in = spec.default_input_distance(d)
         din = o.length("input_distance", default_in, allow_zero=True, **units)
         dout = o.length("output_distance", d, **units)
         distances = (din,) + (d,) * (layers - 1) + (dout,)
@@ -279,13 +277,13 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     de = top.table("detectors", {"size", "boxes"})
     boxes = de.pixel_boxes("boxes", (), shape=(size, size))
     detectors = Detectors(de.integer("size", max(2, size // 12)), boxes)
-    if task == "d2nn" and not boxes:
+    if spec.needs_detectors and not boxes:
         from ..data.datasets import N_CLASSES
 
         _check_detector_layout(size, detectors.size, N_CLASSES[data.dataset])
 
     tg = top.table("target", {"kind", "text", "image", "spots", "spacing", "spot_size"})
-    default_kind = {"hologram": "text", "lens": "focus", "splitter": "spots"}.get(task, "text")
+    default_kind = spec.default_target_kind
     target = Target(
         kind=tg.choice("kind", ("text", "image", "spots", "focus"), default_kind),
         text=tg.string("text", "OPTO"),
@@ -294,13 +292,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         spacing=tg.integer("spacing", max(4, size // 6)),
         spot_size=tg.integer("spot_size", max(2, size // 24)),
     )
-    if task == "hologram" and target.kind == "image" and target.image is None:
-        raise ConfigError("target.image: required when target.kind = 'image' (a PNG/JPEG or "
-                          ".npy path)")
-    if task != "d2nn" and layers != 1 and task in ("lens",):
-        raise ConfigError("optics.layers: a lens is a single layer (layers = 1)")
-
     cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw)
+    spec.check_config(cfg)  # the task's own rules (a hologram's image, a single-layer lens)
     check_memory(cfg)
     return cfg
 

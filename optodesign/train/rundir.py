@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .config import COMPLEX_METHODS, Config
+from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def normalized_config(cfg: Config) -> dict[str, Any]:
     d["train"].pop("epochs", None)
     q = cfg.quantization
     qsrc = cfg.source.get("quantization", {}) if isinstance(cfg.source, Mapping) else {}
-    if q.method in COMPLEX_METHODS and q.process is not None and "levels" not in qsrc:
+    if cfg.is_complex and q.process is not None and "levels" not in qsrc:
         d["quantization"]["levels"] = None  # every meta-atom of the process (_process_table)
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 

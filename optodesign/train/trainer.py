@@ -38,7 +38,7 @@ from ..optics.propagation import check_sampling
 from ..quantize.base import Quantizer
 from ..tasks import Task, get_task
 from ..units import wrap_phase
-from .config import COMPLEX_METHODS, Config
+from .config import Config
 from .rundir import RUN_FORMAT, config_sha256, normalized_config, plain, read_resume_state
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _process_table(cfg: Config) -> np.ndarray | None:
     from ..process import load_process
 
     process = load_process(q.process)
-    if q.method in COMPLEX_METHODS and "levels" not in cfg.source.get("quantization", {}):
+    if cfg.is_complex and "levels" not in cfg.source.get("quantization", {}):
         return np.asarray(process.level_table(None), dtype=np.complex128)  # every meta-atom
     if q.phases is not None:
         return np.asarray(process.level_table(np.asarray(q.phases)), dtype=np.complex128)
@@ -105,40 +105,21 @@ def _codebook(cfg: Config, process_table: np.ndarray | None) -> np.ndarray:
 def build_quantizers(cfg: Config, process_table: np.ndarray | None,
                      fixed_masks: np.ndarray | None = None) -> list[Quantizer]:
     """One quantizer per layer, from the config (and the process's level table)."""
+    from ..quantize.registry import build_quantizer, family
+
     q = cfg.quantization
-    out: list[Quantizer] = []
-    for layer in range(cfg.optics.layers):
-        if q.method in COMPLEX_METHODS:
-            from ..quantize.complex import make_complex_quantizer
-
-            cb = _codebook(cfg, process_table) if q.method.startswith("joint") else None
-            options = dict(q.options)
-            if q.method == "reim":
-                # a Re/Im lattice on [-1, 1]² has corners with |t| = √2, which no passive
-                # element makes; 1/√2 keeps the whole lattice inside the unit disk
-                options.setdefault("extent", 1 / math.sqrt(2))
-            out.append(make_complex_quantizer(q.method, cb, **options))
-        elif q.method == "binary":
-            from ..quantize.binary import BinaryQuantizer
-
-            mask = None if fixed_masks is None else fixed_masks[layer]
-            options = {k: v for k, v in q.options.items() if k != "structural"}
-            try:
-                out.append(BinaryQuantizer(fixed_mask=mask, **options))
-            except TypeError as e:
-                raise ConfigError(f"quantization.options: {e}") from None
-        else:
-            from ..quantize.phase import make_phase_quantizer
-
-            if process_table is not None:
-                phases: Any = wrap_phase(np.angle(process_table))
-                phases[phases > 2 * np.pi - 1e-9] = 0.0
-            elif q.phases is not None:
-                phases = np.asarray(q.phases)
-            else:
-                phases = q.levels
-            out.append(make_phase_quantizer(q.method, phases, **q.options))
-    return out
+    phases: Any = None
+    if family(q.method) == "phase" and process_table is not None:
+        phases = wrap_phase(np.angle(process_table))
+        phases[phases > 2 * np.pi - 1e-9] = 0.0
+    elif family(q.method) == "phase" and q.phases is not None:
+        phases = np.asarray(q.phases)
+    return [build_quantizer(
+        q.method, levels=q.levels, phases=phases,
+        codebook=_codebook(cfg, process_table) if q.method.startswith("joint") else None,
+        fixed_mask=None if fixed_masks is None else fixed_masks[layer],
+        options=q.options, section="quantization.options",
+    ) for layer in range(cfg.optics.layers)]
 
 
 class _Step(torch.nn.Module):
@@ -199,7 +180,7 @@ class Trainer:
         self.fixed_masks = self._structural_masks(task) if structural else None
         self.template = dict(
             setup=prepared.setup, wavelength=o.wavelength, pitch=o.pitch, distances=o.distances,
-            layer_kind="complex" if cfg.quantization.method in COMPLEX_METHODS else "phase",
+            layer_kind="complex" if cfg.is_complex else "phase",
             pad=o.pad, target=prepared.target,
             # a binary layer's free pixels stay in {0, 1}: an opaque third level is physics'
             free_levels=(0, 1) if cfg.quantization.method == "binary" else (),
@@ -402,7 +383,7 @@ class Trainer:
         return step.stack  # type: ignore[return-value]
 
     def _full_precision(self, stack: DiffractiveStack) -> list[Tensor]:
-        if self.cfg.quantization.method in COMPLEX_METHODS:
+        if self.cfg.is_complex:
             from ..quantize.complex import clip_to_unit_disk, raw_to_complex
 
             return [clip_to_unit_disk(raw_to_complex(r)) for r in stack.raw]
