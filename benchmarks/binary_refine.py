@@ -101,14 +101,14 @@ def train(raw: dict[str, Any], out: Path) -> tuple[Any, float]:
 def refine_rows(name: str, design: Any, s: dict[str, Any], *, budget: int, repeats: int,
                 d2nn: bool) -> list[list[Any]]:
     from optodesign.evaluate import Evaluator
-    from optodesign.refine import Objective, free_levels, refine
+    from optodesign.refine import Objective, refine
 
     ev = Evaluator.from_design(design)
     key = ev.task.primary_metric
     before = ev.evaluate(design.transmissions())[key]
     objective = Objective(design, evaluator=ev, train_samples=s["d2nn_train_samples"])
     opts: dict[str, Any] = {"fixed_mask": design.fixed_mask,
-                            "allowed_levels": free_levels(design)}
+                            "allowed_levels": design.allowed_levels()}
     if d2nn:
         opts["chunk"] = s["d2nn_chunk"]
     rows = []

@@ -21,13 +21,9 @@ from torch import Tensor
 from .data.datasets import Dataset
 from .design import Design
 from .models.functional import forward_stack
-from .tasks import TASKS, Task, task_of
+from .tasks import Task, task_of
 
-__all__ = ["Evaluator", "PRIMARY_METRIC"]
-
-#: the metric a tolerance refers to, per task (still read by verify/errors.py; the task
-#: classes' ``primary_metric`` is the source)
-PRIMARY_METRIC = {name: t.primary_metric for name, t in TASKS.items()}
+__all__ = ["Evaluator"]
 
 
 @dataclass

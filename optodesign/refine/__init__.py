@@ -14,7 +14,6 @@ from .solvers import (
     Method,
     RefineResult,
     direct_binary_search,
-    free_levels,
     refine,
     simulated_annealing,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "RefineResult",
     "change_allowed",
     "direct_binary_search",
-    "free_levels",
     "refine",
     "satisfies_min_feature",
     "simulated_annealing",

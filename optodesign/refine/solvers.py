@@ -45,7 +45,6 @@ from typing import Literal
 
 import numpy as np
 
-from ..design import Design
 from ..errors import UserError
 from .objective import LayerState, Objective, check_seed
 from .rules import change_allowed
@@ -58,7 +57,6 @@ __all__ = [
     "refine",
     "direct_binary_search",
     "simulated_annealing",
-    "free_levels",
 ]
 
 Method = Literal["dbs", "anneal"]
@@ -92,14 +90,6 @@ class RefineResult:
     wall_time: float
     history: tuple[tuple[int, float, float], ...]
     converged: bool = False
-
-
-def free_levels(design: Design) -> tuple[int, ...]:
-    """Levels a free pixel may take: all ``0..L−1``, except that a binary (1-bit) layer's
-    free pixels stay in ``{0, 1}`` (an opaque third entry belongs to fixed pixels only)."""
-    if design.quantizer.get("method") == "binary":
-        return (0, 1)
-    return tuple(range(design.n_levels))
 
 
 # ---------------------------------------------------------------------------- search core

@@ -76,8 +76,6 @@ __all__ = [
     "SweepSpec",
     "ErrorConfig",
     "Scales",
-    "DEFAULT_DROP",
-    "TASK_METRICS",
     "load_errors",
     "parse_errors",
     "default_errors",
@@ -89,18 +87,6 @@ __all__ = [
 Quantity = Literal["length", "signed_length", "relative", "index", "angle", "kappa"]
 Statistic = Literal["mean", "median", "p5", "min"]
 STATISTICS: tuple[str, ...] = ("mean", "median", "p5", "min")
-
-#: the metrics each task's Evaluator returns (all: higher is better)
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "d2nn": ("accuracy",),
-    "hologram": ("psnr", "efficiency"),
-    "lens": ("strehl", "efficiency"),
-    "splitter": ("uniformity", "efficiency"),
-}
-#: default allowed drop of a metric (absolute: accuracy fraction, dB, Strehl ratio, ...)
-DEFAULT_DROP: dict[str, float] = {"accuracy": 0.02, "psnr": 1.0, "strehl": 0.05,
-                                  "uniformity": 0.05, "efficiency": 0.02}
-
 
 @dataclass(frozen=True)
 class ErrorSpec:
@@ -208,7 +194,7 @@ class Tolerance:
 
     Attributes:
         metric: metric name (``None``: the task's primary metric).
-        max_drop: allowed absolute drop (``None``: :data:`DEFAULT_DROP` of the metric).
+        max_drop: allowed absolute drop (``None``: the task's ``default_drop`` of the metric).
         statistic: which statistic of the samples is compared: ``mean``, ``median``, ``p5``
             (5th percentile: 95 % of parts at least this good) or ``min``.
     """
@@ -219,14 +205,15 @@ class Tolerance:
 
     def resolve(self, task: str) -> tuple[str, float]:
         """``(metric, max_drop)`` for a task; one-line ConfigError when the metric is wrong."""
-        from ..evaluate import PRIMARY_METRIC
+        from ..tasks import get_task
 
-        metric = self.metric or PRIMARY_METRIC[task]
-        allowed = TASK_METRICS[task]
+        spec = get_task(task)
+        metric = self.metric or spec.primary_metric
+        allowed = spec.metric_names
         if metric not in allowed:
             raise ConfigError(f"tolerance.metric: {metric!r} is not a metric of task {task!r} "
                               f"(allowed: {', '.join(allowed)})")
-        drop = self.max_drop if self.max_drop is not None else DEFAULT_DROP[metric]
+        drop = self.max_drop if self.max_drop is not None else spec.default_drop[metric]
         return metric, float(drop)
 
     def statistic_of(self, values: np.ndarray) -> float:
@@ -347,7 +334,10 @@ def parse_errors(raw: Mapping[str, Any], *, source: str = "") -> ErrorConfig:
         raise ConfigError(f"{src}: {err}" if src else str(err)) from None
 
     t = top.table("tolerance", {"metric", "max_drop", "statistic"})
-    tol = Tolerance(t.choice("metric", tuple(DEFAULT_DROP), None),
+    from ..tasks import TASKS
+
+    metrics = tuple(dict.fromkeys(m for task in TASKS.values() for m in task.metric_names))
+    tol = Tolerance(t.choice("metric", metrics, None),
                     t.number("max_drop", None, low=0.0),
                     t.choice("statistic", STATISTICS, "mean"))
 
