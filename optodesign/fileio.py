@@ -82,26 +82,41 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing, unreadable or invalid file is a one-line ConfigError.
+def parse_toml(text: str, *, where: str) -> dict[str, Any]:
+    """Parse TOML text; invalid TOML is a one-line ConfigError naming ``where``."""
+    import tomllib
+
+    from .errors import ConfigError
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML ({e})") from None
+
+
+def read_toml_text(path: str | os.PathLike[str], *, what: str) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and its parsed contents; a missing, unreadable or invalid file is a
+    one-line ConfigError.
 
     Args:
         path: the file.
-        what: how the message names it when missing (e.g. ``"config file"``, ``"--errors"``).
+        what: how the message names it (e.g. ``"config file"``, ``"--errors"``).
     """
-    import tomllib
-
     from .errors import ConfigError
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({e})") from None
+    return text, parse_toml(text, where=str(path))
+
+
+def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
+    """Parse a TOML file (see :func:`read_toml_text`)."""
+    return read_toml_text(path, what=what)[1]
 
 
 # ---------------------------------------------------------------------------- directories

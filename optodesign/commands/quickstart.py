@@ -114,9 +114,8 @@ def check_quickstart_out(out: Path) -> bool:
 def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tiny: bool,
                quiet: bool) -> None:
     """Train, export and verify the embedded default D2NN (digits, 3D-printed THz layers)."""
-    import tomllib
-
     from ..export.fab import export_design
+    from ..fileio import parse_toml
     from ..process import load_process
     from ..train.config import parse_config
     from ..train.rundir import clear_run_outputs
@@ -131,7 +130,7 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     earlier_run = check_quickstart_out(out_dir)
     dev = resolve_device(device)
     text = quickstart_config_text()
-    raw = tomllib.loads(text)
+    raw = parse_toml(text, where="the embedded quickstart config")
     if tiny:
         for section, values in TINY.items():
             raw.setdefault(section, {}).update(values)

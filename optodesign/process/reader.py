@@ -8,12 +8,12 @@ section is read by the kind's structure class (:data:`optodesign.process.kinds.K
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..fileio import read_toml_text
 from ..schema import Table
 from .core import Process
 from .kinds import KINDS
@@ -80,13 +80,7 @@ def load_process(name_or_path: str | Path) -> Process:
                     f"process: unknown process {raw!r} (shipped: {shipped}; or give a .toml "
                     "path)"
                 )
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read process file ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    text, data = read_toml_text(path, what="process file")
     return process_from_dict(data, source=str(path), text=text)
 
 

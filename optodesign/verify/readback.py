@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +41,7 @@ import numpy as np
 from ..design import Design
 from ..errors import UserError
 from ..export.manifest import Manifest, ProcessRecord, check_files, load_manifest
+from ..fileio import parse_toml
 from ..process import Physical, Process, load_process, process_from_dict
 from ..variation.geometry import place
 from ..variation.spec import Scales
@@ -114,11 +114,7 @@ def _process_from_manifest(manifest: Manifest, fab: Path) -> tuple[Process, str 
         if info.sha256 and sha != info.sha256:
             raise UserError(f"{fab / 'manifest.json'}: process.toml does not match its "
                             "process.sha256 (manifest edited?)")
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"{fab / 'manifest.json'}: process.toml is not valid TOML "
-                            f"({e})") from None
+        raw = parse_toml(text, where=f"{fab / 'manifest.json'}: process.toml")
         return process_from_dict(raw, source=info.file or "<manifest>", text=text), None
     name = info.name
     if not name:
