@@ -366,7 +366,7 @@ def bench_mc(args: argparse.Namespace, device: torch.device, raw: dict[str, Any]
     t0 = time.perf_counter()
     for s in range(m):
         phys = apply_random(base, model, seed=0, sample=s)
-        place(element_transmissions(phys, fab.process, pitch=d.pitch), pitch=d.pitch,
+        place(element_transmissions(phys, fab.process, grid=d.grid), grid=d.grid,
               shifts=phys.shifts, rotations=phys.rotations)
     numpy_rate = m / (time.perf_counter() - t0)
     rows.append(["mc numpy part", "perturb + element_transmissions + place, per sample (CPU)",
@@ -410,6 +410,7 @@ def _pruned(field: torch.Tensor, h: torch.Tensor, m: int) -> torch.Tensor:
 def bench_prop(args: argparse.Namespace, device: torch.device, raw: dict[str, Any],
                rows: list[list[Any]]) -> None:
     import optodesign
+    from optodesign.grid import Grid
     from optodesign.optics.propagation import transfer_function
 
     timer = _event_timer(device)
@@ -436,12 +437,13 @@ def bench_prop(args: argparse.Namespace, device: torch.device, raw: dict[str, An
             field = torch.randn(shape, dtype=torch.complex64, generator=gen).to(device)
             padded = torch.nn.functional.pad(field, (0, m - n, 0, m - n))
             h = transfer_function((m, m), z, pitch=p, wavelength=lam, device=device)
+            grid = Grid(shape[-2:], p, pad=2)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ref = optodesign.propagate(field, z, pitch=p, wavelength=lam, pad=2)
+                ref = optodesign.propagate(field, z, grid=grid, wavelength=lam)
 
-            def ours(field=field, z=z, p=p, lam=lam) -> torch.Tensor:
-                return optodesign.propagate(field, z, pitch=p, wavelength=lam, pad=2)
+            def ours(field=field, z=z, grid=grid, lam=lam) -> torch.Tensor:
+                return optodesign.propagate(field, z, grid=grid, wavelength=lam)
 
             def floor(padded=padded, h=h) -> torch.Tensor:
                 return torch.fft.ifft2(torch.fft.fft2(padded) * h)

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import format_table, machine_info, save_table  # noqa: E402
 
 import optodesign  # noqa: E402
+from optodesign.grid import Grid  # noqa: E402
 from optodesign.optics.propagation import transfer_function  # noqa: E402
 
 WAVELENGTH = 532e-9
@@ -55,6 +56,11 @@ PAD = 2
 BAND_KEEP = 0.8  # fraction of min(1/(2 pitch), 1/λ) the band limit keeps at the chosen distance
 THREADS = 2
 PROFILE_REPEATS = {512: 15, 1024: 5, 2048: 3}
+
+
+def grid_for(n: int) -> Grid:
+    """The N x N grid every call of ours propagates on (pitch PITCH, zero padding PAD)."""
+    return Grid((n, n), PITCH, pad=PAD)
 
 
 def distance_for(n: int) -> float:
@@ -211,8 +217,8 @@ def odak_grid_diagnosis(n: int) -> tuple[float, float]:
     z, m = distance_for(n), PAD * n
     x = m * PITCH
     field = make_field(n, torch.complex64)
-    ref = optodesign.propagate(field.to(torch.complex128), z, pitch=PITCH,
-                               wavelength=WAVELENGTH, pad=PAD)
+    ref = optodesign.propagate(field.to(torch.complex128), z, grid=grid_for(n),
+                               wavelength=WAVELENGTH)
     run_odak, _ = peer_odak(field, z)
     out_odak = run_odak()
     fr = torch.fft.ifftshift(torch.linspace(-1 / (2 * PITCH) + 0.5 / (2 * x),
@@ -241,8 +247,10 @@ def profile_parts(n: int, repeats: int) -> list[list[object]]:
     padded = torch.nn.functional.pad(field, (0, m - n, 0, m - n))
     spec = torch.fft.fft2(padded)
 
+    grid = grid_for(n)
+
     def ours() -> torch.Tensor:
-        return optodesign.propagate(field, z, pitch=PITCH, wavelength=WAVELENGTH, pad=PAD)
+        return optodesign.propagate(field, z, grid=grid, wavelength=WAVELENGTH)
 
     def floor() -> torch.Tensor:
         return torch.fft.ifft2(torch.fft.fft2(padded) * h)
@@ -331,9 +339,10 @@ def time_ours_floor(n: int, repeats: int, min_time: float) -> dict[str, float]:
     field = make_field(n, torch.complex64)
     padded = torch.nn.functional.pad(field, (0, m - n, 0, m - n))
     h = transfer_function((m, m), z, pitch=PITCH, wavelength=WAVELENGTH)
+    grid = grid_for(n)
 
     def ours() -> torch.Tensor:
-        return optodesign.propagate(field, z, pitch=PITCH, wavelength=WAVELENGTH, pad=PAD)
+        return optodesign.propagate(field, z, grid=grid, wavelength=WAVELENGTH)
 
     def floor() -> torch.Tensor:
         return torch.fft.ifft2(torch.fft.fft2(padded) * h)
@@ -443,16 +452,17 @@ def run(args: argparse.Namespace, sampling_warnings: list[warnings.WarningMessag
         reps = _repeats_for(n, args.repeats)
         f64 = make_field(n, torch.complex64)
         f128 = make_field(n, torch.complex128)
+        grid = grid_for(n)
 
-        def ours128(f128: torch.Tensor = f128, z: float = z) -> torch.Tensor:
-            return optodesign.propagate(f128, z, pitch=PITCH, wavelength=WAVELENGTH, pad=PAD)
+        def ours128(f128: torch.Tensor = f128, z: float = z, grid: Grid = grid) -> torch.Tensor:
+            return optodesign.propagate(f128, z, grid=grid, wavelength=WAVELENGTH)
 
         ref = ours128()
         tf = time_ours_floor(n, reps, args.min_time)
         t_ours, t_floor, reps = tf["t_ours"], tf["t_floor"], int(tf["reps"])
         reps128 = max(3, reps // 2)
         ((t_128, m_128),) = time_calls([ours128], reps128)
-        out64 = optodesign.propagate(f64, z, pitch=PITCH, wavelength=WAVELENGTH, pad=PAD)
+        out64 = optodesign.propagate(f64, z, grid=grid, wavelength=WAVELENGTH)
         err64 = rel_l2(out64, ref)
         err64g = rel_l2(out64, ref, drop_global_phase=True)
         m = PAD * n

@@ -61,6 +61,7 @@ def build(framework: str) -> tuple[Any, Any, str]:
 
     if framework == "optodesign":
         import optodesign
+        from optodesign.grid import Grid
         from optodesign.models.functional import forward_stack
         from optodesign.models.stack import DiffractiveStack
         from optodesign.quantize.registry import build_quantizer
@@ -68,9 +69,11 @@ def build(framework: str) -> tuple[Any, Any, str]:
         stack = DiffractiveStack([build_quantizer("fp32", levels=4) for _ in range(LAYERS)],
                                  (N, N), generator=torch.Generator().manual_seed(0))
 
+        grid = Grid((N, N), PITCH, pad=(N + 2 * PAD) / N)  # PAD pixels on each side
+
         def run(field: torch.Tensor) -> torch.Tensor:
             u = forward_stack(field, stack.transmissions("train"), [DIST] * (LAYERS + 1),
-                              pitch=PITCH, wavelength=WAVELENGTH, pad=(N + 2 * PAD) / N)
+                              grid=grid, wavelength=WAVELENGTH)
             return u.real**2 + u.imag**2
 
         return list(stack.parameters()), run, getattr(optodesign, "__version__", "dev")

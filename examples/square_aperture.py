@@ -36,7 +36,7 @@ def main() -> None:
     half = 0.25e-3
     Y, X = grid.meshgrid()
     u0 = ((np.abs(X) < half) & (np.abs(Y) < half)).astype(np.complex128)
-    u = optodesign.propagate(torch.from_numpy(u0), z, pitch=grid.pitch, wavelength=wavelength)
+    u = optodesign.propagate(torch.from_numpy(u0), z, grid=grid, wavelength=wavelength)
     intensity = u.abs().numpy() ** 2
 
     s = math.sqrt(2 / (wavelength * z))

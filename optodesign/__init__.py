@@ -3,7 +3,9 @@
 The physics core is importable without the rest::
 
     import torch, optodesign
-    out = optodesign.propagate(field, 0.03, pitch=400e-6, wavelength=0.75e-3)
+    grid = optodesign.Grid((200, 200), 400e-6)  # (ny, nx), pitch in metres; pad 2 by default
+    field = torch.ones(grid.shape, dtype=torch.complex64)
+    out = optodesign.propagate(field, 0.03, grid=grid, wavelength=0.75e-3)
 
 Attributes are loaded lazily so that torch-free parts (the Design, export, the CLI's --help)
 do not pay for importing torch.
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Grid": "optodesign.grid",
+    "GridMismatchError": "optodesign.grid",
     "propagate": "optodesign.optics.propagation",
     "check_sampling": "optodesign.optics.propagation",
     "parse_length": "optodesign.units",

@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_path, atomic_write_json
+from .grid import Grid
 from .tasks import SetupError, TaskSetup, get_task
 from .units import wrap_phase
 
@@ -166,6 +167,12 @@ class Design:
     @property
     def n_levels(self) -> int:
         return int(self.level_tables.shape[1])
+
+    @property
+    def grid(self) -> Grid:
+        """The sampling every layer and field of this design share: the levels' ``(ny, nx)``,
+        :attr:`pitch` and the propagation's zero padding :attr:`pad`."""
+        return Grid(self.shape, self.pitch, pad=self.pad)
 
     def level_phases(self) -> np.ndarray:
         """Phase of each level, ``(K, L)`` in [0, 2π) radians (values within 1e-9 of 2π -> 0)."""

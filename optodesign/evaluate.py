@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .data.datasets import Dataset
 from .design import Design
+from .grid import Grid
 from .models.functional import forward_stack
 from .tasks import Task, task_of
 
@@ -34,9 +35,12 @@ class Evaluator:
     device: torch.device
     dataset: Dataset | None = None
     task: Task = field(init=False)
+    #: the design's sampling, shared by every field scored (:attr:`Design.grid`)
+    grid: Grid = field(init=False)
 
     def __post_init__(self) -> None:
         self.task = task_of(self.design, device=self.device)
+        self.grid = self.design.grid
 
     @classmethod
     def from_design(cls, design: Design, *, device: str | torch.device = "cpu",
@@ -82,8 +86,8 @@ class Evaluator:
                          wavelength: float | None = None,
                          distances: Sequence[float] | None = None) -> Tensor:
         d = self.design
-        u = forward_stack(field, transmissions, distances or d.distances, pitch=d.pitch,
-                          wavelength=wavelength or d.wavelength, pad=d.pad)
+        u = forward_stack(field, transmissions, distances or d.distances, grid=self.grid,
+                          wavelength=wavelength or d.wavelength)
         return u.real**2 + u.imag**2
 
     @torch.no_grad()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from optodesign.design import Design, DesignError
+from optodesign.grid import Grid
 from optodesign.tasks import D2NNSetup, LensSetup, SplitterSetup
 
 DETECTORS = ((0, 0, 2, 2), (6, 6, 2, 2))
@@ -42,6 +43,16 @@ def test_round_trip_is_exact(tmp_path) -> None:
                                atol=1e-12)
     t = e.transmissions()
     assert t.shape == (2, 8, 8) and np.allclose(t[1, 3, 4], d.level_tables[1, d.levels[1, 3, 4]])
+
+
+def test_the_design_carries_its_grid_and_the_file_format_is_unchanged(tmp_path) -> None:
+    d = tiny_design(pad=1.5)
+    assert d.grid == Grid((8, 8), 0.4e-3, pad=1.5)
+    d.save(tmp_path)
+    meta = json.loads((tmp_path / "design.json").read_text())
+    assert "grid" not in meta and (meta["shape"], meta["pitch"], meta["pad"]) == ([8, 8],
+                                                                               0.4e-3, 1.5)
+    assert Design.load(tmp_path).grid == d.grid
 
 
 def test_saving_is_deterministic(tmp_path, monkeypatch) -> None:

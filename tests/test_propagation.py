@@ -12,7 +12,7 @@ from scipy.special import fresnel
 
 import optodesign
 from optodesign.errors import UserError
-from optodesign.grid import Grid
+from optodesign.grid import Grid, GridMismatchError
 from optodesign.optics.propagation import (
     SamplingError,
     SamplingWarning,
@@ -56,7 +56,7 @@ def test_square_aperture_matches_fresnel_integrals() -> None:
     h = grid.pitch / 2  # sample at centres half a pixel off the axis: a symmetric aperture
     Y, X = grid.meshgrid()
     u0 = ((np.abs(X + h) < a) & (np.abs(Y + h) < a)).astype(np.complex128)
-    out = optodesign.propagate(torch.from_numpy(u0), z, pitch=grid.pitch, wavelength=WL)
+    out = optodesign.propagate(torch.from_numpy(u0), z, grid=grid, wavelength=WL)
     exact = square_aperture_fresnel(grid.x() + h, grid.y() + h, a, z)
     c = slice(512 - 150, 512 + 150)  # central region: the aperture's geometric shadow
     assert rel_l2(out.numpy()[c, c], exact[c, c]) < 1e-2
@@ -74,7 +74,7 @@ def test_gaussian_beam_radius_follows_w_of_z() -> None:
     w0 = 40e-6
     zr = math.pi * w0**2 / WL
     for z in (0.5 * zr, zr, 2.5 * zr):
-        out = optodesign.propagate(gaussian(grid, w0), z, pitch=grid.pitch, wavelength=WL)
+        out = optodesign.propagate(gaussian(grid, w0), z, grid=grid, wavelength=WL)
         w = second_moment_radius(out.abs().numpy() ** 2, grid.x())
         expected = w0 * math.sqrt(1 + (z / zr) ** 2)
         assert abs(w / expected - 1) < 0.01, (z, w, expected)
@@ -82,15 +82,15 @@ def test_gaussian_beam_radius_follows_w_of_z() -> None:
 
 def test_zero_distance_is_identity() -> None:
     u = torch.randn(3, 32, 32, dtype=torch.complex128)
-    assert torch.equal(optodesign.propagate(u, 0.0, pitch=1e-6, wavelength=WL), u)
+    assert torch.equal(optodesign.propagate(u, 0.0, grid=Grid((32, 32), 1e-6), wavelength=WL), u)
 
 
 def test_forward_then_backward_returns_input_and_conserves_energy() -> None:
     grid = Grid((256, 256), 2e-6)
     u = gaussian(grid, 30e-6, tilt_x=0.02)
     z = 2e-3
-    fwd = optodesign.propagate(u, z, pitch=grid.pitch, wavelength=WL)
-    back = optodesign.propagate(fwd, -z, pitch=grid.pitch, wavelength=WL)
+    fwd = optodesign.propagate(u, z, grid=grid, wavelength=WL)
+    back = optodesign.propagate(fwd, -z, grid=grid, wavelength=WL)
     assert rel_l2(back.numpy(), u.numpy()) < 1e-6
     e0, e1 = (u.abs() ** 2).sum().item(), (fwd.abs() ** 2).sum().item()
     assert abs(e1 / e0 - 1) < 1e-6
@@ -102,7 +102,7 @@ def test_tilt_towards_plus_axis_moves_beam_towards_plus_axis(axis: str) -> None:
     sin_t = 0.05
     u = gaussian(grid, 30e-6, **{f"tilt_{axis}": sin_t})
     z = 2e-3
-    out = optodesign.propagate(u, z, pitch=grid.pitch, wavelength=WL).abs().numpy() ** 2
+    out = optodesign.propagate(u, z, grid=grid, wavelength=WL).abs().numpy() ** 2
     profile = out.sum(axis=0 if axis == "x" else 1)
     coords = grid.x() if axis == "x" else grid.y()
     centroid = (profile * coords).sum() / profile.sum()
@@ -112,14 +112,14 @@ def test_tilt_towards_plus_axis_moves_beam_towards_plus_axis(axis: str) -> None:
 
 def test_talbot_self_imaging_of_a_cosine_grating() -> None:
     period = 40e-6
-    grid = Grid((400, 400), 2e-6)  # 10 periods; a periodic field needs no padding (pad=1)
+    grid = Grid((400, 400), 2e-6, pad=1)  # 10 periods; a periodic field needs no padding
     x = grid.x()[None, :] * np.ones((400, 1))
     u0 = torch.from_numpy((1 + 0.5 * np.cos(2 * np.pi * x / period)).astype(np.complex128))
     # exact Talbot distance of a cosine grating λ / (1 - sqrt(1 - λ²/p²)) ≈ 2p²/λ (paraxial)
     z_t = 2 * period**2 / WL
     i0 = u0.abs().numpy() ** 2
     # the spectrum of a periodic field is discrete: H sampled on it is exact, no band limit
-    kw = dict(pitch=grid.pitch, wavelength=WL, pad=1, bandlimit=False)
+    kw = dict(grid=grid, wavelength=WL, bandlimit=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         at_zt = optodesign.propagate(u0, z_t, **kw)
@@ -135,11 +135,11 @@ def test_batched_equals_single_and_complex64_matches_complex128() -> None:
     grid = Grid((128, 128), 2e-6)
     batch = torch.stack([gaussian(grid, w, tilt_x=0.01) for w in (20e-6, 30e-6, 45e-6)])
     z = 1e-3
-    together = optodesign.propagate(batch, z, pitch=grid.pitch, wavelength=WL)
+    together = optodesign.propagate(batch, z, grid=grid, wavelength=WL)
     for i in range(3):
-        alone = optodesign.propagate(batch[i], z, pitch=grid.pitch, wavelength=WL)
+        alone = optodesign.propagate(batch[i], z, grid=grid, wavelength=WL)
         assert torch.allclose(together[i], alone, rtol=0, atol=1e-12)
-    single = optodesign.propagate(batch.to(torch.complex64), z, pitch=grid.pitch, wavelength=WL)
+    single = optodesign.propagate(batch.to(torch.complex64), z, grid=grid, wavelength=WL)
     assert single.dtype == torch.complex64
     assert rel_l2(single.numpy().astype(np.complex128), together.numpy()) < 1e-4
 
@@ -176,7 +176,7 @@ def test_propagate_conserves_energy_at_pad_2(n: int, threads: int) -> None:
     try:
         grid = Grid((n, n), 4e-6)
         u = gaussian(grid, n * 4e-6 / 10).to(torch.complex64)
-        out = optodesign.propagate(u, 2e-3, pitch=grid.pitch, wavelength=WL)
+        out = optodesign.propagate(u, 2e-3, grid=grid, wavelength=WL)
         ratio = (out.abs() ** 2).sum().item() / (u.abs() ** 2).sum().item()
         assert abs(ratio - 1) < 1e-3, ratio
     finally:
@@ -189,8 +189,8 @@ def test_padded_2048_complex64_matches_complex128() -> None:
     try:
         grid = Grid((1024, 1024), 4e-6)
         u = gaussian(grid, 200e-6)
-        ref = optodesign.propagate(u, 5e-3, pitch=grid.pitch, wavelength=WL)
-        low = optodesign.propagate(u.to(torch.complex64), 5e-3, pitch=grid.pitch, wavelength=WL)
+        ref = optodesign.propagate(u, 5e-3, grid=grid, wavelength=WL)
+        low = optodesign.propagate(u.to(torch.complex64), 5e-3, grid=grid, wavelength=WL)
         assert low.dtype == torch.complex64
         assert rel_l2(low.numpy().astype(np.complex128), ref.numpy()) < 1e-4
     finally:
@@ -215,8 +215,8 @@ def test_fft_self_check_catches_a_broken_fft_and_falls_back(monkeypatch, caplog)
     grid = Grid((48, 48), 2e-6)
     u = gaussian(grid, 15e-6)
     with caplog.at_level("WARNING", logger="optodesign.optics.propagation"):
-        low = optodesign.propagate(u.to(torch.complex64), 1e-4, pitch=grid.pitch, wavelength=WL)
-    ref = optodesign.propagate(u, 1e-4, pitch=grid.pitch, wavelength=WL)
+        low = optodesign.propagate(u.to(torch.complex64), 1e-4, grid=grid, wavelength=WL)
+    ref = optodesign.propagate(u, 1e-4, grid=grid, wavelength=WL)
     assert low.dtype == torch.complex64
     assert rel_l2(low.numpy().astype(np.complex128), ref.numpy()) < 1e-5
     assert "fails its round trip" in caplog.text
@@ -231,13 +231,13 @@ def test_fft_self_check_refuses_when_nothing_round_trips(monkeypatch) -> None:
     monkeypatch.setattr(torch.fft, "ifft2", lambda x, *a, **k: 2 * real_ifft2(x, *a, **k))
     monkeypatch.setattr(prop, "_fft_checked", {})
     with pytest.raises(prop.FFTSelfCheckError, match="does not round-trip"):
-        optodesign.propagate(torch.ones(8, 8, dtype=torch.complex64), 1e-5, pitch=2e-6,
-                             wavelength=WL)
+        optodesign.propagate(torch.ones(8, 8, dtype=torch.complex64), 1e-5,
+                             grid=Grid((8, 8), 2e-6), wavelength=WL)
 
 
 def test_gradient_reaches_input() -> None:
     u = torch.randn(16, 16, dtype=torch.complex128, requires_grad=True)
-    out = optodesign.propagate(u, 1e-6, pitch=1e-6, wavelength=WL)
+    out = optodesign.propagate(u, 1e-6, grid=Grid((16, 16), 1e-6), wavelength=WL)
     (out.abs() ** 2)[4:8, 4:8].sum().backward()
     assert u.grad is not None and u.grad.abs().sum() > 0
 
@@ -247,7 +247,7 @@ def test_propagation_is_linear_and_adjoint_is_backward_propagation() -> None:
     g = torch.Generator().manual_seed(1)
     u = torch.randn(32, 32, dtype=torch.complex128, generator=g)
     v = torch.randn(32, 32, dtype=torch.complex128, generator=g)
-    kw = dict(pitch=1e-6, wavelength=WL, pad=1)
+    kw = dict(grid=Grid((32, 32), 1e-6, pad=1), wavelength=WL)
     pu = optodesign.propagate(u, 5e-6, **kw)
     phv = optodesign.propagate(v, -5e-6, **kw)
     lhs = torch.vdot(pu.flatten(), v.flatten())
@@ -256,52 +256,86 @@ def test_propagation_is_linear_and_adjoint_is_backward_propagation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
+    ("grid", "wavelength", "name"),
     [
-        (dict(pitch=1e-6, wavelength=-WL), "wavelength"),
-        (dict(pitch=0.0, wavelength=WL), "pitch"),
-        (dict(pitch=1e-6, wavelength=WL, pad=0.5), "pad"),
+        (dict(shape=(8, 8), pitch=1e-6), -WL, "wavelength"),
+        (dict(shape=(8, 8), pitch=0.0), WL, "pitch"),
+        (dict(shape=(8, 8), pitch=1e-6, pad=0.5), WL, "pad"),
+        (dict(shape=(8, 8), pitch=1e-6, pad=math.nan), WL, "pad"),
+        (dict(shape=(8, 0), pitch=1e-6), WL, "shape"),
     ],
 )
-def test_bad_physical_arguments_name_the_argument(kwargs: dict, name: str) -> None:
+def test_bad_physical_arguments_name_the_argument(grid: dict, wavelength: float,
+                                                  name: str) -> None:
+    """The grid refuses its own bad shape, pitch or pad; propagate() the bad wavelength."""
     u = torch.zeros(8, 8, dtype=torch.complex64)
     with pytest.raises(UserError, match=f"^{name}:") as e:
-        optodesign.propagate(u, 1e-3, **kwargs)
+        optodesign.propagate(u, 1e-3, grid=Grid(**grid), wavelength=wavelength)
     assert "\n" not in str(e.value)
 
 
 def test_non_complex_and_wrong_shape_fields_are_rejected() -> None:
+    grid = Grid((8, 8), 1e-6)
     with pytest.raises(UserError, match="^field: expected a complex tensor"):
-        optodesign.propagate(torch.zeros(8, 8), 1e-3, pitch=1e-6, wavelength=WL)
+        optodesign.propagate(torch.zeros(8, 8), 1e-3, grid=grid, wavelength=WL)
     with pytest.raises(UserError, match=r"^field: expected shape \(\.\.\., ny, nx\)"):
-        optodesign.propagate(torch.zeros(8, dtype=torch.complex64), 1e-3, pitch=1e-6,
+        optodesign.propagate(torch.zeros(8, dtype=torch.complex64), 1e-3, grid=grid,
                              wavelength=WL)
     with pytest.raises(UserError, match="^field: expected a torch"):
-        optodesign.propagate(np.zeros((8, 8), complex), 1e-3, pitch=1e-6, wavelength=WL)
+        optodesign.propagate(np.zeros((8, 8), complex), 1e-3, grid=grid, wavelength=WL)
+    with pytest.raises(UserError, match="^grid: expected an optodesign.grid.Grid"):
+        optodesign.propagate(torch.zeros(8, 8, dtype=torch.complex64), 1e-3,
+                             grid=(8, 8), wavelength=WL)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("distance", [0.0, 1e-4])
+def test_a_field_not_sampled_on_the_grid_is_refused_naming_both_shapes(distance: float) -> None:
+    """Even at z = 0 (which returns the field untouched): the grid must describe the field."""
+    u = torch.zeros(2, 8, 12, dtype=torch.complex64)
+    with pytest.raises(GridMismatchError, match=r"\(8, 12\).*\(12, 8\)") as e:
+        optodesign.propagate(u, distance, grid=Grid((12, 8), 1e-6), wavelength=WL)
+    assert "\n" not in str(e.value)
+
+
+def test_forward_stack_checks_the_field_and_every_layer_against_the_grid() -> None:
+    from optodesign.models.functional import forward_stack
+
+    grid = Grid((16, 16), 2e-6)
+    u = gaussian(grid, 8e-6)
+    ok = torch.ones(16, 16, dtype=torch.complex128)
+    out = forward_stack(u, [ok, ok], [1e-5, 1e-5, 1e-5], grid=grid, wavelength=WL)
+    assert out.shape == (16, 16)
+    with pytest.raises(GridMismatchError,
+                       match=r"^transmissions\[1\]: .*\(8, 8\).*\(16, 16\)"):
+        forward_stack(u, [ok, torch.ones(8, 8, dtype=torch.complex128)], [1e-5] * 3,
+                      grid=grid, wavelength=WL)
+    with pytest.raises(GridMismatchError, match=r"^field: .*\(12, 12\).*\(16, 16\)"):
+        forward_stack(torch.ones(12, 12, dtype=torch.complex128), [ok], [1e-5] * 2,
+                      grid=grid, wavelength=WL)
 
 
 def test_sampling_checks_warn_and_refuse_with_what_to_change() -> None:
-    ok = check_sampling((256, 256), 1e-3, pitch=2e-6, wavelength=WL)
+    ok = check_sampling(Grid((256, 256), 2e-6), 1e-3, wavelength=WL)
     assert ok.problems == () and not ok.fatal and ok.band_fraction > 0.99
     # far field on a small window: the band limit keeps less than two frequency samples
-    far = check_sampling((64, 64), 5.0, pitch=2e-6, wavelength=WL)
-    assert far.fatal and "increase pad" in far.problems[0]
+    grid = Grid((64, 64), 2e-6)
+    far = check_sampling(grid, 5.0, wavelength=WL)
+    assert far.fatal and "increase pad (now 2)" in far.problems[0]
     with pytest.raises(SamplingError, match="increase pad"):
-        optodesign.propagate(torch.zeros(64, 64, dtype=torch.complex64), 5.0, pitch=2e-6,
+        optodesign.propagate(torch.zeros(64, 64, dtype=torch.complex64), 5.0, grid=grid,
                              wavelength=WL)
-    mid = check_sampling((64, 64), 6e-3, pitch=2e-6, wavelength=WL)
+    mid = check_sampling(grid, 6e-3, wavelength=WL)
     assert not mid.fatal and 0.05 <= mid.band_fraction < 0.5
     # whether that matters depends on the field: a broad (point-like) spectrum loses energy...
     point = torch.zeros(64, 64, dtype=torch.complex64)
     point[32, 32] = 1
     with pytest.warns(SamplingWarning, match="band limit removed .*increase pad"):
-        optodesign.propagate(point, 6e-3, pitch=2e-6, wavelength=WL)
+        optodesign.propagate(point, 6e-3, grid=grid, wavelength=WL)
     # ...a smooth beam on the same grid and distance does not
-    grid = Grid((64, 64), 2e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        optodesign.propagate(gaussian(grid, 30e-6), 6e-3, pitch=2e-6, wavelength=WL)
-    unlimited = check_sampling((64, 64), 6e-3, pitch=2e-6, wavelength=WL, bandlimit=False)
+        optodesign.propagate(gaussian(grid, 30e-6), 6e-3, grid=grid, wavelength=WL)
+    unlimited = check_sampling(grid, 6e-3, wavelength=WL, bandlimit=False)
     assert any("aliased" in p for p in unlimited.problems)
 
 
@@ -318,7 +352,7 @@ def test_transfer_function_is_cached_and_bandlimited() -> None:
 
 def test_energy_walking_past_the_padding_is_reported() -> None:
     # a tilt of sin θ = 0.08 walks 80 µm over 1 mm: more than twice the 16-px padding
-    grid = Grid((64, 64), 2e-6)
+    grid = Grid((64, 64), 2e-6, pad=1.5)
     u = gaussian(grid, 20e-6, tilt_x=0.08)
-    with pytest.warns(SamplingWarning, match="wraps around the window; increase pad"):
-        optodesign.propagate(u, 1e-3, pitch=grid.pitch, wavelength=WL, pad=1.5)
+    with pytest.warns(SamplingWarning, match=r"wraps around the window; increase pad \(now 1.5\)"):
+        optodesign.propagate(u, 1e-3, grid=grid, wavelength=WL)

@@ -15,6 +15,7 @@ from optodesign.data.datasets import load_dataset, read_idx
 from optodesign.design import Design
 from optodesign.errors import ConfigError, UserError
 from optodesign.evaluate import Evaluator
+from optodesign.grid import Grid
 from optodesign.models.stack import DiffractiveStack
 from optodesign.train.config import load_config, parse_config
 from optodesign.train.trainer import build_quantizers
@@ -98,7 +99,7 @@ def test_gradients_reach_every_parameter(tiny_d2nn_config, method) -> None:
     from optodesign.models.functional import forward_stack
 
     u = forward_stack(field, stack.transmissions("train"), cfg.optics.distances,
-                      pitch=cfg.optics.pitch, wavelength=cfg.optics.wavelength)
+                      grid=cfg.optics.grid, wavelength=cfg.optics.wavelength)
     loss = (u.abs() ** 2)[..., 10:14, 10:14].sum() + stack.regularization()
     loss.backward()
     for name, param in stack.named_parameters():
@@ -112,7 +113,7 @@ def test_quantized_lens_strehl_matches_scalar_diffraction_theory(tmp_path) -> No
     from optodesign.tasks.lens import ideal_lens_phase
 
     n, pitch, wl, f = 256, 2e-6, 633e-9, 2e-3
-    phase = ideal_lens_phase((n, n), pitch=pitch, wavelength=wl, focal_length=f)
+    phase = ideal_lens_phase(Grid((n, n), pitch), wavelength=wl, focal_length=f)
     raw = {"task": "lens", "optics": {"wavelength": wl, "pitch": pitch, "size": n, "layers": 1,
                                       "distance": f},
            "quantization": {"method": "pq", "levels": 4}, "train": {"epochs": 1}}
@@ -120,6 +121,7 @@ def test_quantized_lens_strehl_matches_scalar_diffraction_theory(tmp_path) -> No
 
     trainer = Trainer(parse_config(raw), tmp_path, progress=False)
     design = Design(levels=np.zeros((1, n, n), int), level_tables=np.ones(2), **trainer.template)
+    assert design.grid == trainer.grid == Grid((n, n), pitch, pad=2)  # one grid, config to Design
     ev = Evaluator.from_design(design)
     ideal = ev.evaluate(np.exp(1j * phase)[None])
     assert ideal["strehl"] == pytest.approx(1.0, rel=1e-5)

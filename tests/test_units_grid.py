@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
+from optodesign.errors import UserError
 from optodesign.grid import Grid, GridMismatchError, padded_shape
 from optodesign.units import (
     UnitsError,
@@ -117,7 +119,9 @@ def test_grid_is_frozen_and_derives_coordinates() -> None:
     np.testing.assert_allclose(Grid((3, 5), 1.0).x(), [-2, -1, 0, 1, 2])  # odd: the middle
     assert g.fx()[1] == pytest.approx(1 / (6 * 2e-6))
     assert g.extent == pytest.approx((8e-6, 12e-6))
-    assert g.padded(2).shape == (8, 12)
+    assert g.pad == 2.0 and g.padded() == Grid((8, 12), 2e-6, pad=1)
+    assert Grid((5, 5), 1.0, pad=1.5).padded().shape == (8, 8)
+    assert Grid((5, 5), 1.0, pad=1).padded().shape == (5, 5)  # no padding
     assert padded_shape((5, 5), 1.5) == (8, 8)  # ceil(7.5) = 8, even
 
 
@@ -126,6 +130,12 @@ def test_grid_validation_and_mismatch_names_both_geometries() -> None:
         Grid((4, 4), -1.0)
     with pytest.raises(ValueError, match="shape"):
         Grid((0, 4), 1e-6)
+    for bad in (0.5, math.nan, math.inf, True, "2"):
+        with pytest.raises(UserError, match=r"^pad: must be a finite number >= 1") as e:
+            Grid((4, 4), 1e-6, pad=bad)  # type: ignore[arg-type]
+        assert "\n" not in str(e.value)
+    # pad is how a propagation pads, not how a field is sampled: the sampling still agrees
+    Grid((4, 4), 1e-6, pad=1).check_same(Grid((4, 4), 1e-6, pad=3))
     with pytest.raises(GridMismatchError,
                        match=r"\(4, 4\) at pitch 1e-06 m vs \(4, 4\) at pitch 2e-06"):
         Grid((4, 4), 1e-6).check_same(Grid((4, 4), 2e-6))

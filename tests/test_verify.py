@@ -21,6 +21,7 @@ from optodesign.design import Design
 from optodesign.evaluate import Evaluator
 from optodesign.export.fab import export_design
 from optodesign.fileio import sha256_file
+from optodesign.grid import Grid, GridMismatchError
 from optodesign.process import load_process
 from optodesign.raster import dilate_heights
 from optodesign.tasks import HologramSetup, LensSetup
@@ -100,7 +101,8 @@ def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02,
     """An ideal lens quantized to the process's L levels (or ``table``: the levels it was
     trained on), with its Strehl as trained metric."""
     pitch, lam = 0.4e-3, process.wavelength
-    phase = ideal_lens_phase((n, n), pitch=pitch, wavelength=lam, focal_length=focal)
+    grid = Grid((n, n), pitch)
+    phase = ideal_lens_phase(grid, wavelength=lam, focal_length=focal)
     levels = np.round(phase / (2 * np.pi / L)).astype(int) % L
     import torch
 
@@ -108,7 +110,7 @@ def lens_design(process, *, n: int = 24, L: int = 4, focal: float = 0.02,
 
     t = torch.polar(torch.ones(n, n), torch.as_tensor(phase, dtype=torch.float32))
     u = forward_stack(torch.ones((1, n, n), dtype=torch.complex64), [t], (0.0, focal),
-                      pitch=pitch, wavelength=lam)
+                      grid=grid, wavelength=lam)
     setup = LensSetup(focal_length=focal, ideal_peak=float((u.abs() ** 2)[0, n // 2, n // 2]),
                       focus_radius=focus_radius(wavelength=lam, focal_length=focal,
                                                 aperture=n * pitch, pitch=pitch))
@@ -260,16 +262,17 @@ def test_height_sigma_statistics_and_reproducibility(d2nn: Path) -> None:
 
 def test_integer_misalignment_is_a_zero_filled_shift(d2nn: Path) -> None:
     fab = read_fab(d2nn / "fab")
-    p = fab.design.pitch
+    grid = fab.design.grid
+    p = grid.pitch
     t0 = fab.transmissions()
     shifts = np.array([[2 * p, -1 * p], [0.0, 3 * p]])
-    t = place(t0, pitch=p, shifts=shifts)
+    t = place(t0, grid=grid, shifts=shifts)
     want = np.zeros_like(t0)
     want[0, 2:, :-1] = t0[0, :-2, 1:]
     want[1, :, 3:] = t0[1, :, :-3]
     assert np.array_equal(t, want)  # exact, and zero-filled (not rolled)
     # half a pixel: the area-weighted mean of the two pixels a moved pixel overlaps
-    half = place(t0, pitch=p, shifts=np.array([[0.0, 0.5 * p], [0.0, 0.0]]))
+    half = place(t0, grid=grid, shifts=np.array([[0.0, 0.5 * p], [0.0, 0.0]]))
     np.testing.assert_allclose(half[0, :, 1:], 0.5 * (t0[0, :, 1:] + t0[0, :, :-1]),
                                atol=1e-15)
     np.testing.assert_allclose(half[0, :, 0], 0.5 * t0[0, :, 0], atol=1e-15)
@@ -281,7 +284,7 @@ def test_integer_shifts_in_metres_are_exact(sy: int, sx: int, seed: int) -> None
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(1, 5, 7)) + 1j * rng.normal(size=(1, 5, 7))
     pitch = 0.7e-4  # sy * pitch / pitch is not always an integer in floating point
-    out = place(a, pitch=pitch, shifts=np.array([[sy * pitch, sx * pitch]]))
+    out = place(a, grid=Grid((5, 7), pitch), shifts=np.array([[sy * pitch, sx * pitch]]))
     want = np.zeros_like(a)
     for i in range(5):
         for j in range(7):
@@ -294,11 +297,14 @@ def test_rotation_direction_and_centre() -> None:
     n = 9
     a = np.zeros((1, n, n), dtype=np.complex128)
     a[0, 4, 7] = 1.0  # x = +3 px from the centre, y = 0
-    r = place(a, pitch=1.0, rotations=np.array([np.pi / 2]))
+    grid = Grid((n, n), 1.0)
+    r = place(a, grid=grid, rotations=np.array([np.pi / 2]))
     assert abs(r[0, 7, 4] - 1) < 1e-12  # counter-clockwise: +x goes to +y
     assert np.abs(r).sum() == pytest.approx(1.0, abs=1e-12)
-    small = place(a, pitch=1.0, rotations=np.array([1e-3]))
+    small = place(a, grid=grid, rotations=np.array([1e-3]))
     assert abs(small[0, 4, 7]) > 0.99
+    with pytest.raises(GridMismatchError, match=r"\(9, 9\).*\(9, 8\)"):
+        place(a, grid=Grid((9, 8), 1.0), rotations=np.array([1e-3]))
 
 
 def test_linewidth_bias_single_pixel_analytic(lossless) -> None:
@@ -314,7 +320,7 @@ def test_linewidth_bias_single_pixel_analytic(lossless) -> None:
         phys = Physical(kind="thin", heights=h, base=0.5e-3, n=1.5, n0=1.0,
                         element_wavelength=0.75e-3, wavelength=0.75e-3,
                         distances=(0.0, 0.01), bias=bias, oversample=8)
-        return element_transmissions(phys, lossless, pitch=p)[0]
+        return element_transmissions(phys, lossless, grid=Grid((7, 7), p))[0]
 
     for f in (1 / 8, 1 / 16, 3 / 16):  # a whole sub-pixel, half of one, one and a half
         t = run(f * p)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..grid import Grid
 from ..optics.propagation import propagate
 
 __all__ = ["forward_stack", "detector_energies", "auto_detectors", "place_images"]
@@ -22,9 +23,8 @@ def forward_stack(
     transmissions: Sequence[Tensor] | Tensor,
     distances: Sequence[float],
     *,
-    pitch: float,
+    grid: Grid,
     wavelength: float,
-    pad: float = 2,
 ) -> Tensor:
     """Propagate through K thin layers separated by free space.
 
@@ -33,19 +33,24 @@ def forward_stack(
         transmissions: K complex ``(ny, nx)`` maps (or a ``(K, ny, nx)`` tensor, or one with
             extra leading batch dims ``(K, ..., ny, nx)`` that broadcast against ``field``).
         distances: K + 1 distances in metres: input -> layer 1, ..., layer K -> output.
-        pitch: metres. wavelength: metres. pad: zero-padding factor.
+        grid: the sampling of the field and of every layer (shape, pitch, zero padding).
+        wavelength: metres.
 
     Returns:
         Complex field ``(..., ny, nx)`` on the output plane.
+
+    Raises:
+        GridMismatchError: the field or a transmission is not sampled on ``grid``.
     """
     if len(distances) != len(transmissions) + 1:
         raise ValueError(
             f"distances: need {len(transmissions) + 1} for {len(transmissions)} layers, "
             f"got {len(distances)}"
         )
-    u = propagate(field, distances[0], pitch=pitch, wavelength=wavelength, pad=pad)
-    for t, d in zip(transmissions, distances[1:]):
-        u = propagate(u * t, d, pitch=pitch, wavelength=wavelength, pad=pad)
+    u = propagate(field, distances[0], grid=grid, wavelength=wavelength)
+    for k, (t, d) in enumerate(zip(transmissions, distances[1:])):
+        grid.check_field(t.shape, what=f"transmissions[{k}]")
+        u = propagate(u * t, d, grid=grid, wavelength=wavelength)
     return u
 
 

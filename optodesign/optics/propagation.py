@@ -7,9 +7,10 @@ propagation in far and near fields", Opt. Express 17, 19662 (2009), doi:10.1364/
 
 Conventions: time dependence exp(−iωt), a plane wave travelling towards +z is exp(+ikz), so a
 field with phase ``+2π x sin(θ)/λ`` travels towards +x. Fields are ``(..., ny, nx)`` complex
-tensors; the transfer function is computed in float64 (the phase ``k z`` is large, float32
-would lose it) and cached per (padded shape, pitch, wavelength, distance, band limit, device,
-dtype), so a repeated call costs only FFT + multiply + inverse FFT.
+tensors sampled on a :class:`~optodesign.grid.Grid` (shape, pitch, zero-padding factor) that
+travels beside them; the transfer function is computed in float64 (the phase ``k z`` is
+large, float32 would lose it) and cached per (padded shape, pitch, wavelength, distance, band
+limit, device, dtype), so a repeated call costs only FFT + multiply + inverse FFT.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..grid import padded_shape
+from ..grid import Grid
 
 __all__ = [
     "propagate",
@@ -76,14 +77,16 @@ class SamplingReport:
     fatal: bool
 
 
-def _validate(distance: float, pitch: float, wavelength: float, pad: float) -> None:
-    for name, value in (("pitch", pitch), ("wavelength", wavelength)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise UserError(f"{name}: must be a finite length > 0 in metres, got {value!r}")
+def _validate(grid: Grid, distance: float, wavelength: float) -> None:
+    """The grid validated its own shape, pitch and pad; check what travels beside it."""
+    if not isinstance(grid, Grid):
+        raise UserError(f"grid: expected an optodesign.grid.Grid, got {type(grid).__name__}")
+    if not isinstance(wavelength, (int, float)) or not math.isfinite(wavelength) or \
+            wavelength <= 0:
+        raise UserError(f"wavelength: must be a finite length > 0 in metres, got "
+                        f"{wavelength!r}")
     if not isinstance(distance, (int, float)) or not math.isfinite(distance):
         raise UserError(f"distance: must be a finite length in metres, got {distance!r}")
-    if not isinstance(pad, (int, float)) or not math.isfinite(pad) or pad < 1:
-        raise UserError(f"pad: must be >= 1 (1 = no zero padding), got {pad!r}")
 
 
 def _band_limit(n_padded: int, pitch: float, wavelength: float, distance: float) -> float:
@@ -93,27 +96,24 @@ def _band_limit(n_padded: int, pitch: float, wavelength: float, distance: float)
 
 
 def check_sampling(
-    shape: tuple[int, int],
+    grid: Grid,
     distance: float,
     *,
-    pitch: float,
     wavelength: float,
-    pad: float = 2,
     bandlimit: bool = True,
 ) -> SamplingReport:
     """Check that a grid can represent a propagation; see :class:`SamplingReport`.
 
     Args:
-        shape: ``(ny, nx)`` of the unpadded field.
+        grid: the unpadded field's sampling (shape, pitch) and its zero-padding factor.
         distance: propagation distance in metres (sign ignored).
-        pitch: sample spacing in metres.
         wavelength: wavelength in the medium, metres.
-        pad: zero-padding factor per axis (>= 1).
         bandlimit: whether the Matsushima band limit will be applied.
     """
-    _validate(distance, pitch, wavelength, pad)
+    _validate(grid, distance, wavelength)
     z = abs(distance)
-    nyp, nxp = padded_shape(shape, pad)
+    shape, pitch, pad = grid.shape, grid.pitch, grid.pad
+    nyp, nxp = grid.padded().shape
     usable = min(1.0 / (2 * pitch), 1.0 / wavelength)
     fraction = min(1.0, min(_band_limit(n, pitch, wavelength, z) for n in (nyp, nxp)) / usable)
     sin_t = min(1.0, wavelength / (2 * pitch))
@@ -130,7 +130,7 @@ def check_sampling(
         problems.append(
             f"the padded window ({nxp}x{nyp} px at {pitch:.4g} m) is small for distance "
             f"{z:.4g} m: the band limit keeps only {100 * fraction:.0f}% of the frequency band; "
-            f"increase pad (now {pad}), or reduce the distance"
+            f"increase pad (now {pad:g}), or reduce the distance"
         )
     if not bandlimit and fraction < 1.0:
         # Without the band limit the sampled transfer function aliases where its local
@@ -138,7 +138,7 @@ def check_sampling(
         problems.append(
             f"the transfer function is aliased at distance {z:.4g} m "
             f"({100 * (1 - fraction):.0f}% of the band); use bandlimit=True or increase pad "
-            f"(now {pad})"
+            f"(now {pad:g})"
         )
     return SamplingReport(fraction, spread, margin, tuple(problems), fatal)
 
@@ -257,12 +257,13 @@ LOSS_TOLERANCE = 0.01
 
 
 @torch.no_grad()
-def _field_problems(spectrum: Tensor, report: SamplingReport, *, distance: float, pitch: float,
-                    wavelength: float, pad: float, bandlimit: bool) -> list[str]:
+def _field_problems(spectrum: Tensor, report: SamplingReport, *, grid: Grid, distance: float,
+                    wavelength: float, bandlimit: bool) -> list[str]:
     """What the grid does to *this* field: energy removed by the band limit (window too small
     for the distance) and energy that walks off further than the zero padding (wraps around).
     Evanescent energy is dropped by physics and not counted."""
     nyp, nxp = spectrum.shape[-2:]
+    pitch, pad = grid.pitch, grid.pad
     power = (spectrum.abs() ** 2).reshape(-1, nyp, nxp).sum(0).to(torch.float64)
     total = power.sum().item()
     if total == 0:
@@ -282,7 +283,7 @@ def _field_problems(spectrum: Tensor, report: SamplingReport, *, distance: float
             problems.append(
                 f"the band limit removed {100 * removed:.1f}% of the field's energy: the padded "
                 f"window ({nxp}x{nyp} px at {pitch:.4g} m) is too small for distance {z:.4g} m; "
-                f"increase pad (now {pad}) or reduce the distance"
+                f"increase pad (now {pad:g}) or reduce the distance"
             )
     elif report.band_fraction < 1:
         problems.extend(p for p in report.problems if "aliased" in p)
@@ -293,7 +294,7 @@ def _field_problems(spectrum: Tensor, report: SamplingReport, *, distance: float
             problems.append(
                 f"{100 * lost:.1f}% of the field's energy travels at angles that walk more than "
                 f"twice the zero padding ({report.margin:.4g} m per side) over {z:.4g} m and "
-                f"wraps around the window; increase pad (now {pad})"
+                f"wraps around the window; increase pad (now {pad:g})"
             )
     return problems
 
@@ -302,9 +303,8 @@ def propagate(
     field: Tensor,
     distance: float,
     *,
-    pitch: float,
+    grid: Grid,
     wavelength: float,
-    pad: float = 2,
     bandlimit: bool = True,
 ) -> Tensor:
     """Propagate a sampled field over ``distance`` in a homogeneous medium.
@@ -316,16 +316,17 @@ def propagate(
         field: complex tensor ``(..., ny, nx)`` (complex64 or complex128, any device); leading
             dimensions are batch dimensions. Differentiable.
         distance: metres; negative propagates backwards; 0 returns the input unchanged.
-        pitch: sample spacing in metres.
+        grid: the field's sampling: ``shape == field.shape[-2:]``, pitch in metres, and
+            ``pad``, the zero-padding factor per axis (2 doubles the window).
         wavelength: wavelength in the medium, metres.
-        pad: zero-padding factor per axis (>= 1); 2 doubles the window.
         bandlimit: apply the Matsushima band limit (keep True unless you know why not).
 
     Returns:
         Complex tensor of the same shape, dtype and device: the field at ``distance``.
 
     Raises:
-        UserError: non-positive pitch or wavelength, a non-complex or < 2-D tensor.
+        UserError: a non-positive wavelength, a non-complex or < 2-D tensor.
+        GridMismatchError: ``field.shape[-2:]`` is not ``grid.shape`` (names both).
         SamplingError: the window cannot represent the propagation at all.
 
     Warns:
@@ -340,31 +341,31 @@ def propagate(
         )
     if field.ndim < 2:
         raise UserError(f"field: expected shape (..., ny, nx), got {tuple(field.shape)}")
-    _validate(distance, pitch, wavelength, pad)
+    _validate(grid, distance, wavelength)
+    grid.check_field(field.shape)
     if distance == 0:
         return field
-    ny, nx = field.shape[-2:]
-    key = ((ny, nx), float(pitch), float(wavelength), float(distance), float(pad), bool(bandlimit))
+    ny, nx = grid.shape
+    key = (grid, float(wavelength), float(distance), bool(bandlimit))
     first = key not in _warned
     if first:
-        report = check_sampling((ny, nx), distance, pitch=pitch, wavelength=wavelength, pad=pad,
-                                bandlimit=bandlimit)
+        report = check_sampling(grid, distance, wavelength=wavelength, bandlimit=bandlimit)
         if report.fatal:
             raise SamplingError(report.problems[0])
-    nyp, nxp = padded_shape((ny, nx), pad)
+    nyp, nxp = grid.padded().shape
     compute = _fft_dtype((nyp, nxp), field.dtype, field.device)
     # The inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse runs
     # unnormalised (norm="forward"): one pass fewer, and it avoids the scaled complex64 inverse
     # that some MKL builds get wrong (see _fft_dtype).
-    h = transfer_function((nyp, nxp), distance, pitch=pitch, wavelength=wavelength,
+    h = transfer_function((nyp, nxp), distance, pitch=grid.pitch, wavelength=wavelength,
                           bandlimit=bandlimit, device=field.device, dtype=compute,
                           scale=1.0 / (nyp * nxp))
     # fft2 with s= zero-pads at the end of each axis; for a linear convolution the position of
     # the padding does not matter, and cropping [:ny, :nx] recovers the original window.
     spectrum = torch.fft.fft2(field.to(compute), s=(nyp, nxp))
     if first:
-        for problem in _field_problems(spectrum, report, distance=distance, pitch=pitch,
-                                       wavelength=wavelength, pad=pad, bandlimit=bandlimit):
+        for problem in _field_problems(spectrum, report, grid=grid, distance=distance,
+                                       wavelength=wavelength, bandlimit=bandlimit):
             warnings.warn(problem, SamplingWarning, stacklevel=2)
         _warned.add(key)
     # in place: fft2's backward does not need its output, so this saves an allocation

@@ -39,7 +39,6 @@ from torch import Tensor
 from ..design import Design
 from ..errors import UserError
 from ..evaluate import Evaluator
-from ..grid import padded_shape
 from ..optics.propagation import propagate, transfer_function
 
 log = logging.getLogger(__name__)
@@ -105,6 +104,8 @@ class Objective:
         self.evaluator = evaluator or Evaluator.from_design(design, device=device)
         self.device = self.evaluator.device
         self.task = self.evaluator.task
+        #: the design's sampling (shape, pitch, zero padding) every propagation runs on
+        self.grid = self.evaluator.grid
         d = design
         ny, nx = d.shape
         self.tables = torch.as_tensor(d.level_tables.astype(np.complex64), device=self.device)
@@ -148,8 +149,7 @@ class Objective:
         return [self.tables[k][lv[k]] for k in range(self.n_layers)]
 
     def _propagate(self, u: Tensor, distance: float) -> Tensor:
-        d = self.design
-        return propagate(u, distance, pitch=d.pitch, wavelength=d.wavelength, pad=d.pad)
+        return propagate(u, distance, grid=self.grid, wavelength=self.design.wavelength)
 
     # ------------------------------------------------------------------ loss
     def reduce(self, intensity: Tensor) -> Tensor:
@@ -194,7 +194,7 @@ class Objective:
         """Padded-grid impulse response of the last distance (FFT order), complex64."""
         if self._kernel is None:
             d = self.design
-            nyp, nxp = padded_shape(d.shape, d.pad)
+            nyp, nxp = self.grid.padded().shape
             dist = d.distances[-1]
             if dist == 0:
                 k = torch.zeros((nyp, nxp), dtype=torch.complex64, device=self.device)
@@ -203,7 +203,8 @@ class Objective:
                 # 1/(nyp nxp) folded into H and an unnormalised inverse, as propagate() does
                 # (some MKL builds mis-scale a single complex64 ifft2 at 2048², see README);
                 # complex128 here, once per design, so no platform check is needed
-                h = transfer_function((nyp, nxp), dist, pitch=d.pitch, wavelength=d.wavelength,
+                h = transfer_function((nyp, nxp), dist, pitch=self.grid.pitch,
+                                      wavelength=d.wavelength,
                                       device=self.device, dtype=torch.complex128,
                                       scale=1.0 / (nyp * nxp))
                 k = torch.fft.ifft2(h, norm="forward").to(torch.complex64)
@@ -222,7 +223,7 @@ class Objective:
             return k[iy, ix]
         d = self.design
         out = []
-        nyp, nxp = padded_shape(d.shape, d.pad)
+        nyp, nxp = self.grid.padded().shape
         step = max(1, _CHUNK_ELEMENTS // (nyp * nxp))
         for i in range(0, pixels.numel(), step):
             p = pixels[i:i + step]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ..grid import Grid
 from ..units import wrap_phase
 from .base import Prepared, Task, TaskSetup, read_int, read_number
 
@@ -65,13 +66,11 @@ def focus_radius(*, wavelength: float, focal_length: float, aperture: float, pit
     return max(1, round(wavelength * focal_length / aperture / pitch))
 
 
-def ideal_lens_phase(shape: tuple[int, int], *, pitch: float, wavelength: float,
-                     focal_length: float) -> np.ndarray:
-    """Continuous phase of an ideal (hyperbolic) lens, wrapped to [0, 2π):
-    φ = −2π/λ (sqrt(x² + y² + f²) − f), centred on pixel (ny//2, nx//2)."""
-    ny, nx = shape
-    y = (np.arange(ny) - ny // 2) * pitch
-    x = (np.arange(nx) - nx // 2) * pitch
+def ideal_lens_phase(grid: Grid, *, wavelength: float, focal_length: float) -> np.ndarray:
+    """Continuous phase ``(ny, nx)`` of an ideal (hyperbolic) lens on ``grid``, wrapped to
+    [0, 2π): φ = −2π/λ (sqrt(x² + y² + f²) − f), with x, y the grid's coordinates (the
+    optical axis through the centre of pixel (ny//2, nx//2))."""
+    y, x = grid.y(), grid.x()
     r2 = y[:, None] ** 2 + x[None, :] ** 2
     return wrap_phase(-2 * np.pi / wavelength * (np.sqrt(r2 + focal_length**2) - focal_length))
 
@@ -140,11 +139,9 @@ def ideal_peak(cfg: Config) -> float:
 
     from ..models.functional import forward_stack
 
-    o = cfg.optics
-    shape = (o.size, o.size)
-    phase = ideal_lens_phase(shape, pitch=o.pitch, wavelength=o.wavelength,
-                             focal_length=o.distances[-1])
-    t = torch.polar(torch.ones(shape), torch.as_tensor(phase, dtype=torch.float32))
-    u = forward_stack(torch.ones((1, *shape), dtype=torch.complex64), [t], o.distances,
-                      pitch=o.pitch, wavelength=o.wavelength, pad=o.pad)
-    return float((u.abs() ** 2)[0, o.size // 2, o.size // 2])
+    o, grid = cfg.optics, cfg.optics.grid
+    phase = ideal_lens_phase(grid, wavelength=o.wavelength, focal_length=o.distances[-1])
+    t = torch.polar(torch.ones(grid.shape), torch.as_tensor(phase, dtype=torch.float32))
+    u = forward_stack(torch.ones((1, *grid.shape), dtype=torch.complex64), [t], o.distances,
+                      grid=grid, wavelength=o.wavelength)
+    return float((u.abs() ** 2)[0, grid.ny // 2, grid.nx // 2])

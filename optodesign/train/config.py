@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError, UserError
 from ..fileio import read_toml
+from ..grid import Grid
 from ..quantize import registry
 from ..schema import Table
 from ..tasks import TASKS, get_task
@@ -34,6 +35,12 @@ class Optics:
     layers: int
     distances: tuple[float, ...]  # K + 1: input -> layer 1, ..., layer K -> output
     pad: float = 2.0
+
+    @property
+    def grid(self) -> Grid:
+        """The sampling of every layer and field: ``size`` x ``size`` at ``pitch``, padded by
+        ``pad`` for propagation (:class:`optodesign.grid.Grid`)."""
+        return Grid((self.size, self.size), self.pitch, pad=self.pad)
 
 
 @dataclass(frozen=True)

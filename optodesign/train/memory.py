@@ -244,7 +244,7 @@ def check_memory(cfg: Config, *, available: int | None = None, where: str = "") 
         limit, source = available, where or "the device (free)"
     if limit is not None and need > limit:
         o = cfg.optics
-        ny, nx = padded_shape((o.size, o.size), o.pad)
+        ny, nx = o.grid.padded().shape
         _refuse(need, limit, source, f"{o.layers} layers of {o.size}² px padded to {ny}x{nx}, "
                                      f"batch {cfg.train.batch_size}")
     now = available_memory()

@@ -54,12 +54,11 @@ class TrainResult:
 
 def check_optics(cfg: Config) -> None:
     """Refuse geometries the sampling checks call meaningless (an aliased grid)."""
-    o = cfg.optics
+    o, grid = cfg.optics, cfg.optics.grid
     for i, d in enumerate(o.distances):
         if d == 0:
             continue
-        rep = check_sampling((o.size, o.size), d, pitch=o.pitch, wavelength=o.wavelength,
-                             pad=o.pad)
+        rep = check_sampling(grid, d, wavelength=o.wavelength)
         if rep.fatal:
             raise ConfigError(f"optics.distances[{i}]: {rep.problems[0]}")
 
@@ -169,7 +168,9 @@ class Trainer:
             free, _ = torch.cuda.mem_get_info(self.device)
             check_memory(cfg, available=free, where=f"{self.device} (free)")
         o = cfg.optics
-        self.shape = (o.size, o.size)
+        #: the one sampling of every layer, field and the Design (shape, pitch, zero padding)
+        self.grid = o.grid
+        self.shape = self.grid.shape
         self.process_table = _process_table(cfg)
         self.task_type = get_task(cfg.task)
         prepared = self.task_type.setup_from_config(cfg)
@@ -179,9 +180,9 @@ class Trainer:
             cfg.quantization.options.get("structural", True) is not False
         self.fixed_masks = self._structural_masks(task) if structural else None
         self.template = dict(
-            setup=prepared.setup, wavelength=o.wavelength, pitch=o.pitch, distances=o.distances,
-            layer_kind="complex" if cfg.is_complex else "phase",
-            pad=o.pad, target=prepared.target,
+            setup=prepared.setup, wavelength=o.wavelength, pitch=self.grid.pitch,
+            distances=o.distances, layer_kind="complex" if cfg.is_complex else "phase",
+            pad=self.grid.pad, target=prepared.target,
             # a binary layer's free pixels stay in {0, 1}: an opaque third level is physics'
             free_levels=(0, 1) if cfg.quantization.method == "binary" else (),
         )
@@ -192,7 +193,7 @@ class Trainer:
         from ..quantize.structural import structural_mask
 
         o = self.cfg.optics
-        return structural_mask(shape=self.shape, pitch=o.pitch, wavelength=o.wavelength,
+        return structural_mask(shape=self.shape, pitch=self.grid.pitch, wavelength=o.wavelength,
                                distances=o.distances, detectors=task.structural_boxes(),
                                input_box=task.input_box())
 

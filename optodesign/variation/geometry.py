@@ -10,10 +10,12 @@ import math
 
 import numpy as np
 
+from ..grid import Grid
+
 __all__ = ["place"]
 
 
-def place(t: np.ndarray, *, pitch: float, shifts: np.ndarray | None = None,
+def place(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
           rotations: np.ndarray | None = None) -> np.ndarray:
     """Move each layer's transmission: rotate about the optical axis, then shift; zero-fill.
 
@@ -24,15 +26,19 @@ def place(t: np.ndarray, *, pitch: float, shifts: np.ndarray | None = None,
 
     Args:
         t: complex ``(K, ny, nx)`` transmissions.
-        pitch: metres.
+        grid: their sampling (``grid.shape == (ny, nx)``; the pitch in metres).
         shifts: ``(K, 2)`` ``(dy, dx)`` metres; the structure moves by +dy rows / +dx cols.
         rotations: ``(K,)`` radians, counter-clockwise seen along +z (x right, y up), about
-            the centre of pixel ``(ny // 2, nx // 2)`` (the centre convention of
-            :class:`optodesign.grid.Grid`).
+            the grid's optical axis, the centre of pixel ``(ny // 2, nx // 2)``.
 
     Returns:
         complex ``(K, ny, nx)`` (``t`` itself when nothing moves).
+
+    Raises:
+        GridMismatchError: ``t`` is not sampled on ``grid``.
     """
+    grid.check_field(t.shape, what="transmissions")
+    pitch = grid.pitch
     K, ny, nx = t.shape
     sh = np.zeros((K, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)
     rot = np.zeros(K) if rotations is None else np.asarray(rotations, dtype=np.float64)

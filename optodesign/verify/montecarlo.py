@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..evaluate import Evaluator
-from ..grid import padded_shape
 from ..models.functional import forward_stack
 from ..optics.propagation import SamplingWarning
 from ..tasks import task_of
@@ -80,7 +79,8 @@ class Scorer:
         self.design = evaluator.design
         self.task = evaluator.task
         self.device = evaluator.device
-        nyp, nxp = padded_shape(self.design.shape, self.design.pad)
+        self.grid = evaluator.grid
+        nyp, nxp = self.grid.padded().shape
         budget = MAX_BATCH_BYTES.get(self.device.type, MAX_BATCH_BYTES["cuda"])
         self.max_fields = max_fields or max(1, budget // (nyp * nxp * 8))
         self.images: np.ndarray | None = None
@@ -113,12 +113,10 @@ class Scorer:
         if self.n_images * ny * nx * 8 > INPUT_CACHE_BYTES:
             return None
         self._inputs.clear()
-        d = self.design
         out = []
         for i in range(0, self.n_images, self.image_batch):
             f = self.ev.images_to_field(self.images[i:i + self.image_batch])
-            out.append(forward_stack(f, [], [d0], pitch=d.pitch, wavelength=wavelength,
-                                     pad=d.pad))
+            out.append(forward_stack(f, [], [d0], grid=self.grid, wavelength=wavelength))
         self._inputs[key] = out
         return out
 
@@ -134,16 +132,15 @@ class Scorer:
         """Output intensities ``(S, B, ny, nx)`` (D2NN: test images ``images``, default
         :meth:`example_images`) or ``(S, ny, nx)`` (metasurfaces) of transmissions ``ts``
         ``(K, S, ny, nx)``."""
-        d = self.design
         if self.task.supervised:
             assert self.images is not None
             sel = self.example_images() if images is None else images
             field = self.ev.images_to_field(self.images[sel])[None]
-            u = forward_stack(field, ts[:, :, None], distances, pitch=d.pitch,
-                              wavelength=wavelength, pad=d.pad)
+            u = forward_stack(field, ts[:, :, None], distances, grid=self.grid,
+                              wavelength=wavelength)
         else:
-            u = forward_stack(self.ev.plane_wave(), ts, distances, pitch=d.pitch,
-                              wavelength=wavelength, pad=d.pad)
+            u = forward_stack(self.ev.plane_wave(), ts, distances, grid=self.grid,
+                              wavelength=wavelength)
         return u.real**2 + u.imag**2
 
     @torch.no_grad()
@@ -227,7 +224,7 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
     t0 = time.perf_counter()
     todo = samples if model.is_random else 1
     base = apply_systematic(fab.physical, model)
-    pitch = fab.design.pitch
+    grid = fab.design.grid
     device = scorer.device
     chunk = 1 if model.varies_distances else min(scorer.chunk_size(), todo)
     # Chunks are fixed by the global sample index, and under torchrun each rank takes every
@@ -248,8 +245,8 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
                 phys = apply_random(base, model, seed=seed, sample=s)
                 key = phys.element_key()
                 if cache is None or cache[0] != key:
-                    cache = (key, phys, element_transmissions(phys, fab.process, pitch=pitch))
-                ts.append(place(cache[2], pitch=pitch, shifts=phys.shifts,
+                    cache = (key, phys, element_transmissions(phys, fab.process, grid=grid))
+                ts.append(place(cache[2], grid=grid, shifts=phys.shifts,
                                 rotations=phys.rotations))
             t = torch.as_tensor(np.stack(ts, axis=1).astype(np.complex64), device=device)
             mine[start] = scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,

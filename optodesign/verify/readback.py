@@ -42,6 +42,7 @@ from ..design import Design
 from ..errors import UserError
 from ..export.manifest import Manifest, ProcessRecord, check_files, load_manifest
 from ..fileio import parse_toml
+from ..grid import Grid
 from ..process import Physical, Process, load_process, process_from_dict
 from ..variation.geometry import place
 from ..variation.spec import Scales
@@ -100,7 +101,7 @@ class FabStack:
 
     def transmissions(self, phys: Physical | None = None) -> np.ndarray:
         """Complex128 ``(K, ny, nx)`` transmissions of ``phys`` (default: the nominal)."""
-        return transmissions(phys or self.physical, self.process, pitch=self.design.pitch)
+        return transmissions(phys or self.physical, self.process, grid=self.design.grid)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -322,15 +323,18 @@ def _snap_heights(h: np.ndarray, level_heights: np.ndarray, *,
 
 
 # ---------------------------------------------------------------------------- physics
-def element_transmissions(phys: Physical, process: Process, *, pitch: float) -> np.ndarray:
-    """Transmissions of the elements as made, before placement: complex128 ``(K, ny, nx)``
-    (:meth:`~optodesign.process.structure.Structure.element_transmissions` of the process's
-    structure: the perturbed heights, sizes, index, wavelength, κ and line-width bias)."""
-    return process.structure.element_transmissions(phys, pitch=pitch)
+def element_transmissions(phys: Physical, process: Process, *, grid: Grid) -> np.ndarray:
+    """Transmissions of the elements as made, before placement: complex128 ``(K, ny, nx)`` on
+    ``grid`` (:meth:`~optodesign.process.structure.Structure.element_transmissions` of the
+    process's structure: the perturbed heights, sizes, index, wavelength, κ and line-width
+    bias)."""
+    t = process.structure.element_transmissions(phys, pitch=grid.pitch)
+    grid.check_field(t.shape, what="element transmissions")
+    return t
 
 
-def transmissions(phys: Physical, process: Process, *, pitch: float) -> np.ndarray:
-    """Complex128 ``(K, ny, nx)`` transmissions of a physical stack: the elements
+def transmissions(phys: Physical, process: Process, *, grid: Grid) -> np.ndarray:
+    """Complex128 ``(K, ny, nx)`` transmissions of a physical stack on ``grid``: the elements
     (:func:`element_transmissions`), then moved (:func:`~optodesign.variation.geometry.place`)."""
-    t = element_transmissions(phys, process, pitch=pitch)
-    return place(t, pitch=pitch, shifts=phys.shifts, rotations=phys.rotations)
+    t = element_transmissions(phys, process, grid=grid)
+    return place(t, grid=grid, shifts=phys.shifts, rotations=phys.rotations)
