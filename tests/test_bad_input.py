@@ -337,6 +337,7 @@ def test_case_ids_are_unique_and_the_base_configs_are_valid(tmp_path) -> None:
         load_config(config)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::optodesign.optics.propagation.SamplingWarning")
 def test_a_good_npy_target_and_good_idx_files_train(tmp_path) -> None:
     """The readers that refuse the bad files above still read good ones."""

@@ -36,6 +36,7 @@ def _run(args: list[str], *, nproc: int = 1) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_train_on_two_gloo_ranks_equals_one_process(tiny_d2nn_config, tmp_path: Path) -> None:
     # batch 32 over 2 ranks: 16 images each, the same global batch as one process;
     # train_samples 120 makes the last batch 24 (uneven shares are weighted exactly)
@@ -72,6 +73,7 @@ def _strip_timings(obj):
     return obj
 
 
+@pytest.mark.slow
 def test_verify_on_two_gloo_ranks_writes_the_same_report(tmp_path: Path) -> None:
     """Monte-Carlo chunks and sweep points split over 2 ranks merge to the same report."""
     import tomllib

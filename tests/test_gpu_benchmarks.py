@@ -26,6 +26,7 @@ def scripts(monkeypatch: pytest.MonkeyPatch):
     return gpu, accuracy_full
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_writes_every_part(scripts, tmp_path: Path) -> None:
     gpu, _ = scripts
     gpu.main(["--smoke", "--device", "cpu", "--results", str(tmp_path)])
@@ -48,6 +49,7 @@ def test_in_memory_fab_is_what_its_level_table_makes(scripts) -> None:
     assert abs(t - table[fab.levels]).max() < 1e-12
 
 
+@pytest.mark.slow
 def test_accuracy_runs_plan_their_epochs_and_merge(scripts, tmp_path: Path) -> None:
     _, acc = scripts
     work, results = tmp_path / "work", tmp_path / "results"

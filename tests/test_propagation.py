@@ -168,7 +168,7 @@ def test_platform_ifft2_2048_complex64_guard() -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("n", [512, 1024, 2048])
+@pytest.mark.parametrize("n", [512, 1024, pytest.param(2048, marks=pytest.mark.slow)])
 def test_propagate_conserves_energy_at_pad_2(n: int, threads: int) -> None:
     """Every padded size, including 2048² (the platform bug's size), in complex64."""
     saved = torch.get_num_threads()

@@ -25,6 +25,7 @@ def test_packaged_config_is_the_documented_default() -> None:
     assert cfg.optics.size == 64 and cfg.quantization.levels == 4
 
 
+@pytest.mark.slow
 def test_quickstart_tiny_end_to_end(tmp_path: Path) -> None:
     from optodesign.cli import main
 

@@ -45,6 +45,7 @@ def test_train_end_to_end_writes_design_metrics_and_plots(tiny_d2nn_config, tmp_
     assert design.metrics["accuracy"] > 0.3  # 10 classes: chance is 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["psq-li", "gs"])
 def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
         tiny_d2nn_config, tmp_path, method) -> None:
