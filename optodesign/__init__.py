@@ -27,6 +27,7 @@ _LAZY = {
     "parse_quantity": "optodesign.units",
     "format_length": "optodesign.units",
     "Design": "optodesign.design",
+    "import_map": "optodesign.importer",
 }
 
 __all__ = sorted(_LAZY)

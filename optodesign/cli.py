@@ -34,11 +34,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Train, export and verify the embedded default (no download).",
     ),
     "refine": ("optodesign.commands.refine", "refine", "Refine a design's levels discretely."),
+    "import": ("optodesign.commands.import_map", "import_map",
+               "Import a phase/transmission map made elsewhere as a design."),
+    "compare": ("optodesign.commands.compare", "compare",
+                "Table of runs' metrics and settings, overlaid training curves."),
 }
 
 
 #: commands whose process gets :func:`optodesign.allocator.tune_malloc` before it runs
-COMPUTE_COMMANDS = frozenset({"train", "refine", "verify", "quickstart"})
+COMPUTE_COMMANDS = frozenset({"train", "refine", "verify", "quickstart", "import"})
 
 @click.command("debug-allocator", hidden=True)
 def _debug_allocator() -> None:
@@ -95,6 +99,8 @@ def main(ctx: click.Context) -> None:
     optodesign train examples/d2nn_digits.toml --out runs/d2nn
     optodesign export runs/d2nn --process thz-printed --out fab/d2nn
     optodesign verify fab/d2nn --report fab/d2nn/verify
+    optodesign import lens.npy --pitch "0.4 mm" --wavelength "0.4 THz" \\
+        --process thz-printed --distance "4 cm" --out runs/lens
 
     Commands that compute raise glibc malloc's mmap/trim thresholds for their own process
     (faster CPU training); OPTODESIGN_NO_MALLOC_TUNING=1 keeps glibc's defaults.

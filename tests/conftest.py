@@ -82,6 +82,7 @@ MODULE_TIER = {
     "test_safety_fab": "e2e",
     "test_safety_train": "e2e",
     "test_gpu_benchmarks": "e2e",
+    "test_import": "roundtrip",
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Box, Prepared, SetupError, Task, TaskSetup
 from .d2nn import D2NN, D2NNSetup
 from .hologram import Hologram, HologramSetup
+from .imported import Imported
 from .lens import Lens, LensSetup
 from .splitter import Splitter, SplitterSetup
 
@@ -24,7 +25,7 @@ __all__ = ["TASKS", "Box", "Prepared", "SetupError", "Task", "TaskSetup", "get_t
            "Splitter", "SplitterSetup"]
 
 #: every task, by the name configs and designs use
-TASKS: dict[str, type[Task]] = {t.name: t for t in (D2NN, Hologram, Lens, Splitter)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (D2NN, Hologram, Lens, Splitter, Imported)}
 
 
 def get_task(name: str) -> type[Task]:
