@@ -83,6 +83,7 @@ MODULE_TIER = {
     "test_safety_train": "e2e",
     "test_gpu_benchmarks": "e2e",
     "test_import": "roundtrip",
+    "test_compare": "e2e",
 }
 
 
