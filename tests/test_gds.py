@@ -36,10 +36,22 @@ def write_both(tmp_path: Path, levels, table, process, pitch, name="l") -> tuple
     return (write_gds(lib, tmp_path / f"{name}.gds"), write_oas(lib, tmp_path / f"{name}.oas"))
 
 
-def polys_on(path: Path, layer: int, datatype: int = 0) -> list:
+def is_cross(poly) -> bool:
+    """An alignment cross: 12 vertices, not convex (pillars and rectangles are convex)."""
+    q = np.asarray(poly.points)
+    if len(q) != 12:
+        return False
+    e = np.roll(q, -1, axis=0) - q
+    turn = e[:, 0] * np.roll(e[:, 1], -1) - e[:, 1] * np.roll(e[:, 0], -1)
+    return bool((turn > 0).any() and (turn < 0).any())
+
+
+def polys_on(path: Path, layer: int, datatype: int = 0, *, marks: bool = False) -> list:
+    """The polygons of ``layer`` in the top cell (alignment crosses only if ``marks``)."""
     lib = gdstk.read_oas(str(path)) if path.suffix == ".oas" else gdstk.read_gds(str(path))
     (top,) = lib.top_level()
-    return top.get_polygons(layer=layer, datatype=datatype)
+    return [q for q in top.get_polygons(layer=layer, datatype=datatype)
+            if marks or not is_cross(q)]
 
 
 def area(polys: list) -> float:
@@ -114,11 +126,17 @@ def test_binary_etch_masks_recombine(tmp_path: Path) -> None:
     lib = gdstk.read_gds(str(gds))
     (top,) = lib.top_level()
     assert top.name == top_cell_name(p, 1) == "FUSED_SILICA_ETCH4_L1"
-    marks = top.get_polygons(layer=101, datatype=0)
-    assert len(marks) == 4
-    for m in marks:
-        (x0, y0), (x1, y1) = m.bounding_box()
-        assert abs((x0 + x1) / 2) > 13 and abs((y0 + y1) / 2) > 19  # outside the array
+    # ... on the mark layer and on both mask layers, at the same places (each mask carries
+    # the crosses it is aligned by)
+    where = {}
+    for layer in (101, 1, 2):
+        marks = [m for m in top.get_polygons(layer=layer, datatype=0) if is_cross(m)]
+        assert len(marks) == 4, layer
+        for m in marks:
+            (x0, y0), (x1, y1) = m.bounding_box()
+            assert abs((x0 + x1) / 2) > 13 and abs((y0 + y1) / 2) > 19  # outside the array
+        where[layer] = sorted(tuple(np.round(np.ravel(m.bounding_box()), 6)) for m in marks)
+    assert where[1] == where[2] == where[101]
     (label,) = top.labels
     assert "layer 1/1" in label.text and "fused-silica-etch4" in label.text
 
@@ -186,15 +204,59 @@ def test_pillars_round_trip_position_size_area(tmp_path: Path) -> None:
     lib = gdstk.read_gds(str(gds))
     assert sorted(c.name for c in lib.cells if c not in lib.top_level()) == [
         "D118", "D148", "D175", "D200", "D224", "D247", "D81"]
-    # hierarchy: one polygon per pillar size (+ 4 alignment crosses), the rest references
+    # hierarchy: one polygon per pillar size (+ 4 alignment crosses on the mark layer and 4
+    # on the pillar layer), the rest references
     info = gdstk.gds_info(str(gds))
-    assert info["num_polygons"] == 7 + 4 and info["num_references"] < lv.size
+    assert info["num_polygons"] == 7 + 8 and info["num_references"] < lv.size
     # design levels mapped through the design's own table (a subset, reordered)
     sub = table[[0, 5, 2]]
     lv = RNG.integers(0, 3, (7, 9))
     gds, _ = write_both(tmp_path, lv, sub, p, pitch, name="s")
     assert np.array_equal(read_gds_levels(gds, process=p, shape=lv.shape, pitch=pitch,
                                           level_tables=sub)[0], lv)
+
+
+def test_pillar_arrays_are_on_the_database_grid(tmp_path: Path) -> None:
+    # 325 nm lattice at 1 nm: site centres fall on half nanometres; every reference origin,
+    # array vector and repetition offset must still be a whole number of database units
+    p = load_process("tio2-pillars")
+    pitch, table = p.spec.lattice, p.level_table()
+    lv = RNG.integers(0, 8, (40, 37))
+    lv[5:20, 3:30] = 4
+    lv[22:31, 8:12] = 6
+    gds, oas = write_both(tmp_path, lv, table, p, pitch, name="grid")
+    lib = gdstk.read_gds(str(gds))
+    (top,) = lib.top_level()
+    db = p.gds.precision / p.gds.unit  # user units per database unit
+    arrays = 0
+
+    def on_grid(values) -> bool:
+        q = np.asarray(values, dtype=np.float64) / db
+        return bool(np.all(np.abs(q - np.round(q)) < 1e-6))
+
+    for ref in top.references:
+        assert on_grid(ref.origin), ref.origin
+        rep = ref.repetition
+        if rep.columns:  # an AREF: its vectors v1 = spacing_x * columns, v2 = ...
+            arrays += 1
+            assert on_grid(rep.spacing) and on_grid(np.multiply(rep.spacing,
+                                                                (rep.columns, rep.rows)))
+        if rep.size > 1:
+            assert on_grid(rep.get_offsets())
+    assert arrays >= 2
+    # a pillar sits at its site's centre rounded down to the grid: at most 0.5 nm off, and the
+    # centre pixel's pillar exactly on the optical axis
+    ox, oy = layout_origin(lv.shape, pitch)
+    for path in (gds, oas):
+        assert np.array_equal(read_gds_levels(path, process=p, shape=lv.shape, pitch=pitch)[0],
+                              lv)
+    one = np.zeros((5, 6), int)
+    one[2, 3] = 6
+    g1, _ = write_both(tmp_path, one, table, p, pitch, name="axis")
+    (poly,) = polys_on(g1, layer=1)
+    (x0, y0), (x1, y1) = poly.bounding_box()
+    assert abs((x0 + x1) / 2) < 1e-9 and abs((y0 + y1) / 2) < 1e-9
+    assert ox < 0 and oy < 0
 
 
 # ---------------------------------------------------------------------------- reader errors

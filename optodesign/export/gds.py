@@ -25,7 +25,17 @@ What each process writes
     sites (pillars: one cell per pillar size; empty sites get nothing).
 
 Every design layer is its own top cell (``<PROCESS>_L<k>``) with a text label (layer index,
-process, wavelength, pitch) and, when the process asks, alignment crosses outside its corners.
+process, wavelength, pitch) and, when the process asks, alignment crosses outside its corners,
+on the mark layer and on every mask layer (each mask then carries the crosses it is aligned
+by; a reader skips them, :mod:`optodesign.verify.gds_reader`).
+
+On the database grid
+    Every vertex, reference origin and array vector is a whole number of database units. A
+    pillar sits at the centre of its lattice site rounded down to the database grid: with a
+    pitch of an odd number of units (325 nm at 1 nm) the exact centre is half a unit off the
+    grid, which GDSII cannot store (AREF corners would round differently from their origin,
+    and KLayout warns); the shift is at most half a database unit (0.5 nm), and it puts the
+    pillar of pixel ``(ny // 2, nx // 2)`` exactly on the optical axis.
 Files carry a fixed timestamp, so the same design writes the same bytes.
 """
 
@@ -58,6 +68,7 @@ __all__ = [
     "pitch_in_db",
     "top_cell_name",
     "centre_offset",
+    "mask_layers",
     "build_library",
     "write_gds",
     "write_oas",
@@ -224,7 +235,8 @@ def build_library(
         for (layer, datatype), mask in layout.masks:
             _add_rectangles(cell, mask, layer, datatype, x0u, y0u, p_user)
         if layout.sites is not None:
-            _add_sites(lib, cell, layout, site_cells, g.unit, x0u, y0u, p_user)
+            x0d, y0d = round(x0 / g.precision), round(y0 / g.precision)
+            _add_sites(lib, cell, layout, site_cells, g.unit, (x0d, y0d), p_db, db_to_user)
         w_user, h_user = nx * p_user, ny * p_user
         text = (
             f"layer {layer_index}/{total} process {process.name} "
@@ -238,16 +250,25 @@ def build_library(
             size = (g.mark_size if g.mark_size is not None else 20 * pitch) / g.unit
             width = size / 10
             gap = size
-            ml, md = g.mark_layer
+            mark_layers = dict.fromkeys([tuple(g.mark_layer), *mask_layers(layout)])
             for cx, cy in (
                 (x0u - gap, y0u - gap),
                 (x0u + w_user + gap, y0u - gap),
                 (x0u - gap, y0u + h_user + gap),
                 (x0u + w_user + gap, y0u + h_user + gap),
             ):
-                cell.add(gdstk.Polygon(_cross_points(cx, cy, size, width), layer=ml,
-                                       datatype=md))
+                for ml, md in mark_layers:
+                    cell.add(gdstk.Polygon(_cross_points(cx, cy, size, width), layer=ml,
+                                           datatype=md))
     return lib
+
+
+def mask_layers(layout: Layout) -> list[tuple[int, int]]:
+    """``(layer, datatype)`` of every mask a layout draws on: its mask layers and the layers
+    of its site cells (pillars), in order."""
+    out = [tuple(lay) for lay, _ in layout.masks]
+    out += [tuple(c.layer) for c in (layout.cells or ()) if c is not None]
+    return list(dict.fromkeys(out))  # type: ignore[arg-type]
 
 
 def _add_rectangles(cell: gdstk.Cell, mask: np.ndarray, layer: int, datatype: int,
@@ -282,10 +303,22 @@ def _add_rectangles(cell: gdstk.Cell, mask: np.ndarray, layer: int, datatype: in
 
 def _add_sites(lib: gdstk.Library, cell: gdstk.Cell, layout: Layout,
                site_cells: dict[str, gdstk.Cell], unit: float,
-               x0u: float, y0u: float, p_user: float) -> None:
+               origin_db: tuple[int, int], p_db: int, db_to_user: float) -> None:
     """Place the layout's cells at the centres of their lattice sites (one cell per kind of
-    site, shared by every top cell of the library)."""
+    site, shared by every top cell of the library), rounded down to the database grid.
+
+    Positions are computed in whole database units (``origin_db`` is pixel (0, 0)'s lower-left
+    corner, ``p_db`` the pitch), so every origin, offset and array vector is on the grid."""
     import gdstk
+
+    half = p_db // 2
+    p_user = p_db * db_to_user
+
+    def x_user(col: np.ndarray | int) -> np.ndarray:
+        return (origin_db[0] + np.asarray(col, dtype=np.int64) * p_db + half) * db_to_user
+
+    def y_user(row: np.ndarray | int) -> np.ndarray:
+        return (origin_db[1] + np.asarray(row, dtype=np.int64) * p_db + half) * db_to_user
 
     assert layout.sites is not None
     rects = merge_rectangles(layout.sites)
@@ -313,8 +346,8 @@ def _add_sites(lib: gdstk.Library, cell: gdstk.Cell, layout: Layout,
             sr = np.concatenate((r0[small], (r0[small] + 1)[hh == 2], r0[small][ww == 2]))
             sc = np.concatenate((c0[small], c0[small][hh == 2], (c0[small] + 1)[ww == 2]))
             order = np.lexsort((sc, sr))
-            xs = x0u + (sc[order] + 0.5) * p_user
-            ys = y0u + (sr[order] + 0.5) * p_user
+            xs = x_user(sc[order])
+            ys = y_user(sr[order])
             ref = gdstk.Reference(pc, (xs[0], ys[0]))
             if xs.size > 1:
                 ref.repetition = gdstk.Repetition(
@@ -327,7 +360,7 @@ def _add_sites(lib: gdstk.Library, cell: gdstk.Cell, layout: Layout,
         for i in blocks:
             cell.add(gdstk.Reference(
                 pc,
-                (x0u + (c0[i] + 0.5) * p_user, y0u + (r0[i] + 0.5) * p_user),
+                (float(x_user(c0[i])), float(y_user(r0[i]))),
                 columns=int(c1[i] - c0[i]), rows=int(r1[i] - r0[i]),
                 spacing=(p_user, p_user),
             ))

@@ -152,7 +152,7 @@ def _read_masks(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
     covers = []
     found = False
     for layer, datatype in layers:
-        polys = cell.get_polygons(layer=layer, datatype=datatype)
+        polys = _without_marks(cell.get_polygons(layer=layer, datatype=datatype), grid)
         found |= bool(polys)
         covers.append(rasterize_polygons(polys, grid, where=f"{path} layer {layer}/{datatype}"))
     if not found:
@@ -163,6 +163,18 @@ def _read_masks(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
             f"(found {', '.join(f'{a}/{b}' for a, b in present) or 'no polygons'})"
         )
     return covers
+
+
+def _without_marks(polys: list[gdstk.Polygon], grid: PixelGrid) -> list[gdstk.Polygon]:
+    """``polys`` without the alignment crosses the writer puts on every mask layer: 12-vertex
+    polygons wholly outside the pixel area (any other polygon there stays, and is refused)."""
+    if not polys:
+        return polys
+    ny, nx, x0, y0, p = grid
+    xmin, xmax, ymin, ymax, counts, _ = _polygon_arrays(polys)
+    outside = ((xmax <= x0) | (xmin >= x0 + nx * p) | (ymax <= y0) | (ymin >= y0 + ny * p))
+    cross = (counts == 12) & outside
+    return [q for q, drop in zip(polys, cross) if not drop]
 
 
 def _polygon_arrays(polys: list[gdstk.Polygon]) -> tuple[np.ndarray, ...]:
@@ -279,7 +291,7 @@ def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int,
             positions.append(offs)
             areas.append(np.full(offs.shape[0], ref_area[i]))
             names.extend([f"cell {refs[i].cell_name}"] * offs.shape[0])
-    direct = cell.get_polygons(layer=lay, datatype=datatype, depth=0)
+    direct = _without_marks(cell.get_polygons(layer=lay, datatype=datatype, depth=0), grid)
     if direct:
         xmin, xmax, ymin, ymax, _, area = _polygon_arrays(direct)
         positions.append(np.stack(((xmin + xmax) / 2, (ymin + ymax) / 2), axis=1))
