@@ -335,3 +335,130 @@ def test_spacer_frame_rejects_aperture_larger_than_frame() -> None:
         spacer_frame(outer=(0.05, 0.04), inner=(0.05, 0.02), height=0.01)
     with pytest.raises(UserError, match="^height:"):
         spacer_frame(outer=(0.05, 0.04), inner=(0.03, 0.02), height=0.0)
+
+
+# ----------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize("units, per_m", [("mm", 1e3), ("um", 1e6)])
+def test_stl_units_set_the_bounding_box_and_read_back(tmp_path: Path, units: str,
+                                                      per_m: float) -> None:
+    pitch, base = 1e-6, 2e-6  # a two-photon-printed part: 1 um pixels on a 2 um base
+    h = np.random.default_rng(4).integers(0, 4, (7, 10)) * 0.375e-6
+    mesh = _reload(heightmap_mesh(h, pitch=pitch, base=base, units=units),
+                   tmp_path / f"{units}.stl")
+    assert mesh.is_watertight and mesh.is_volume
+    # the footprint is 10 x 7 pixels and the part base + max(h) tall, in the stated unit
+    np.testing.assert_allclose(mesh.extents, [10 * pitch * per_m, 7 * pitch * per_m,
+                                              (base + h.max()) * per_m], rtol=1e-6)
+    assert (tmp_path / f"{units}.stl").read_bytes()[:80].rstrip(b"\0").endswith(
+        f"units: {units}".encode())
+    back = read_stl_heights(tmp_path / f"{units}.stl", shape=h.shape, pitch=pitch, base=base)
+    np.testing.assert_allclose(back, h, atol=1e-12)
+
+
+def test_export_records_stl_units_and_verify_reads_them(tmp_path: Path) -> None:
+    from optodesign.design import Design
+    from optodesign.export.fab import export_design
+    from optodesign.export.manifest import load_manifest
+    from optodesign.process import load_process
+    from optodesign.tasks import HologramSetup
+    from optodesign.verify.readback import read_fab
+
+    p = load_process("ip-dip-2pp")
+    lv = np.random.default_rng(5).integers(0, 4, (1, 9, 12))
+    d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=1e-6, levels=lv,
+               level_tables=p.level_table(4), distances=(0.0, 50e-6),
+               target=np.ones((9, 12)))
+    export_design(d, p, tmp_path / "fab", formats=("stl",), plot=False, stl_units="um")
+    assert load_manifest(tmp_path / "fab").units["stl"] == "um"
+    mesh = trimesh.load(tmp_path / "fab" / "layer1.stl")
+    assert mesh.extents[0] == pytest.approx(12.0, rel=1e-6)  # 12 pixels of 1 um, in um
+    fab = read_fab(tmp_path / "fab", source="stl")
+    assert fab.trained_levels_equal and np.array_equal(fab.levels, lv)
+
+
+def test_unknown_stl_units_are_refused() -> None:
+    with pytest.raises(UserError, match="^stl units: must be one of mm, um"):
+        heightmap_mesh(np.zeros((2, 2)), pitch=PITCH, base=BASE, units="inch")
+
+
+# ----------------------------------------------------------------------------- holders
+
+
+def _inside(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
+    """Points strictly inside a closed mesh, by the generalised winding number (solid angles
+    of the triangles; no ray casting, no optional dependency)."""
+    tri = mesh.triangles[None] - points[:, None, None, :]  # (P, F, 3, 3)
+    a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
+    la, lb, lc = (np.linalg.norm(v, axis=-1) for v in (a, b, c))
+    num = np.einsum("pfi,pfi->pf", a, np.cross(b, c))
+    den = (la * lb * lc + np.einsum("pfi,pfi->pf", a, b) * lc
+           + np.einsum("pfi,pfi->pf", b, c) * la + np.einsum("pfi,pfi->pf", c, a) * lb)
+    winding = 2 * np.arctan2(num, den).sum(-1) / (4 * np.pi)
+    return np.abs(winding) > 0.5
+
+
+def test_plate_holders_hold_the_plates_at_the_design_distances(tmp_path: Path) -> None:
+    """Assemble what export --spacer writes, as a person would: plate 1 on the table, holder
+    1-2 over it, plate 2 on its ledge, holder 2-3 on holder 1-2, plate 3 on its ledge. Every
+    plate rests on a ledge (the opening there is smaller than the plate), no two solids
+    overlap, and plate bases are the design distances apart."""
+    from optodesign.design import Design
+    from optodesign.export.fab import export_design
+    from optodesign.export.manifest import load_manifest
+    from optodesign.process import load_process
+    from optodesign.tasks import HologramSetup
+
+    p = load_process("thz-printed")
+    ny, nx = 6, 9
+    lv = np.random.default_rng(6).integers(0, 4, (3, ny, nx))
+    dist = (0.0, 8e-3, 11e-3, 5e-3)
+    d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=4e-4, levels=lv,
+               level_tables=p.level_table(4), distances=dist, target=np.ones((ny, nx)))
+    fab = tmp_path / "fab"
+    export_design(d, p, fab, formats=("stl",), plot=False, spacer=True)
+    m = load_manifest(fab)
+    assert [s.between for s in m.spacers] == [(1, 2), (2, 3)]
+    plates = [trimesh.load(fab / f"layer{k}.stl") for k in (1, 2, 3)]
+    holders = [trimesh.load(fab / f"spacer{k}-{k + 1}.stl") for k in (1, 2)]
+    for h in holders:
+        assert h.is_watertight and h.is_volume and h.euler_number == 0
+
+    # stack them: each holder stands on the one below; each plate on the top of its holder
+    z_plate, z_holder = [0.0], [0.0]
+    for k, h in enumerate(holders):
+        top = z_holder[k] + h.bounds[1, 2]
+        z_plate.append(top)
+        z_holder.append(top)
+    plates = [q.copy().apply_translation((0, 0, z)) for q, z in zip(plates, z_plate)]
+    holders = [h.copy().apply_translation((0, 0, z)) for h, z in zip(holders, z_holder)]
+    # base bottom to base bottom = the design distances (mm)
+    np.testing.assert_allclose(np.diff(z_plate), np.array(dist[1:3]) * 1e3, rtol=1e-6)
+
+    for k, h in enumerate(holders):
+        plate_above = plates[k + 1]
+        top = h.bounds[1, 2]
+        # the opening at the top (the ledge) is smaller than the plate resting there ...
+        ring = h.vertices[np.isclose(h.vertices[:, 2], top)]
+        opening = np.abs(ring[:, :2] - ring[:, :2].mean(0)).min(0)
+        plate_half = plate_above.extents[:2] / 2
+        assert np.all(opening < plate_half)
+        # ... and the plate's bottom face touches it
+        assert plate_above.bounds[0, 2] == pytest.approx(top, abs=1e-6)
+        # the pocket at the bottom is wider than the plate it surrounds
+        low = h.vertices[np.isclose(h.vertices[:, 2], h.bounds[0, 2])]
+        pocket = np.abs(low[:, :2] - low[:, :2].mean(0)).min(0)
+        assert np.all(pocket > plates[k].extents[:2] / 2)
+
+    # no overlap: sample every plate's volume and every holder's volume, test against all
+    # the other solids
+    solids = plates + holders
+    rng = np.random.default_rng(0)
+    for i, s in enumerate(solids):
+        pts = rng.uniform(s.bounds[0], s.bounds[1], (4000, 3))
+        pts = pts[_inside(s, pts)][:400]
+        assert len(pts) > 50
+        for j, other in enumerate(solids):
+            if j != i:
+                assert not _inside(other, pts).any(), (i, j)

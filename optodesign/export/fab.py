@@ -151,6 +151,7 @@ def export_design(
     plot: bool = True,
     kept: list[str] | None = None,
     option: str = "out",
+    stl_units: str = "mm",
 ) -> Manifest:
     """Write the fab directory of ``design`` made with ``process``.
 
@@ -161,8 +162,9 @@ def export_design(
         formats: any of ``gds``, ``oas``, ``stl`` (a list or ``"gds,oas"``).
         strict: raise :class:`DesignRuleError` when any error-severity rule fails (after
             writing the directory, so the DRC report can be read).
-        spacer: also write spacer frames (STL) holding consecutive layers at the design's
-            distances (plates stacked base-down; frame height = distance − base thickness).
+        spacer: also write plate holders (STL) keeping consecutive layers at the design's
+            distances (:func:`optodesign.export.stl.plate_holder`: plates base-down on
+            ledges, holder height = distance).
         design_dir: the run directory the design came from; its ``design.json`` and
             ``design.npz`` are copied byte for byte (else the Design is saved afresh).
         max_examples: example locations per design rule.
@@ -171,6 +173,7 @@ def export_design(
             that export did not write (carried over unchanged, see :func:`replace_dir`) are
             appended to it.
         option: how error messages about ``out_dir`` name it (the CLI: ``--out``).
+        stl_units: ``mm`` or ``um``: the STL files' coordinates (recorded in the manifest).
 
     Returns:
         The :class:`~optodesign.export.manifest.Manifest` (also written to
@@ -189,7 +192,7 @@ def export_design(
                      owned=functools.partial(_fab_owned, option=option)) as staging:
         manifest, report = _write_all(
             design, process, staging.path, formats=fmts, spacer=spacer,
-            design_dir=design_dir, max_examples=max_examples, plot=plot,
+            design_dir=design_dir, max_examples=max_examples, plot=plot, stl_units=stl_units,
         )
     if kept is not None:
         kept.extend(staging.kept)
@@ -217,6 +220,7 @@ def _write_all(
     design_dir: str | Path | None,
     max_examples: int,
     plot: bool,
+    stl_units: str = "mm",
 ) -> tuple[Manifest, DRCReport]:
     from .gds import (
         build_library,
@@ -265,7 +269,7 @@ def _write_all(
             from .stl import heightmap_mesh, write_stl
 
             mesh = heightmap_mesh(value_map, pitch=pitch, base=process.base_thickness,
-                                  offset=stl_offset)
+                                  offset=stl_offset, units=stl_units)
             path = d / f"layer{idx}.stl"
             write_stl(mesh, path)
             files["stl"] = dataclasses.replace(file_entry(path), triangles=int(len(mesh.faces)))
@@ -306,7 +310,7 @@ def _write_all(
 
     spacers: list[SpacerRecord] = []
     if spacer:
-        spacers = _write_spacers(design, process, d, notes, enabled=want_stl)
+        spacers = _write_spacers(design, process, d, notes, enabled=want_stl, units=stl_units)
 
     manifest = Manifest(
         format=FORMAT,
@@ -318,7 +322,7 @@ def _write_all(
             n=process.material.n, kappa=process.material.kappa, n0=process.material.n0,
             references=tuple(process.references)),
         units={"length": "m", "phase": "rad", "gds_unit": g.unit,
-               "gds_precision": g.precision, "stl": "mm"},
+               "gds_precision": g.precision, "stl": stl_units},
         wavelength=design.wavelength,
         pitch=pitch,
         shape=(ny, nx),
@@ -349,7 +353,7 @@ def _created_by() -> str:
 
 
 def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,
-                   enabled: bool) -> list[SpacerRecord]:
+                   enabled: bool, units: str = "mm") -> list[SpacerRecord]:
     if not enabled:
         notes.append("spacer: needs STL output of a thin-element process; not written")
         return []
@@ -357,31 +361,36 @@ def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], 
         notes.append("spacer: a single layer needs no spacer")
         return []
     from .gds import centre_offset
-    from .stl import spacer_frame, write_stl
+    from .stl import holder_dimensions, plate_holder, write_stl
 
     ny, nx = design.shape
     p = design.pitch
     wx, wy = nx * p, ny * p
-    rim = max(0.1 * max(wx, wy), 5 * p)
+    dims = holder_dimensions((wx, wy), pitch=p)
     # the plates' footprint centre: half a pixel off the optical axis on an even grid
     ox, oy = centre_offset(p, process.gds.precision)
     centre = (ox + (nx / 2 - nx // 2 - 0.5) * p, oy + (ny / 2 - ny // 2 - 0.5) * p)
+    phases = design.level_phases() if design.layer_kind == "phase" else design.level_tables
     out = []
     for k in range(1, design.n_layers):
-        height = design.distances[k] - process.base_thickness
-        if not height > 0:
-            notes.append(f"spacer {k}-{k + 1}: distance {design.distances[k]:.6g} m is not "
-                         f"larger than the base thickness; not written")
+        plate = process.base_thickness + float(
+            process.heights(design.levels[k - 1], phases[k - 1]).max())
+        try:
+            mesh = plate_holder(plate=(wx, wy), height=design.distances[k],
+                                plate_thickness=plate, centre=centre, units=units, **dims)
+        except UserError as e:
+            notes.append(f"spacer {k}-{k + 1}: not written ({e})")
             continue
-        mesh = spacer_frame(outer=(wx + 2 * rim, wy + 2 * rim), inner=(wx, wy), height=height)
-        if any(centre):
-            mesh.apply_translation((centre[0] * 1e3, centre[1] * 1e3, 0.0))  # mm
         path = d / f"spacer{k}-{k + 1}.stl"
         write_stl(mesh, path)
-        out.append(SpacerRecord(between=(k, k + 1), height=height, rim=rim, file=path.name,
-                                sha256=sha256_file(path),
-                                convention="plates stacked base-down; base bottom to base "
-                                           "bottom = design distance"))
+        out.append(SpacerRecord(
+            between=(k, k + 1), height=design.distances[k], rim=dims["rim"], file=path.name,
+            sha256=sha256_file(path),
+            convention=f"holders stack from the table; plate {k} lies in the pocket of this "
+                       f"holder, plate {k + 1} rests base-down on its top ledge (covering "
+                       f"{dims['ledge']:.6g} m of its rim); base bottom to base bottom = design "
+                       f"distance; clearance {dims['clearance']:.6g} m, ledge "
+                       f"{dims['ledge_thickness']:.6g} m thick"))
     return out
 
 

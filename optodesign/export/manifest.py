@@ -5,7 +5,7 @@ otherwise; keys sorted, so equal inputs give equal bytes)::
 
     format, created_by
     process      {name, kind, file, sha256, toml, wavelength, n, kappa, n0, references}
-    units        {length: "m", phase: "rad", gds_unit, gds_precision, stl: "mm"}
+    units        {length: "m", phase: "rad", gds_unit, gds_precision, stl: "mm" or "um"}
     wavelength, pitch, shape [ny, nx], n_layers, n_levels, distances (K + 1)
     base_thickness               base plate / substrate under the structure
     origin [x0, y0]              lower-left corner of pixel (0, 0) in GDS and STL

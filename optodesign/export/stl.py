@@ -1,6 +1,10 @@
 """Watertight STL solids from height maps (one solid per layer), and a spacer frame.
 
-Units: metres in, **millimetres** in the mesh and the file (what slicers expect).
+Units: metres in; the mesh and the file are in **millimetres** by default (what slicers
+expect of a printed part), or in **micrometres** (``units="um"``: what two-photon printing
+software such as Nanoscribe DeScribe expects, so a 100 µm part is not read as 100 mm or
+offered a rescale). The unit is written in the 80-byte header (``units: mm`` / ``units: um``),
+where :func:`optodesign.verify.stl_reader.stl_units` reads it back, and in the manifest.
 
 The solid of one layer is a base plate from ``z = 0`` to ``z = base`` with, on top of every
 pixel ``(i, j)``, a column up to ``z = base + heights[i, j]``. Array row ``i`` runs along
@@ -68,8 +72,12 @@ __all__ = [
     "naive_heightmap_mesh",
     "write_stl",
     "spacer_frame",
+    "plate_holder",
+    "holder_dimensions",
     "STL_HEADER",
+    "STL_UNITS",
     "Z_SNAP_MM",
+    "stl_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,8 +85,21 @@ log = logging.getLogger(__name__)
 MM_PER_M = 1e3
 #: Top heights are snapped to this grid (mm) before float32 rounding.
 Z_SNAP_MM = 1e-7
-#: The fixed 80-byte header text of every binary STL written here (no timestamp).
+#: file units per metre of the units an STL can be written in
+STL_UNITS = {"mm": 1e3, "um": 1e6}
+#: The fixed 80-byte header text of every binary STL written here in mm (no timestamp).
 STL_HEADER = b"optodesign binary STL; units: mm"
+
+
+def stl_header(units: str) -> bytes:
+    """The fixed header text of an STL in ``units`` (:data:`STL_UNITS`)."""
+    return f"optodesign binary STL; units: {units}".encode("ascii")
+
+
+def _scale(units: str) -> float:
+    if units not in STL_UNITS:
+        raise UserError(f"stl units: must be one of {', '.join(STL_UNITS)}, got {units!r}")
+    return STL_UNITS[units]
 
 # Corner slots: the four pixels around corner (a, b) of the padded height array T, in cyclic
 # order: s0 = T[a, b] (-x, -y), s1 = T[a, b+1] (+x, -y), s2 = T[a+1, b+1] (+x, +y),
@@ -121,24 +142,27 @@ def _check_offset(offset: tuple[float, float]) -> tuple[float, float]:
     return ox, oy
 
 
-def _snap_mm(z_mm: np.ndarray) -> np.ndarray:
-    """Snap heights (mm) to the Z_SNAP_MM grid, then to float32 (returned as float64)."""
-    return (np.round(z_mm / Z_SNAP_MM) * Z_SNAP_MM).astype(np.float32).astype(np.float64)
+def _snap_mm(z_mm: np.ndarray, scale: float = MM_PER_M) -> np.ndarray:
+    """Snap heights (file units, ``scale`` per metre) to the Z_SNAP_MM grid, then to float32
+    (returned as float64)."""
+    step = Z_SNAP_MM * scale / MM_PER_M
+    return (np.round(z_mm / step) * step).astype(np.float32).astype(np.float64)
 
 
-def _corner_edges(n: int, pitch: float, offset: float) -> np.ndarray:
-    """Pixel-edge coordinates (mm) of an axis with ``n`` pixels, shape ``(n + 1,)``: the
-    centre of pixel ``n // 2`` at ``offset`` (:class:`optodesign.grid.Grid`)."""
-    return ((np.arange(n + 1) - n // 2 - 0.5) * pitch + offset) * MM_PER_M
+def _corner_edges(n: int, pitch: float, offset: float, scale: float = MM_PER_M) -> np.ndarray:
+    """Pixel-edge coordinates (file units) of an axis with ``n`` pixels, shape ``(n + 1,)``:
+    the centre of pixel ``n // 2`` at ``offset`` (:class:`optodesign.grid.Grid`)."""
+    return ((np.arange(n + 1) - n // 2 - 0.5) * pitch + offset) * scale
 
 
-def _pinch_eps(pitch_mm: float, max_abs_mm: float) -> float:
+def _pinch_eps(pitch_mm: float, max_abs_mm: float, scale: float = MM_PER_M) -> float:
     ulp = float(np.spacing(np.float32(max_abs_mm)))
-    eps = max(1e-4 * pitch_mm, 4.0 * ulp, 1e-7)
+    eps = max(1e-4 * pitch_mm, 4.0 * ulp, 1e-7 * scale / MM_PER_M)
     if eps > 0.02 * pitch_mm:
         raise UserError(
-            f"pitch: {pitch_mm:.6g} mm is too small against coordinates up to {max_abs_mm:.6g} mm "
-            "for float32 STL coordinates (move the part nearer the origin or use fewer pixels)"
+            f"pitch: {pitch_mm / scale:.6g} m is too small against coordinates up to "
+            f"{max_abs_mm / scale:.6g} m for float32 STL coordinates (move the part nearer "
+            "the origin or use fewer pixels)"
         )
     return eps
 
@@ -277,8 +301,9 @@ def heightmap_mesh(
     pitch: float,
     base: float,
     offset: tuple[float, float] = (0.0, 0.0),
+    units: str = "mm",
 ) -> trimesh.Trimesh:
-    """One watertight solid (mm) for a height map on a base plate.
+    """One watertight solid (mm, or ``units``) for a height map on a base plate.
 
     Args:
         heights: ``(ny, nx)`` float, metres, >= 0: material thickness above the base plate at
@@ -287,9 +312,11 @@ def heightmap_mesh(
         base: base plate thickness in metres (> 0).
         offset: ``(x, y)`` shift of the whole part in metres; pixel centres are
             ``Grid(shape, pitch).x() + offset[0]`` and ``.y() + offset[1]``.
+        units: ``mm`` or ``um`` (:data:`STL_UNITS`): the mesh's coordinates.
 
     Returns:
-        A ``trimesh.Trimesh`` in millimetres: plate from ``z = 0`` to ``z = base``, pixel
+        A ``trimesh.Trimesh`` in ``units`` (millimetres by default): plate from ``z = 0``
+        to ``z = base``, pixel
         ``(i, j)`` top at ``z = base + heights[i, j]``, outward normals, genus 0. Its volume
         equals ``sum(pitch**2 * (base + heights))`` up to the pinch slivers (module
         docstring) and the 0.1 nm / float32 snapping of top heights.
@@ -302,12 +329,13 @@ def heightmap_mesh(
     assert base_f is not None
     ox, oy = _check_offset(offset)
     ny, nx = h.shape
-    pitch_mm = pitch * MM_PER_M
-    xe = _corner_edges(nx, pitch, ox)
-    ye = _corner_edges(ny, pitch, oy)
-    eps = _pinch_eps(pitch_mm, max(abs(xe[0]), abs(xe[-1]), abs(ye[0]), abs(ye[-1])))
+    scale = _scale(units)
+    pitch_mm = pitch * scale  # file units (mm unless units says otherwise)
+    xe = _corner_edges(nx, pitch, ox, scale)
+    ye = _corner_edges(ny, pitch, oy, scale)
+    eps = _pinch_eps(pitch_mm, max(abs(xe[0]), abs(xe[-1]), abs(ye[0]), abs(ye[-1])), scale)
 
-    tops = _snap_mm((base_f + h) * MM_PER_M)
+    tops = _snap_mm((base_f + h) * scale, scale)
     uniq, lev = np.unique(tops, return_inverse=True)
     lev = lev.reshape(ny, nx).astype(np.int64)
     if uniq[0] <= 0:
@@ -407,7 +435,7 @@ def heightmap_mesh(
         verts[~reg, 1] = ye[pa[p]] + eps * _SLOT_DIR[k, 1]
         verts[~reg, 2] = zhi[pa[p], pb[p]]
     mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
-    mesh.units = "mm"
+    mesh.units = units
     return mesh
 
 
@@ -637,9 +665,11 @@ def _quads(q: np.ndarray, flip: np.ndarray) -> np.ndarray:
 
 
 def write_stl(mesh: trimesh.Trimesh, path: str | os.PathLike[str]) -> None:
-    """Write ``mesh`` as a binary STL (coordinates as they are, i.e. mm), atomically.
+    """Write ``mesh`` as a binary STL (coordinates as they are, in ``mesh.units``: mm unless
+    it says ``um``), atomically.
 
-    The 80-byte header is the fixed text :data:`STL_HEADER` (no timestamp), so the same mesh
+    The 80-byte header is the fixed text :func:`stl_header` of the mesh's units (no
+    timestamp; :data:`STL_HEADER` for mm), so the same mesh
     always gives the same bytes. The file is either the complete new one or not there.
 
     Raises:
@@ -651,7 +681,8 @@ def write_stl(mesh: trimesh.Trimesh, path: str | os.PathLike[str]) -> None:
     if len(mesh.faces) == 0:
         raise UserError(f"{os.fspath(path)}: refusing to write an STL with no triangles")
     data = export_stl(mesh)
-    data = STL_HEADER.ljust(80, b"\0") + data[80:]
+    units = mesh.units if mesh.units in STL_UNITS else "mm"
+    data = stl_header(units).ljust(80, b"\0") + data[80:]
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
@@ -662,15 +693,60 @@ def write_stl(mesh: trimesh.Trimesh, path: str | os.PathLike[str]) -> None:
     log.debug("wrote %s: %d triangles, %d bytes", path, len(mesh.faces), len(data))
 
 
+def _ring_solid(loops: list[tuple[float, float, float]], units: str,
+                centre: tuple[float, float] = (0.0, 0.0)) -> trimesh.Trimesh:
+    """A closed ring around the z axis swept from a cross-section: ``loops`` are axis-aligned
+    rectangles ``(half_x, half_y, z)`` (file units) visited around the cross-section polygon;
+    consecutive loops (and the last and first) are joined by four quads. Watertight, genus 1,
+    outward normals."""
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    verts = np.concatenate([np.c_[square * [hx, hy], np.full(4, z)] for hx, hy, z in loops])
+    verts[:, 0] += centre[0]
+    verts[:, 1] += centre[1]
+    faces = []
+    n_loops = len(loops)
+    for i in range(n_loops):
+        a, b = 4 * i, 4 * ((i + 1) % n_loops)
+        for k in range(4):
+            n = (k + 1) % 4
+            faces += [[a + k, a + n, b + n], [a + k, b + n, b + k]]
+    faces_a = np.array(faces)
+    tri = verts[faces_a]
+    signed = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6
+    if signed < 0:
+        faces_a = faces_a[:, ::-1]
+    mesh = trimesh.Trimesh(vertices=verts, faces=faces_a, process=False)
+    mesh.units = units
+    return mesh
+
+
+def _widths(name: str, v: object) -> tuple[float, float]:
+    try:
+        wx, wy = (float(t) for t in v)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise UserError(f"{name}: expected (width_x, width_y) in metres, got {v!r}") from None
+    if not (math.isfinite(wx) and math.isfinite(wy) and wx > 0 and wy > 0):
+        raise UserError(f"{name}: widths must be finite and > 0 metres, got {v!r}")
+    return wx, wy
+
+
+def _length(name: str, v: float) -> float:
+    v = float(v)
+    if not (math.isfinite(v) and v > 0):
+        raise UserError(f"{name}: must be a finite length > 0 in metres, got {v!r}")
+    return v
+
+
 def spacer_frame(
-    *, outer: tuple[float, float], inner: tuple[float, float], height: float
+    *, outer: tuple[float, float], inner: tuple[float, float], height: float,
+    units: str = "mm",
 ) -> trimesh.Trimesh:
-    """A rectangular ring (mm): holder/spacer that keeps two printed layers ``height`` apart.
+    """A rectangular ring (mm, or ``units``): a plain frame ``height`` tall.
 
     Centred on the optical axis like :func:`heightmap_mesh`, from ``z = 0`` to ``z = height``;
-    watertight, genus 1 (Euler number 0), 32 triangles. Print one per gap and stack the plates
-    on them; the caller chooses ``height`` from the design's distances and its stacking
-    convention (e.g. distance minus the plate thickness that lies inside the gap).
+    watertight, genus 1 (Euler number 0), 32 triangles. It cannot hold a plate whose size is
+    the aperture (nothing to rest on): :func:`plate_holder` is the holder with a ledge that
+    ``optodesign export --spacer`` writes.
 
     Args:
         outer: ``(width_x, width_y)`` outer size in metres.
@@ -680,46 +756,81 @@ def spacer_frame(
     Raises:
         UserError: sizes not positive, or the aperture not inside the outer size.
     """
-    vals = {}
-    for name, v in (("outer", outer), ("inner", inner)):
-        try:
-            wx, wy = (float(t) for t in v)
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected (width_x, width_y) in metres, got {v!r}") from None
-        if not (math.isfinite(wx) and math.isfinite(wy) and wx > 0 and wy > 0):
-            raise UserError(f"{name}: widths must be finite and > 0 metres, got {v!r}")
-        vals[name] = (wx, wy)
-    height = float(height)
-    if not (math.isfinite(height) and height > 0):
-        raise UserError(f"height: must be a finite length > 0 in metres, got {height!r}")
-    (ox, oy), (ix, iy) = vals["outer"], vals["inner"]
+    (ox, oy), (ix, iy) = _widths("outer", outer), _widths("inner", inner)
+    height = _length("height", height)
     if not (ix < ox and iy < oy):
         raise UserError(
             f"inner: aperture {ix:.6g} x {iy:.6g} m must be smaller than outer "
             f"{ox:.6g} x {oy:.6g} m in both directions"
         )
-    ox, oy, ix, iy = (v * MM_PER_M / 2 for v in (ox, oy, ix, iy))  # half widths, mm
-    hz = height * MM_PER_M
-    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
-    out_xy = square * [ox, oy]
-    in_xy = square * [ix, iy]
-    # vertex ids: outer bottom 0-3, inner bottom 4-7, outer top 8-11, inner top 12-15
-    verts = np.concatenate(
-        [
-            np.c_[out_xy, np.zeros(4)],
-            np.c_[in_xy, np.zeros(4)],
-            np.c_[out_xy, np.full(4, hz)],
-            np.c_[in_xy, np.full(4, hz)],
-        ]
-    )
-    faces = []
-    for k in range(4):
-        n = (k + 1) % 4
-        ob, ib, ot, it = 0, 4, 8, 12
-        faces += [[ot + k, ot + n, it + n], [ot + k, it + n, it + k]]  # top ring, +z
-        faces += [[ob + k, ib + n, ob + n], [ob + k, ib + k, ib + n]]  # bottom ring, -z
-        faces += [[ob + k, ob + n, ot + n], [ob + k, ot + n, ot + k]]  # outer wall, outward
-        faces += [[ib + k, it + n, ib + n], [ib + k, it + k, it + n]]  # inner wall, inward
-    mesh = trimesh.Trimesh(vertices=verts, faces=np.array(faces), process=False)
-    mesh.units = "mm"
-    return mesh
+    f = _scale(units)
+    ox, oy, ix, iy = (v * f / 2 for v in (ox, oy, ix, iy))  # half widths, file units
+    hz = height * f
+    return _ring_solid([(ox, oy, 0.0), (ox, oy, hz), (ix, iy, hz), (ix, iy, 0.0)], units)
+
+
+def holder_dimensions(plate: tuple[float, float], *, pitch: float) -> dict[str, float]:
+    """Default holder dimensions for plates of ``plate`` (metres) made of ``pitch`` pixels:
+    ``clearance`` (gap around a plate in its pocket: a quarter pixel), ``ledge`` (how far the
+    ledge reaches under the plate: one pixel, at least 2 % of the plate), ``ledge_thickness``
+    (two pixels, at least 5 % of the plate) and ``rim`` (the wall: 10 % of the plate, at least
+    five pixels)."""
+    w = max(plate)
+    return {"clearance": 0.25 * pitch, "ledge": max(pitch, 0.02 * w),
+            "ledge_thickness": max(2 * pitch, 0.05 * w), "rim": max(0.1 * w, 5 * pitch)}
+
+
+def plate_holder(
+    *, plate: tuple[float, float], height: float, plate_thickness: float,
+    clearance: float, ledge: float, ledge_thickness: float, rim: float,
+    centre: tuple[float, float] = (0.0, 0.0), units: str = "mm",
+) -> trimesh.Trimesh:
+    """A printable holder that keeps two plates ``height`` apart, base bottom to base bottom.
+
+    Holders stack: holder ``k-(k+1)`` stands on the table (``k = 1``) or on the top of holder
+    ``(k-1)-k``. Its **pocket** (open at the bottom, ``plate + 2 clearance`` wide,
+    ``height - ledge_thickness`` tall) surrounds plate ``k``, which lies on the table or on
+    the ledge below; its **ledge** at the top (opening ``plate - 2 ledge``) carries plate
+    ``k+1``, base down, at ``z = height``. Plates of ``plate_thickness`` (base plate and relief)
+    must fit under the ledge: ``height >= plate_thickness + ledge_thickness``. Cross-section::
+
+        z = height        ______                ______
+                         |      |___ ledge ____|      |
+                         | wall |   pocket     | wall |
+        z = 0            |______|  (plate k)   |______|
+
+    Args:
+        plate: ``(width_x, width_y)`` of a plate, metres.
+        height: design distance between the two plates, metres.
+        plate_thickness: thickness of the plate held in the pocket, metres.
+        clearance, ledge, ledge_thickness, rim: metres (:func:`holder_dimensions`).
+        centre: ``(x, y)`` of the plates' footprint centre, metres.
+        units: ``mm`` or ``um``.
+
+    Returns:
+        A watertight genus-1 solid (48 triangles) from ``z = 0`` to ``z = height``.
+
+    Raises:
+        UserError: a size not positive, a ledge wider than half the plate, or plates that
+            do not fit under the ledge (``height`` too small).
+    """
+    wx, wy = _widths("plate", plate)
+    height = _length("height", height)
+    t = _length("plate_thickness", plate_thickness)
+    c, lw, lt, rim = (_length(n, v) for n, v in (("clearance", clearance), ("ledge", ledge),
+                                                 ("ledge_thickness", ledge_thickness),
+                                                 ("rim", rim)))
+    if not 2 * lw < min(wx, wy):
+        raise UserError(f"ledge: {lw:.6g} m on each side leaves no opening in a "
+                        f"{wx:.6g} x {wy:.6g} m plate")
+    if height < t + lt:
+        raise UserError(f"height: the plates are {height:.6g} m apart, less than a plate "
+                        f"({t:.6g} m) and the ledge ({lt:.6g} m) above it")
+    f = _scale(units)
+    px, py = (wx / 2 + c) * f, (wy / 2 + c) * f          # pocket half widths
+    ox, oy = px + rim * f, py + rim * f                  # outer
+    ix, iy = (wx / 2 - lw) * f, (wy / 2 - lw) * f        # ledge opening
+    hz, zl = height * f, (height - lt) * f
+    return _ring_solid([(ox, oy, 0.0), (ox, oy, hz), (ix, iy, hz), (ix, iy, zl),
+                        (px, py, zl), (px, py, 0.0)], units,
+                       centre=(centre[0] * f, centre[1] * f))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,29 @@ import trimesh
 from ..errors import UserError
 from ..grid import Grid
 
-__all__ = ["read_stl_heights", "load_stl"]
+__all__ = ["read_stl_heights", "load_stl", "stl_units"]
 
 log = logging.getLogger(__name__)
 
 MM_PER_M = 1e3
+#: file units per metre of the units an optodesign STL header can name
+UNITS_PER_M = {"mm": 1e3, "um": 1e6}
 _STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attr", "<u2")])
 # scan-conversion work per chunk (triangle-row pairs), to bound memory on big layers
 _CHUNK = 2_000_000
+
+
+def stl_units(path: str | os.PathLike[str]) -> str:
+    """The unit named in an optodesign STL header (``units: um``); ``mm`` for any other file
+    (ASCII STL, other writers: millimetres, as slicers assume)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(80)
+    except OSError:
+        return "mm"
+    m = re.search(rb"units: (\w+)", head)
+    unit = m.group(1).decode("ascii") if m else "mm"
+    return unit if unit in UNITS_PER_M else "mm"
 
 
 def load_stl(path: str | os.PathLike[str]) -> trimesh.Trimesh:
@@ -105,8 +121,8 @@ def read_stl_heights(
     """Height map of a layer's STL, sampled at the pixel centres of its grid.
 
     Args:
-        path: binary (or ASCII) STL in millimetres, as written by
-            :func:`optodesign.export.stl.write_stl`.
+        path: binary (or ASCII) STL as written by :func:`optodesign.export.stl.write_stl`,
+            in the unit its header names (:func:`stl_units`: millimetres unless ``um``).
         shape: ``(ny, nx)`` pixels of the layer.
         pitch: pixel pitch in metres.
         base: base plate thickness in metres. ``None`` reads it from the file: the lowest top
@@ -135,9 +151,11 @@ def read_stl_heights(
     except (TypeError, ValueError):
         raise UserError(f"offset: expected (x, y) in metres, got {offset!r}") from None
     mesh = load_stl(path)
-    p = pitch * MM_PER_M
-    xc = (grid.x() + ox) * MM_PER_M
-    yc = (grid.y() + oy) * MM_PER_M
+    unit = stl_units(path)
+    scale = UNITS_PER_M[unit]
+    p = pitch * scale
+    xc = (grid.x() + ox) * scale
+    yc = (grid.y() + oy) * scale
     ny, nx = grid.shape
 
     lo, hi = mesh.bounds
@@ -146,9 +164,10 @@ def read_stl_heights(
     tol = 1e-3 * p + 1e-6 * float(np.max(np.abs(np.r_[want_lo, want_hi])))
     if np.any(np.abs(lo[:2] - want_lo) > tol) or np.any(np.abs(hi[:2] - want_hi) > tol):
         raise UserError(
-            f"{os.fspath(path)}: STL footprint x {lo[0]:.6g}..{hi[0]:.6g} mm, y {lo[1]:.6g}.."
-            f"{hi[1]:.6g} mm does not match {ny}x{nx} pixels at pitch {pitch:.6g} m "
-            f"(x {want_lo[0]:.6g}..{want_hi[0]:.6g} mm, y {want_lo[1]:.6g}..{want_hi[1]:.6g} mm)"
+            f"{os.fspath(path)}: STL footprint x {lo[0]:.6g}..{hi[0]:.6g} {unit}, y "
+            f"{lo[1]:.6g}..{hi[1]:.6g} {unit} does not match {ny}x{nx} pixels at pitch "
+            f"{pitch:.6g} m (x {want_lo[0]:.6g}..{want_hi[0]:.6g} {unit}, y "
+            f"{want_lo[1]:.6g}..{want_hi[1]:.6g} {unit})"
         )
 
     tri = mesh.triangles  # (F, 3, 3) float64, mm
@@ -166,9 +185,10 @@ def read_stl_heights(
             "under no top surface; not a height-map solid on this grid"
         )
     top = top.reshape(ny, nx) - lo[2]
-    base_mm = float(top.min()) if base is None else base * MM_PER_M
-    log.debug("read %s: base %.6g mm, top %.6g..%.6g mm", path, base_mm, top.min(), top.max())
-    return (top - base_mm) / MM_PER_M
+    base_mm = float(top.min()) if base is None else base * scale
+    log.debug("read %s: base %.6g %s, top %.6g..%.6g", path, base_mm, unit, top.min(),
+              top.max())
+    return (top - base_mm) / scale
 
 
 def _scan(tri: np.ndarray, xc: np.ndarray, yc: np.ndarray, p: float, out: np.ndarray) -> None:
