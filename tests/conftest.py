@@ -84,6 +84,7 @@ MODULE_TIER = {
     "test_gpu_benchmarks": "e2e",
     "test_import": "roundtrip",
     "test_compare": "e2e",
+    "test_targets": "property",
 }
 
 

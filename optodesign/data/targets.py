@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["text_target", "image_target", "read_npy_image", "spot_array", "spot_boxes"]
+__all__ = ["text_target", "image_target", "read_placement", "read_npy_image", "spot_array",
+           "spot_boxes"]
 
 
 def text_target(text: str, shape: tuple[int, int], *, fill: float = 0.6) -> np.ndarray:
@@ -86,9 +88,25 @@ def read_npy_image(path: Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def image_target(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a PNG/JPEG (grayscale or RGB mean) or a numeric ``.npy`` array, resize to
-    ``shape`` (bilinear), max 1."""
+def image_target(path: str | Path, shape: tuple[int, int], *, pitch: float | None = None,
+                 size: float | None = None,
+                 centre: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Read a PNG/JPEG (grayscale or RGB mean) or a numeric ``.npy`` array and place it on
+    the ``shape`` output plane keeping its aspect ratio (bilinear resampling, max 1).
+
+    Placement (``[target] size`` and ``centre`` of a config):
+
+    * ``size`` (metres, needs ``pitch``): the length of the image's longer side on the
+      output plane; default: the largest that fits the plane (a 3:2 image on a square grid
+      spans the full width and 2/3 of the height, centred; nothing is stretched).
+    * ``centre`` (metres ``(x, y)``, needs ``pitch`` unless zero): where the image's centre
+      lies, from the optical axis (the centre of pixel ``(ny // 2, nx // 2)``); x along
+      columns, y along rows (row index grows with y, as on the design grid).
+
+    Raises:
+        UserError: an unreadable, black or non-finite image, or one that the size and centre
+            put partly off the plane (one line naming ``target.size`` / ``target.centre``).
+    """
     import matplotlib.image as mpimg
     from scipy.ndimage import zoom
 
@@ -108,11 +126,50 @@ def image_target(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         raise UserError(f"target.image: {path} has shape {img.shape}; need a 2-D image")
     if not np.isfinite(img).all():
         raise UserError(f"target.image: {path} holds non-finite values")
-    img = zoom(img, (shape[0] / img.shape[0], shape[1] / img.shape[1]), order=1)
-    img = np.clip(img[: shape[0], : shape[1]], 0, None)
-    if img.max() <= 0:
+    ny, nx = shape
+    h, w = img.shape
+    if (size is not None or any(centre)) and not (pitch and pitch > 0):
+        raise UserError("target.size: placing the image in physical units needs the pitch")
+    if size is None:
+        scale = min(ny / h, nx / w)
+    else:
+        scale = size / pitch / max(h, w)  # type: ignore[operator]
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    placed = zoom(img, (th / h, tw / w), order=1, grid_mode=True, mode="nearest")
+    placed = np.clip(placed[:th, :tw], 0, None)
+    # the image centre on the design grid's centre pixel, shifted by `centre`
+    dx = round(centre[0] / pitch) if centre[0] else 0  # type: ignore[operator]
+    dy = round(centre[1] / pitch) if centre[1] else 0  # type: ignore[operator]
+    y0, x0 = ny // 2 + dy - th // 2, nx // 2 + dx - tw // 2
+    if y0 < 0 or x0 < 0 or y0 + th > ny or x0 + tw > nx:
+        what = "target.centre" if (dx or dy) else "target.size"
+        raise UserError(f"{what}: the image ({tw}x{th} px after scaling) centred at pixel "
+                        f"({ny // 2 + dy}, {nx // 2 + dx}) does not fit the {ny}x{nx} output "
+                        "plane")
+    out = np.zeros((ny, nx))
+    out[y0:y0 + th, x0:x0 + tw] = placed
+    if out.max() <= 0:
         raise UserError(f"target.image: {path} is black")
-    return img / img.max()
+    return out / out.max()
+
+
+def read_placement(table: Any, *, require_unit: bool = False
+                   ) -> tuple[float | None, tuple[float, float]]:
+    """``[target] size`` (a length) and ``centre`` (``[x, y]`` lengths, may be negative) from
+    a config's :class:`optodesign.schema.Table`."""
+    from ..schema import Table
+
+    size = table.length("size", None, require_unit=require_unit)
+    raw = table.raw("centre", None)
+    if raw is None:
+        return size, (0.0, 0.0)
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise table.error("centre", f"need [x, y], two lengths such as ['1 mm', '0 mm'], got "
+                                    f"{raw!r}")
+    items = Table({f"centre[{i}]": v for i, v in enumerate(raw)}, None, src=table.src,
+                  section=table.section)
+    x, y = (items.length(k, positive=False, require_unit=require_unit) for k in items.data)
+    return size, (x, y)
 
 
 def spot_boxes(shape: tuple[int, int], spots: tuple[int, int], spacing: int,

@@ -77,6 +77,10 @@ class Target:
     spots: tuple[int, int] = (3, 3)
     spacing: int = 12
     spot_size: int = 4
+    # placement of an image target (data.targets.image_target): longer side, metres (None:
+    # fit the plane, keeping the aspect ratio), and its centre (x, y) from the axis, metres
+    size: float | None = None
+    centre: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,11 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
 
         _check_detector_layout(size, detectors.size, N_CLASSES[data.dataset])
 
-    tg = top.table("target", {"kind", "text", "image", "spots", "spacing", "spot_size"})
+    tg = top.table("target", {"kind", "text", "image", "spots", "spacing", "spot_size",
+                              "size", "centre"})
+    from ..data.targets import read_placement
+
+    target_size, target_centre = read_placement(tg, require_unit=units_required)
     default_kind = spec.default_target_kind
     target = Target(
         kind=tg.choice("kind", ("text", "image", "spots", "focus"), default_kind),
@@ -298,6 +306,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         spots=tg.integers("spots", (3, 3), count=2, hint=" ([rows, cols])"),
         spacing=tg.integer("spacing", max(4, size // 6)),
         spot_size=tg.integer("spot_size", max(2, size // 24)),
+        size=target_size, centre=target_centre,
     )
     cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw)
     spec.check_config(cfg)  # the task's own rules (a hologram's image, a single-layer lens)
