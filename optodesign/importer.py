@@ -215,28 +215,48 @@ def quantize_map(values: np.ndarray, table: np.ndarray, *, method: str = "neares
             else _diffuse_complex(values, table)).astype(np.int16)
 
 
-def _diffuse_phase(phase: np.ndarray, level_phase: np.ndarray) -> np.ndarray:
+def _uniform_step(level_phase: np.ndarray) -> float | None:
+    """The step Δ when level ``k`` has phase ``θ_0 + kΔ`` (mod 2π) with ``LΔ = 2π``, else
+    None (then each pixel searches every level)."""
+    n = len(level_phase)
+    step = TWO_PI / n
+    want = level_phase[0] + step * np.arange(n)
+    diff = np.angle(np.exp(1j * (np.asarray(level_phase) - want)))
+    return step if np.all(np.abs(diff) < 1e-9) else None
+
+
+def _diffuse_phase(phase: np.ndarray, level_phase: np.ndarray, *,
+                   search: bool = False) -> np.ndarray:
+    """Serpentine Floyd–Steinberg on the wrapped phase; ``search`` forces the per-level
+    search even for uniform levels (the two give the same levels; a test checks it)."""
     ny, nx = phase.shape
     acc = np.zeros((ny + 1, nx + 2))  # one column of margin on each side, one row below
     out = np.zeros((ny, nx), dtype=np.int64)
     lv = [float(p) for p in level_phase]
+    n_levels = len(lv)
+    step_u = None if search else _uniform_step(np.asarray(level_phase))
     rows = phase.tolist()
     for y in range(ny):
         step = 1 if y % 2 == 0 else -1  # serpentine
         xs = range(nx) if step == 1 else range(nx - 1, -1, -1)
-        row, here, below = rows[y], acc[y], acc[y + 1]
+        row, here, below, out_row = rows[y], acc[y].tolist(), acc[y + 1].tolist(), out[y]
         for x in xs:
             want = row[x] + here[x + 1]
-            best, err = 0, math.inf
-            for k, p in enumerate(lv):
-                e = _wrap_pi(want - p)
-                if abs(e) < abs(err):
-                    best, err = k, e
-            out[y, x] = best
+            if step_u is not None:  # uniform levels: the nearest is one division away
+                best = round((want - lv[0]) / step_u) % n_levels
+                err = _wrap_pi(want - lv[best])
+            else:
+                best, err = 0, math.inf
+                for k, p in enumerate(lv):
+                    e = _wrap_pi(want - p)
+                    if abs(e) < abs(err):
+                        best, err = k, e
+            out_row[x] = best
             here[x + 1 + step] += err * 7 / 16
             below[x + 1 - step] += err * 3 / 16
             below[x + 1] += err * 5 / 16
             below[x + 1 + step] += err * 1 / 16
+        acc[y + 1] = below
     return out
 
 
@@ -244,18 +264,26 @@ def _diffuse_complex(t: np.ndarray, table: np.ndarray) -> np.ndarray:
     ny, nx = t.shape
     acc = np.zeros((ny + 1, nx + 2), dtype=np.complex128)
     out = np.zeros((ny, nx), dtype=np.int64)
+    levels = [complex(v) for v in table]
+    rows = t.tolist()
     for y in range(ny):
         step = 1 if y % 2 == 0 else -1
         xs = range(nx) if step == 1 else range(nx - 1, -1, -1)
+        row, here, below, out_row = rows[y], acc[y].tolist(), acc[y + 1].tolist(), out[y]
         for x in xs:
-            want = t[y, x] + acc[y, x + 1]
-            k = int(np.argmin(np.abs(want - table)))
-            err = want - table[k]
-            out[y, x] = k
-            acc[y, x + 1 + step] += err * 7 / 16
-            acc[y + 1, x + 1 - step] += err * 3 / 16
-            acc[y + 1, x + 1] += err * 5 / 16
-            acc[y + 1, x + 1 + step] += err * 1 / 16
+            want = row[x] + here[x + 1]
+            best, dist = 0, math.inf
+            for k, v in enumerate(levels):
+                d = abs(want - v)
+                if d < dist:
+                    best, dist = k, d
+            err = want - levels[best]
+            out_row[x] = best
+            here[x + 1 + step] += err * 7 / 16
+            below[x + 1 - step] += err * 3 / 16
+            below[x + 1] += err * 5 / 16
+            below[x + 1 + step] += err * 1 / 16
+        acc[y + 1] = below
     return out
 
 

@@ -108,6 +108,18 @@ def test_nearest_keeps_maps_already_on_the_levels_and_wraps() -> None:
 
 
 @pytest.mark.property
+def test_uniform_levels_shortcut_equals_the_search() -> None:
+    from optodesign.importer import _diffuse_phase
+
+    rng = np.random.default_rng(8)
+    phase = rng.uniform(-7, 7, (23, 19))
+    for n, offset in ((2, 0.0), (4, 0.3), (8, -1.0)):
+        levels = np.angle(np.exp(1j * (offset + 2 * np.pi * np.arange(n) / n)))
+        assert np.array_equal(_diffuse_phase(phase, levels),
+                              _diffuse_phase(phase, levels, search=True))
+
+
+@pytest.mark.property
 def test_error_diffusion_keeps_the_local_mean_phase() -> None:
     # a constant phase between two levels: the pixel mix has the right mean phase
     table = np.exp(2j * np.pi * np.arange(4) / 4)
