@@ -91,3 +91,21 @@ def test_compare_bad_input_is_one_line_exit_2(tmp_path: Path, make: str) -> None
     r = CliRunner().invoke(main, ["compare", str(run)])
     assert r.exit_code == 2
     assert r.output.startswith("error: ") and r.output.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_compare_real_training_runs(tmp_path: Path, tiny_d2nn_config) -> None:
+    # two trained runs with the same directory name: the table names them by path, and the
+    # curves come from their metrics.csv
+    for name, method in (("a", "psq-li"), ("b", "ste")):
+        r = CliRunner().invoke(main, ["train", str(tiny_d2nn_config(method)), "--out",
+                                      str(tmp_path / name / "run")])
+        assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["compare", str(tmp_path / "a" / "run"),
+                                  str(tmp_path / "b" / "run"), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    rows = _rows(r.output)
+    a, b = rows[str(tmp_path / "a" / "run")], rows[str(tmp_path / "b" / "run")]
+    assert (a["task"], a["method"], a["epochs"], a["layers"]) == ("d2nn", "psq-li", "2", "2")
+    assert b["method"] == "ste" and a["size"] == "32x32 @ 400 um"
+    assert float(a["accuracy"]) >= 0 and (tmp_path / "c" / "curves.png").stat().st_size > 10_000
