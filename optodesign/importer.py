@@ -344,7 +344,10 @@ def import_map(source: str | Path | np.ndarray, *, pitch: str | float,
     n = levels if levels is not None else (proc.fixed_n_levels or 8)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise UserError(f"--levels: must be a whole number >= 2, got {levels!r}")
-    proc.check_n_levels(int(n))
+    try:
+        proc.check_n_levels(int(n))
+    except UserError as e:  # "n_levels: ...": name the option
+        raise UserError(f"--levels: {str(e).removeprefix('n_levels: ')}") from None
     table = np.asarray(proc.level_table(int(n)), dtype=np.complex128)
     if values.dtype.kind != "c":
         values = wrap_phase(values)

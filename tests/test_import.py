@@ -190,6 +190,9 @@ def test_bad_maps_and_options_are_one_line_exit_2(tmp_path: Path) -> None:
     assert "--wavelength" in run("good.npy", "--wavelength", "532 nm")
     assert "--pitch" in run("good.npy", "--pitch", "0.4")        # no unit
     assert "--levels" in run("good.npy", "--levels", "1")
+    assert run("good.npy", "--process", "fused-silica-etch4", "--wavelength", "633 nm",
+               "--pitch", "2 um", "--distance", "0.1 mm", "--levels", "8").startswith(
+        "error: --levels: process 'fused-silica-etch4' etches 2 binary masks")
     assert not (tmp_path / "run").exists()
 
 
