@@ -92,6 +92,26 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Fabrication:
+    """``[fabrication]``: the process whose design rules the trained design passes.
+
+    Attributes:
+        process: process name or .toml path (None: no rules).
+        constraint: a name of :data:`optodesign.quantize.registry.CONSTRAINTS`.
+        options: the constraint's options.
+        legalize: make the hard design pass the process's DRC (default true with a process).
+        penalty: weight of the differentiable rule count added to the loss, relative to the
+            loss's own size (0: none).
+    """
+
+    process: str | None = None
+    constraint: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+    legalize: bool = True
+    penalty: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     task: str
     optics: Optics
@@ -102,6 +122,7 @@ class Config:
     target: Target = Target()
     seed: int = 0
     source: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for the run dir
+    fabrication: Fabrication = Fabrication()
 
     @property
     def is_complex(self) -> bool:
@@ -141,27 +162,26 @@ def _check_wavelength(optics: Optics, given: Any) -> None:
 _CODEBOOK = re.compile(r"^(process|polar:\d+,\d+|square:\d+|phase:\d+)$")
 
 
-def _check_process(quant: Quantization, optics: Optics) -> None:
+def _check_process(name: str, optics: Optics, key: str = "quantization.process") -> None:
     """Load the process now and refuse one made for another wavelength or pitch, so the
-    mismatch does not surface only at export, after training."""
+    mismatch does not surface only at export, after training (errors name ``key``)."""
     from ..process import WAVELENGTH_TOLERANCE, load_process
 
-    assert quant.process is not None
     try:
-        process = load_process(quant.process)
+        process = load_process(name)
         lam, lam_p = optics.wavelength, process.wavelength
         if abs(lam - lam_p) > WAVELENGTH_TOLERANCE * lam_p:
             raise ConfigError(
-                f"quantization.process: {process.name!r} is made for {format_length(lam_p)} but "
+                f"{key}: {process.name!r} is made for {format_length(lam_p)} but "
                 f"optics.wavelength is {format_length(lam)} ({abs(lam - lam_p) / lam_p:.1%} "
                 f"apart, more than {WAVELENGTH_TOLERANCE:.0%}); export would refuse the design"
             )
-        process.check_geometry(wavelength=lam, pitch=optics.pitch,
-                               field="quantization.process", whose="the config")
+        process.check_geometry(wavelength=lam, pitch=optics.pitch, field=key,
+                               whose="the config")
     except UserError as e:
         msg = str(e)
-        if not msg.startswith("quantization.process"):
-            msg = "quantization.process: " + msg.removeprefix("process: ")
+        if not msg.startswith(key):
+            msg = f"{key}: " + msg.removeprefix("process: ")
         raise ConfigError(msg) from None
 
 
@@ -195,7 +215,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     from .memory import check_lower_bound, check_memory, parse_bytes
 
     top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
-                      "target"})
+                      "target", "fabrication"})
     task = top.choice("task", tuple(TASKS), "d2nn")
     spec = get_task(task)
     seed = top.integer("seed", 0, low=0)
@@ -251,9 +271,13 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
                                       f"polar:A,P, square:N, phase:L)")
         if codebook == "process" and process is None:
             raise q.error("codebook", "'process' needs quantization.process")
+    fab = _read_fabrication(top, process)
+    if process is None and fab.process is not None:
+        process = fab.process  # train on the level table of the process it is made by
     quant = Quantization(method, levels, phases, process, codebook, dict(options.data))
     if process is not None:
-        _check_process(quant, optics)
+        _check_process(process, optics, "quantization.process" if fab.process is None
+                       or "process" in q else "fabrication.process")
     registry.check_options(method, options.data, levels=levels, phases=phases,
                            section=options.section)
 
@@ -299,10 +323,31 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         spacing=tg.integer("spacing", max(4, size // 6)),
         spot_size=tg.integer("spot_size", max(2, size // 24)),
     )
-    cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw)
+    cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw, fab)
     spec.check_config(cfg)  # the task's own rules (a hologram's image, a single-layer lens)
     check_memory(cfg)
     return cfg
+
+
+def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
+    """``[fabrication]``: the process (the same as ``quantization.process`` when both are
+    given), a constraint from the registry and its options."""
+    f = top.table("fabrication", {"process", "constraint", "options", "legalize", "penalty"})
+    process = f.string("process", None,
+                       what="a process name (e.g. 'fused-silica-etch4') or a .toml path")
+    if process is not None and quant_process is not None and process != quant_process:
+        raise f.error("process", f"{process!r} differs from quantization.process "
+                                 f"{quant_process!r}; give one (or the same) process")
+    constraint = f.choice("constraint", tuple(registry.CONSTRAINTS), "none")
+    options = f.table("options", None)
+    registry.read_options_of(constraint, options.data, section=options.section)
+    fab = Fabrication(process=process, constraint=constraint, options=dict(options.data),
+                      legalize=f.boolean("legalize", True),
+                      penalty=f.number("penalty", 0.0, low=0))
+    if process is None and (fab.penalty > 0 or "legalize" in f):
+        raise f.error("penalty" if fab.penalty > 0 else "legalize",
+                      "needs fabrication.process (whose design rules to apply)")
+    return fab
 
 
 def load_config(path: str | Path) -> Config:

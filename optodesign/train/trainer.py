@@ -32,6 +32,7 @@ from .. import distributed
 from ..design import Design
 from ..errors import ConfigError, UserError
 from ..evaluate import Evaluator
+from ..fabrules import Deck
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..models.stack import DiffractiveStack
 from ..optics.propagation import check_sampling
@@ -43,7 +44,8 @@ from .rundir import RUN_FORMAT, config_sha256, normalized_config, plain, read_re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Fit", "Trainer", "TrainResult", "build_quantizers", "check_optics"]
+__all__ = ["Fit", "Trainer", "TrainResult", "build_quantizers", "check_optics",
+           "fabrication_deck"]
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -103,8 +105,9 @@ def _codebook(cfg: Config, process_table: np.ndarray | None) -> np.ndarray:
 
 def build_quantizers(cfg: Config, process_table: np.ndarray | None,
                      fixed_masks: np.ndarray | None = None) -> list[Quantizer]:
-    """One quantizer per layer, from the config (and the process's level table)."""
-    from ..quantize.registry import build_quantizer, family
+    """One quantizer per layer, from the config (and the process's level table), inside the
+    ``[fabrication]`` constraint (:func:`optodesign.quantize.registry.constrain`)."""
+    from ..quantize.registry import build_quantizer, constrain, family
 
     q = cfg.quantization
     phases: Any = None
@@ -113,12 +116,40 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
         phases[phases > 2 * np.pi - 1e-9] = 0.0
     elif family(q.method) == "phase" and q.phases is not None:
         phases = np.asarray(q.phases)
-    return [build_quantizer(
+    inner = [build_quantizer(
         q.method, levels=q.levels, phases=phases,
         codebook=_codebook(cfg, process_table) if q.method.startswith("joint") else None,
         fixed_mask=None if fixed_masks is None else fixed_masks[layer],
         options=q.options, section="quantization.options",
     ) for layer in range(cfg.optics.layers)]
+    fab = cfg.fabrication
+    legalize, rules = None, None
+    if fab.process is not None:
+        from ..quantize.constraints import SoftRules
+
+        deck = fabrication_deck(cfg, process_table)
+        legalize = deck.legalize if fab.legalize else None
+        rules = SoftRules(deck.label_matrices(), isolated=deck.checks_isolated(),
+                          necks=deck.checks_necks()) if fab.penalty > 0 else None
+    return [constrain(qz, fab.constraint, fab.options, legalize=legalize, rules=rules,
+                      penalty=fab.penalty, section="fabrication.options") for qz in inner]
+
+
+def fabrication_deck(cfg: Config, process_table: np.ndarray | None) -> Deck:
+    """The design rules of ``[fabrication] process`` for this config's layers
+    (:class:`optodesign.fabrules.Deck`)."""
+    from ..process import load_process
+
+    fab = cfg.fabrication
+    assert fab.process is not None
+    process = load_process(fab.process)
+    table = process_table
+    if table is None:
+        try:
+            table = np.asarray(process.level_table(cfg.quantization.levels))
+        except UserError as e:
+            raise ConfigError(f"fabrication.process: {e}") from None
+    return Deck.of(process, pitch=cfg.optics.pitch, level_table=table)
 
 
 class _Step(torch.nn.Module):
@@ -376,7 +407,12 @@ class Trainer:
         inten = ev.output_intensity(field, ts)
         # a plane-wave task: one field, the same on every rank, weight 1
         loss = weight * ev.task.loss(inten, y)
-        return loss + stack.regularization(), inten
+        total = loss + stack.regularization()
+        penalty = [q.rule_penalty() for q in stack.quantizers if hasattr(q, "rule_penalty")]
+        if any(p is not None for p in penalty):  # the rule count, relative to the loss's size
+            total = total + self.cfg.fabrication.penalty * loss.detach().abs() * sum(
+                p for p in penalty if p is not None)
+        return total, inten
 
     def _stack_of_step(self) -> DiffractiveStack:
         assert self._step is not None
@@ -387,8 +423,10 @@ class Trainer:
         if self.cfg.is_complex:
             from ..quantize.complex import clip_to_unit_disk, raw_to_complex
 
-            return [clip_to_unit_disk(raw_to_complex(r)) for r in stack.raw]
-        return [torch.polar(torch.ones_like(r), r) for r in stack.raw]
+            return [clip_to_unit_disk(raw_to_complex(q.pre(r)))
+                    for q, r in zip(stack.quantizers, stack.raw, strict=True)]
+        return [torch.polar(torch.ones_like(p), p) for p in
+                (q.pre(r) for q, r in zip(stack.quantizers, stack.raw, strict=True))]
 
     def _epoch(self, stack: DiffractiveStack, opt: torch.optim.Optimizer, ev: Evaluator,
                epoch: int, qat: bool, *, n_epochs: int | None = None) -> tuple[float, float | None]:
