@@ -124,6 +124,29 @@ class Deck:
         n = int(np.isin(lv, self.bad_levels).sum()) if self.bad_levels.size else 0
         return n + sum(int(v[0].size) for v in self.raster(lv).values())
 
+    def keeps(self, levels: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+              new: np.ndarray | int) -> bool:
+        """True when setting ``levels[ys, xs] = new`` adds no violation (refine's rule: a
+        clean design stays clean, a dirty one never gets worse).
+
+        Counted exactly on a window around the changes with a margin of
+        :func:`brick_size` + 1 px: every run through a changed pixel is either whole inside it
+        or longer than the minimum feature and the aspect-ratio width, and the pixel rules
+        (isolated pixels, necks) reach one pixel; what lies farther does not change.
+        """
+        ys = np.asarray(ys, dtype=np.int64).ravel()
+        xs = np.asarray(xs, dtype=np.int64).ravel()
+        if ys.size == 0:
+            return True
+        lv = np.asarray(levels)
+        m = brick_size(self) + 1
+        y0, y1 = max(0, int(ys.min()) - m), min(lv.shape[0], int(ys.max()) + m + 1)
+        x0, x1 = max(0, int(xs.min()) - m), min(lv.shape[1], int(xs.max()) + m + 1)
+        win = lv[y0:y1, x0:x1].astype(np.int64)
+        after = win.copy()
+        after[ys - y0, xs - x0] = new
+        return self.count(after) <= self.count(win)
+
     def bad_pixels(self, levels: np.ndarray) -> np.ndarray:
         """bool ``(ny, nx)``: pixels taking part in a violation (a narrow run's pixels, an
         isolated pixel, the four pixels around a neck's corner, a steep run's first pixel)."""
