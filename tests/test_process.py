@@ -20,7 +20,8 @@ from optodesign.process import (
 )
 from optodesign.tasks import D2NNSetup
 
-SHIPPED = ("fused-silica-etch4", "ip-dip-2pp", "thz-printed", "tio2-pillars")
+SHIPPED = ("fused-silica-etch4", "fused-silica-etch8", "ip-dip-2pp", "thz-printed",
+           "tio2-pillars")
 C = 299_792_458.0
 
 

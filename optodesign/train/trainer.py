@@ -207,6 +207,7 @@ class Trainer:
         prepared = self.task_type.setup_from_config(cfg)
         self.dataset = prepared.dataset
         task = self.task_type(prepared.setup, shape=self.shape, target=prepared.target)
+        self.task = task
         structural = cfg.quantization.method == "binary" and \
             cfg.quantization.options.get("structural", True) is not False
         self.fixed_masks = self._structural_masks(task) if structural else None
@@ -238,6 +239,21 @@ class Trainer:
                                  "layers": [q.describe() for q in stack.quantizers]},
                       fixed_mask=self.fixed_masks, **self.template)
 
+    def initial_raw(self, quantizers: Sequence[Quantizer]) -> list[Tensor] | None:
+        """Raw parameters of the task's starting phase (:meth:`Task.initial_phase`: the
+        ideal lens), or None for the quantizers' random start."""
+        phase = self.task.initial_phase(self.grid, self.cfg.optics.wavelength)
+        if phase is None:
+            return None
+        p = torch.as_tensor(np.asarray(phase), dtype=torch.float32)
+        out = []
+        for q in quantizers:
+            if q.raw_kind == "complex":  # amplitude 0.9, as the quantizers' own start
+                out.append(0.9 * torch.stack((torch.cos(p), torch.sin(p)), dim=-1))
+            else:
+                out.append(p.clone())
+        return out
+
     def hard_transmissions(self, stack: DiffractiveStack) -> list[Tensor]:
         if self.process_table is None:
             return stack.transmissions("hard")
@@ -248,8 +264,9 @@ class Trainer:
     def run(self, *, resume: bool = False) -> TrainResult:
         """Train the config's quantizers in the run directory (checkpoints, metrics.csv,
         design, plots); ``resume`` continues from ``checkpoint.pt``."""
-        fit = self.fit(build_quantizers(self.cfg, self.process_table, self.fixed_masks),
-                       resume=resume, checkpoint=True)
+        quantizers = build_quantizers(self.cfg, self.process_table, self.fixed_masks)
+        fit = self.fit(quantizers, resume=resume, checkpoint=True,
+                       init_raw=self.initial_raw(quantizers))
         stack, evaluator = fit.stack, fit.evaluator
         with torch.no_grad():
             final = evaluator.evaluate(self.hard_transmissions(stack))
