@@ -265,19 +265,21 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     process = q.string("process", None,
                        what="a process name (e.g. 'thz-printed') or a .toml path")
     codebook = q.string("codebook", None, what="process, polar:A,P, square:N or phase:L")
+    fab = _read_fabrication(top, process)
+    quant_named = process is not None
+    if process is None and fab.process is not None:
+        process = fab.process  # train on the level table of the process it is made by
     if codebook is not None:
         if not _CODEBOOK.match(codebook):
             raise q.error("codebook", f"cannot read {codebook!r} (allowed: process, "
                                       f"polar:A,P, square:N, phase:L)")
         if codebook == "process" and process is None:
-            raise q.error("codebook", "'process' needs quantization.process")
-    fab = _read_fabrication(top, process)
-    if process is None and fab.process is not None:
-        process = fab.process  # train on the level table of the process it is made by
+            raise q.error("codebook", "'process' needs quantization.process or "
+                                      "fabrication.process")
     quant = Quantization(method, levels, phases, process, codebook, dict(options.data))
     if process is not None:
-        _check_process(process, optics, "quantization.process" if fab.process is None
-                       or "process" in q else "fabrication.process")
+        _check_process(process, optics, "quantization.process" if quant_named
+                       else "fabrication.process")
     registry.check_options(method, options.data, levels=levels, phases=phases,
                            section=options.section)
 
