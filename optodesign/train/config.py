@@ -22,6 +22,7 @@ from ..quantize import registry
 from ..schema import Table
 from ..tasks import TASKS, get_task
 from ..units import UnitsWarning, format_length
+from .robust import Robust
 
 __all__ = ["Config", "load_config", "parse_config"]
 
@@ -102,6 +103,7 @@ class Fabrication:
         legalize: make the hard design pass the process's DRC (default true with a process).
         penalty: weight of the differentiable rule count added to the loss, relative to the
             loss's own size (0: none).
+        robust: error-aware training (:mod:`optodesign.train.robust`), or None.
     """
 
     process: str | None = None
@@ -109,6 +111,7 @@ class Fabrication:
     options: dict[str, Any] = field(default_factory=dict)
     legalize: bool = True
     penalty: float = 0.0
+    robust: Robust | None = None  # error-aware training (errors = FILE)
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,9 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
 def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
     """``[fabrication]``: the process (the same as ``quantization.process`` when both are
     given), a constraint from the registry and its options."""
-    f = top.table("fabrication", {"process", "constraint", "options", "legalize", "penalty"})
+    f = top.table("fabrication", {"process", "constraint", "options", "legalize", "penalty",
+                                  "errors", "error_samples", "error_strength", "error_ramp",
+                                  "error_statistic"})
     process = f.string("process", None,
                        what="a process name (e.g. 'fused-silica-etch4') or a .toml path")
     if process is not None and quant_process is not None and process != quant_process:
@@ -343,9 +348,28 @@ def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
     constraint = f.choice("constraint", tuple(registry.CONSTRAINTS), "none")
     options = f.table("options", None)
     registry.read_options_of(constraint, options.data, section=options.section)
+    robust = None
+    errors = f.string("errors", None, what="an errors .toml file (verify's format)")
+    if errors is not None:
+        from ..variation.spec import load_errors
+
+        if process is None and quant_process is None:
+            raise f.error("errors", "needs fabrication.process (the relief the errors act on)")
+        try:
+            load_errors(errors)
+        except UserError as e:
+            raise f.error("errors", str(e)) from None
+        robust = Robust(errors=errors, samples=f.integer("error_samples", 4, low=1, high=256),
+                        strength=f.number("error_strength", 1.0, low=0),
+                        ramp=f.number("error_ramp", 0.5, low=0, high=1),
+                        statistic=f.choice("error_statistic", ("mean", "p5"), "mean"))
+    else:
+        for key in ("error_samples", "error_strength", "error_ramp", "error_statistic"):
+            if key in f:
+                raise f.error(key, "needs fabrication.errors")
     fab = Fabrication(process=process, constraint=constraint, options=dict(options.data),
                       legalize=f.boolean("legalize", True),
-                      penalty=f.number("penalty", 0.0, low=0))
+                      penalty=f.number("penalty", 0.0, low=0), robust=robust)
     if process is None and (fab.penalty > 0 or "legalize" in f):
         raise f.error("penalty" if fab.penalty > 0 else "legalize",
                       "needs fabrication.process (whose design rules to apply)")

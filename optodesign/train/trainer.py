@@ -219,8 +219,25 @@ class Trainer:
             free_levels=(0, 1) if cfg.quantization.method == "binary" else (),
         )
         self._step: torch.nn.Module | None = None
+        self._errors = self._error_sampler()
+        self._epoch_now, self._n_epochs_now, self._robust_step = 0, 1, 0
 
     # ------------------------------------------------------------------ setup helpers
+    def _error_sampler(self) -> Any:
+        robust = self.cfg.fabrication.robust
+        if robust is None:
+            return None
+        from ..process import load_process
+        from ..variation.spec import load_errors
+        from .robust import ErrorSampler
+
+        name = self.cfg.fabrication.process or self.cfg.quantization.process
+        assert name is not None
+        process = load_process(name)
+        return ErrorSampler(load_errors(robust.errors).errors, n=process.material.n,
+                            wavelength=self.cfg.optics.wavelength, pitch=self.grid.pitch,
+                            seed=self.cfg.seed)
+
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask
 
@@ -424,12 +441,31 @@ class Trainer:
         inten = ev.output_intensity(field, ts)
         # a plane-wave task: one field, the same on every rank, weight 1
         loss = weight * ev.task.loss(inten, y)
+        if self._errors is not None and qat:
+            loss = weight * self._robust_loss(field, ts, y, loss / max(weight, 1e-30))
         total = loss + stack.regularization()
         penalty = [q.rule_penalty() for q in stack.quantizers if hasattr(q, "rule_penalty")]
         if any(p is not None for p in penalty):  # the rule count, relative to the loss's size
             total = total + self.cfg.fabrication.penalty * loss.detach().abs() * sum(
                 p for p in penalty if p is not None)
         return total, inten
+
+    def _robust_loss(self, field: Tensor, ts: list[Tensor], y: Tensor | None,
+                     nominal: Tensor) -> Tensor:
+        """The configured statistic of the task loss over sampled fabrication errors
+        (:mod:`optodesign.train.robust`); the nominal design counts as one sample."""
+        from .robust import aggregate
+
+        robust, sampler = self.cfg.fabrication.robust, self._errors
+        assert robust is not None and sampler is not None
+        scale = robust.scale(self._epoch_now, self._n_epochs_now)
+        self._robust_step += 1
+        losses = [nominal]
+        for k in range(robust.samples):
+            tk = sampler.sample(ts, scale=scale, step=self._robust_step, sample=k)
+            losses.append(self._evaluator.task.loss(
+                self._evaluator.output_intensity(field, tk), y))
+        return aggregate(torch.stack(losses), robust.statistic)
 
     def _stack_of_step(self) -> DiffractiveStack:
         assert self._step is not None
@@ -453,6 +489,7 @@ class Trainer:
 
         n_epochs = tr.epochs if n_epochs is None else n_epochs
         self._evaluator = ev
+        self._epoch_now, self._n_epochs_now = epoch, n_epochs
         if self._step is None or self._stack_of_step() is not stack:
             self._step = self._make_step(stack)
         world, rank = distributed.world_size(), distributed.rank()
