@@ -3,15 +3,20 @@
 One rule for "runs": a run is a maximal stretch of equal labels along a row (or a column),
 cut by the array edge, so a run touching the edge counts with its length inside the array.
 :func:`narrow_runs` may let one ``background`` label continue outside the array (a mask
-shop's rule for the unexposed field). The DRC (:mod:`optodesign.export.drc`), the layout and
-STL writers and refine's minimum-feature rule (:mod:`optodesign.refine.solvers`) all use it.
+shop's rule for the unexposed field). The design-rule primitives (narrow runs, isolated
+pixels, diagonal necks, steep walls) live here once: :mod:`optodesign.fabrules` applies them for
+the DRC (:mod:`optodesign.export.drc`), training and refinement; the layout and STL writers
+use the runs.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["runs", "narrow_runs", "dilate_heights"]
+__all__ = ["runs", "narrow_runs", "isolated_pixels", "diagonal_necks", "aspect_ratio_runs",
+           "dilate_heights"]
 
 
 def runs(labels: np.ndarray, *, axis: int = 1) -> tuple[np.ndarray, ...]:
@@ -73,6 +78,86 @@ def narrow_runs(labels: np.ndarray, n_min: int, *, background: int | None = None
             cols.append(line[bad])
         widths.append(width[bad])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(widths)
+
+
+def isolated_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels whose 4 neighbours (inside the array) all have another label; ``(rows, cols)``.
+
+    A pixel with no neighbour of its level is an island one pixel wide. Pixels on the edge
+    need only their in-array neighbours to differ.
+    """
+    lab = np.asarray(labels)
+    iso = np.ones(lab.shape, dtype=bool)
+    iso[1:, :] &= lab[1:, :] != lab[:-1, :]
+    iso[:-1, :] &= lab[:-1, :] != lab[1:, :]
+    iso[:, 1:] &= lab[:, 1:] != lab[:, :-1]
+    iso[:, :-1] &= lab[:, :-1] != lab[:, 1:]
+    if lab.size == 1:
+        iso[:] = False
+    r, c = np.nonzero(iso)
+    return r.astype(np.int64), c.astype(np.int64)
+
+
+def diagonal_necks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Corner-only contacts: in a 2×2 window ``[[a, b], [c, d]]``, a diagonal pair of one
+    label (``a == d`` or ``b == c``) whose two other pixels both have another label.
+
+    Returns:
+        ``(rows, cols, label)``: the shared corner is the lower-left corner of pixel
+        ``(rows, cols)`` (i.e. between pixels ``(r-1, c-1)``, ``(r-1, c)``, ``(r, c-1)``,
+        ``(r, c)``), and the label that necks there.
+    """
+    lab = np.asarray(labels)
+    a, b = lab[:-1, :-1], lab[:-1, 1:]
+    c, d = lab[1:, :-1], lab[1:, 1:]
+    main = (a == d) & (b != a) & (c != a)  # a-d touch only at the corner
+    anti = (b == c) & (a != b) & (d != b)  # b-c touch only at the corner
+    rows, cols, labs = [], [], []
+    for m, src in ((main, a), (anti, b)):
+        r, cc = np.nonzero(m)
+        rows.append(r + 1)
+        cols.append(cc + 1)
+        labs.append(src[r, cc])
+    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
+            np.concatenate(labs).astype(np.int64))
+
+
+def aspect_ratio_runs(heights: np.ndarray, labels: np.ndarray, *, pitch: float,
+                      max_ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walls and trenches steeper than ``max_ratio`` (height / width).
+
+    Along rows and columns, every run of one label with neighbours on both sides has a wall
+    height ``h − max(h_left, h_right)`` (when > 0) or a trench depth
+    ``min(h_left, h_right) − h`` (when > 0); its ratio to the run width ``w·pitch`` is checked.
+
+    Returns:
+        ``(rows, cols, ratios)`` of the first pixel of each violating run.
+    """
+    rows, cols, ratios = [], [], []
+    h_map = np.asarray(heights, dtype=np.float64)
+    if not math.isfinite(max_ratio):
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, np.zeros(0)
+    for axis in (1, 0):
+        h = h_map if axis == 1 else h_map.T
+        line, start, stop, _ = runs(labels, axis=axis)
+        inner = (start > 0) & (stop < h.shape[1])
+        line, start, stop = line[inner], start[inner], stop[inner]
+        hc = h[line, start]
+        hl = h[line, start - 1]
+        hr = h[line, stop]
+        wall = hc - np.maximum(hl, hr)
+        trench = np.minimum(hl, hr) - hc
+        rel = np.maximum(np.maximum(wall, trench), 0.0) / ((stop - start) * pitch)
+        bad = rel > max_ratio * (1 + 1e-9)
+        if axis == 1:
+            rows.append(line[bad])
+            cols.append(start[bad])
+        else:
+            rows.append(start[bad])
+            cols.append(line[bad])
+        ratios.append(rel[bad])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(ratios)
 
 
 def dilate_heights(h: np.ndarray, *, bias: float, pitch: float, oversample: int) -> np.ndarray:

@@ -67,6 +67,8 @@ MODULE_TIER = {
     "test_allocator": "property",
     "test_device_placement": "property",
     "test_process": "property",
+    "test_examples_fab": "e2e",
+    "test_fabrules": "property",
     "test_design": "roundtrip",
     "test_gds": "roundtrip",
     "test_stl": "roundtrip",

@@ -20,7 +20,8 @@ from optodesign.process import (
 )
 from optodesign.tasks import D2NNSetup
 
-SHIPPED = ("fused-silica-etch4", "ip-dip-2pp", "thz-printed", "tio2-pillars")
+SHIPPED = ("asi-pillars-complex", "fused-silica-etch4", "fused-silica-etch8", "ip-dip-2pp",
+           "thz-printed", "tio2-pillars")
 C = 299_792_458.0
 
 
@@ -317,3 +318,21 @@ def test_per_level_etch_from_dict_limits_levels_to_its_layers() -> None:
                            "rules": {"min_feature": "1 um"},
                            "etch": {"mode": "per-level", "masks": 2}})
     assert "etch.masks" in one_line(e)
+
+
+def test_complex_amplitude_library_is_the_absorbing_pillar_model():
+    """layouts/asi-pillars-complex.toml tabulates effective_index_atom with an absorbing
+    pillar; with kappa = 0 the model is the lossless one, and absorption lowers |t| as the
+    pillar (and its phase) grows."""
+    p = load_process("asi-pillars-complex")
+    spec = p.structure.spec
+    model = dict(lattice=spec.lattice, height=spec.height, wavelength=p.wavelength,
+                 n=p.material.n, kappa=p.material.kappa, n0=p.material.n0)
+    for size, t in zip(spec.sizes, spec.atoms, strict=True):
+        want = 1.0 if size == 0 else effective_index_atom(size, **model)
+        assert abs(t - want) < 2e-6
+    amps = np.abs(np.asarray(spec.atoms))
+    assert np.all(np.diff(amps) < 0) and amps[-1] < 0.5
+    lossless = effective_index_atom(150e-9, **{**model, "kappa": 0.0})
+    assert lossless == pytest.approx(
+        effective_index_atom(150e-9, **{**model, "kappa": 1e-12}), abs=1e-9)

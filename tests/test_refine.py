@@ -133,7 +133,7 @@ def _reference_loss(design: Design, inten: torch.Tensor, ev: Evaluator) -> torch
         yy, xx = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
         r = design.setup.focus_radius
         disk = (yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= r * r
-        return -inten[disk].sum() / incident
+        return -inten[disk].max() / design.setup.ideal_peak  # -Strehl: the peak in the disk
     e = _box_energies(inten, design.setup.spot_boxes) / incident
     return -e.sum() + e.std() / e.mean()
 

@@ -133,6 +133,37 @@ def test_quantized_lens_strehl_matches_scalar_diffraction_theory(tmp_path) -> No
         assert strehl == pytest.approx(expected, rel=0.03), (levels, strehl, expected)
 
 
+def test_lens_strehl_is_the_peak_in_the_focal_disk_and_the_loss_is_its_negative(tmp_path):
+    """A focus moved sideways by a pixel keeps its Strehl ratio (the peak in the focal disk,
+    not the on-axis value); the training loss is exactly minus that Strehl ratio; training
+    starts from the ideal lens, whose rounding to 4 levels is the sinc²(1/4) bound."""
+    from optodesign.tasks.lens import ideal_lens_phase
+    from optodesign.train.trainer import Trainer
+
+    n, pitch, wl, f = 64, 2e-6, 633e-9, 1e-3
+    raw = {"task": "lens", "optics": {"wavelength": wl, "pitch": pitch, "size": n, "layers": 1,
+                                      "distance": f},
+           "quantization": {"method": "pq", "levels": 4}, "train": {"epochs": 1}}
+    trainer = Trainer(parse_config(raw), tmp_path, progress=False)
+    design = Design(levels=np.zeros((1, n, n), int), level_tables=np.ones(2), **trainer.template)
+    ev = Evaluator.from_design(design)
+    grid = trainer.grid
+    phase = ideal_lens_phase(grid, wavelength=wl, focal_length=f)
+    # tilt the ideal lens so the focus lands one pixel off the axis
+    tilt = 2 * np.pi * grid.x()[None, :] * (pitch / f) / wl
+    on, off = (ev.evaluate(np.exp(1j * (phase + t))[None]) for t in (0.0, tilt))
+    assert on["strehl"] == pytest.approx(1.0, rel=1e-5)
+    assert off["strehl"] == pytest.approx(1.0, rel=0.02)
+    inten = ev.output_intensity(ev.plane_wave(), [torch.as_tensor(
+        np.exp(1j * (phase + tilt)).astype(np.complex64))])
+    assert float(inten[0, n // 2, n // 2]) / design.setup.ideal_peak < 0.9  # off the axis
+    loss = float(ev.task.loss(inten))
+    assert loss == pytest.approx(-off["strehl"], rel=1e-5)
+    init = trainer.initial_raw(build_quantizers(trainer.cfg, None))
+    assert init is not None
+    assert np.allclose(init[0].numpy(), phase, atol=1e-6)
+
+
 def test_hologram_training_improves_psnr(tmp_path) -> None:
     raw = {"task": "hologram", "seed": 1,
            "optics": {"wavelength": "633 nm", "pitch": "8 um", "size": 48, "layers": 1,

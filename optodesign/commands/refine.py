@@ -101,6 +101,10 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
 @click.option("--min-feature", type=click.IntRange(min=1), default=1, show_default=True,
               metavar="PX", help="No change may create a run of one level shorter than PX "
                                  "pixels along x or y.")
+@click.option("--process", "process_name", default=None, metavar="NAME_OR_PATH",
+              help="Keep the process's design rules (the DRC's): no change may add a "
+                   "violation, so a DRC-clean design stays clean [default: the process the "
+                   "design was trained with, if any; 'none' turns it off].")
 @click.option("--block", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Change square blocks of PX pixels at once [default: --min-feature].")
 @click.option("--seed", default="0", show_default=True, metavar="N",
@@ -111,8 +115,8 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force: bool,
-           min_feature: int, block: int | None, seed: str, train_samples: int, device: str,
-           quiet: bool) -> None:
+           min_feature: int, process_name: str | None, block: int | None, seed: str,
+           train_samples: int, device: str, quiet: bool) -> None:
     """Refine the integer level maps of the design in RUN_DIR on its hard-quantized task loss.
 
     Writes a new design (the input is never modified) whose test metric is re-evaluated with
@@ -147,6 +151,11 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     if min_feature > 1 and not satisfies_min_feature(design.levels, min_feature):
         click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
                    f"creates no new ones but does not repair them")
+    decks = _decks(design, process_name)
+    if decks is not None:
+        dirty = sum(d.count(design.levels[k]) for k, d in enumerate(decks))
+        click.echo(f"design rules of {decks[0].process}: the input has {dirty} violation(s); "
+                   "no change may add one")
     bar = tqdm(total=n_evals, desc=f"refine ({method})", unit="eval", disable=quiet,
                mininterval=0.5, leave=False)
 
@@ -159,7 +168,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
                             budget=n_evals, seconds=seconds, min_feature=min_feature,
                             block=block, fixed_mask=design.fixed_mask,
                             allowed_levels=design.allowed_levels(), seed=seed_value,
-                            progress=progress)
+                            progress=progress, decks=decks)
     finally:
         bar.close()
     after = evaluator.evaluate(objective.transmissions(result.levels))
@@ -180,6 +189,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         "metric_before": before[key],
         "metric_after": after[key],
         "min_feature_px": min_feature,
+        "process_rules": None if decks is None else decks[0].process,
         "block_px": block if block is not None else min_feature,
         "seed": seed_value,
         "source": source,
@@ -195,3 +205,21 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
                f"{result.loss_before:.5g} -> {result.loss_after:.5g}")
     click.echo(f"{key} (test, hard levels): {before[key]:.4g} -> {after[key]:.4g}")
     click.echo(f"design: {out / 'design.json'}")
+
+
+def _decks(design: Any, name: str | None) -> list[Any] | None:
+    """Per layer, the design rules refine keeps: ``--process``, else the process the design
+    was trained with (``design.json`` quantizer.process); ``none``: no rules."""
+    from ..fabrules import Deck
+    from ..process import load_process
+
+    if name is None:
+        name = design.quantizer.get("process") if isinstance(design.quantizer, dict) else None
+    if name is None or str(name).lower() == "none":
+        return None
+    try:
+        process = load_process(str(name))
+    except UserError as e:
+        raise UserError(f"--process: {e}") from None
+    return [Deck.of(process, pitch=design.pitch, level_table=design.level_tables[k],
+                    layer=k + 1) for k in range(design.levels.shape[0])]

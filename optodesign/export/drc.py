@@ -25,15 +25,15 @@ Every check is vectorised numpy; a 1000×1000 layer takes a fraction of a second
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..fabrules import Deck
 from ..process import Process
-from ..raster import narrow_runs, runs
+from ..raster import aspect_ratio_runs, diagonal_necks, isolated_pixels
 
 __all__ = [
     "Violation",
@@ -147,87 +147,6 @@ class DRCReport:
         return "\n".join(out) + "\n"
 
 
-# ---------------------------------------------------------------------------- primitives
-def isolated_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels whose 4 neighbours (inside the array) all have another label; ``(rows, cols)``.
-
-    A pixel with no neighbour of its level is an island one pixel wide. Pixels on the edge
-    need only their in-array neighbours to differ.
-    """
-    lab = np.asarray(labels)
-    iso = np.ones(lab.shape, dtype=bool)
-    iso[1:, :] &= lab[1:, :] != lab[:-1, :]
-    iso[:-1, :] &= lab[:-1, :] != lab[1:, :]
-    iso[:, 1:] &= lab[:, 1:] != lab[:, :-1]
-    iso[:, :-1] &= lab[:, :-1] != lab[:, 1:]
-    if lab.size == 1:
-        iso[:] = False
-    r, c = np.nonzero(iso)
-    return r.astype(np.int64), c.astype(np.int64)
-
-
-def diagonal_necks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Corner-only contacts: in a 2×2 window ``[[a, b], [c, d]]``, a diagonal pair of one
-    label (``a == d`` or ``b == c``) whose two other pixels both have another label.
-
-    Returns:
-        ``(rows, cols, label)``: the shared corner is the lower-left corner of pixel
-        ``(rows, cols)`` (i.e. between pixels ``(r-1, c-1)``, ``(r-1, c)``, ``(r, c-1)``,
-        ``(r, c)``), and the label that necks there.
-    """
-    lab = np.asarray(labels)
-    a, b = lab[:-1, :-1], lab[:-1, 1:]
-    c, d = lab[1:, :-1], lab[1:, 1:]
-    main = (a == d) & (b != a) & (c != a)  # a-d touch only at the corner
-    anti = (b == c) & (a != b) & (d != b)  # b-c touch only at the corner
-    rows, cols, labs = [], [], []
-    for m, src in ((main, a), (anti, b)):
-        r, cc = np.nonzero(m)
-        rows.append(r + 1)
-        cols.append(cc + 1)
-        labs.append(src[r, cc])
-    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
-            np.concatenate(labs).astype(np.int64))
-
-
-def aspect_ratio_runs(heights: np.ndarray, labels: np.ndarray, *, pitch: float,
-                      max_ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Walls and trenches steeper than ``max_ratio`` (height / width).
-
-    Along rows and columns, every run of one label with neighbours on both sides has a wall
-    height ``h − max(h_left, h_right)`` (when > 0) or a trench depth
-    ``min(h_left, h_right) − h`` (when > 0); its ratio to the run width ``w·pitch`` is checked.
-
-    Returns:
-        ``(rows, cols, ratios)`` of the first pixel of each violating run.
-    """
-    rows, cols, ratios = [], [], []
-    h_map = np.asarray(heights, dtype=np.float64)
-    if not math.isfinite(max_ratio):
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, np.zeros(0)
-    for axis in (1, 0):
-        h = h_map if axis == 1 else h_map.T
-        line, start, stop, _ = runs(labels, axis=axis)
-        inner = (start > 0) & (stop < h.shape[1])
-        line, start, stop = line[inner], start[inner], stop[inner]
-        hc = h[line, start]
-        hl = h[line, start - 1]
-        hr = h[line, stop]
-        wall = hc - np.maximum(hl, hr)
-        trench = np.minimum(hl, hr) - hc
-        rel = np.maximum(np.maximum(wall, trench), 0.0) / ((stop - start) * pitch)
-        bad = rel > max_ratio * (1 + 1e-9)
-        if axis == 1:
-            rows.append(line[bad])
-            cols.append(start[bad])
-        else:
-            rows.append(start[bad])
-            cols.append(line[bad])
-        ratios.append(rel[bad])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(ratios)
-
-
 # ---------------------------------------------------------------------------- per layer
 class _Locator:
     def __init__(self, shape: tuple[int, int], pitch: float, origin: tuple[float, float],
@@ -297,22 +216,16 @@ def check_layer(
 
         out.append(Violation(f.rule, "error", int(r.size), loc.examples(r, c, level_detail),
                              f.limit))
-    # raster rules on the drawn label maps (levels, or each binary mask)
-    n_levels = table.shape[0]
-    maps = structure.rule_maps(lv, n_levels)
-    if not maps:
+    # raster rules on the drawn label maps (levels, or each binary mask): the one
+    # implementation training and refine apply too (optodesign.fabrules.Deck)
+    deck = Deck.of(process, pitch=pitch, level_table=table, layer=layer)
+    found = deck.raster(lv)
+    if not found:
         return LayerReport(layer, tuple(out))
-    heights = structure.level_values(table)[lv]
-    n_min = max(1, math.ceil(rules.min_feature / pitch - 1e-9))
+    maps = deck.maps(lv)
+    n_min = deck.n_min
 
-    rr, cc, ww, which = [], [], [], []
-    for j, m in enumerate(maps):
-        r, c, w = narrow_runs(m.labels, n_min, background=m.background)
-        rr.append(r)
-        cc.append(c)
-        ww.append(w)
-        which.append(np.full(r.size, j))
-    r, c, w, src = (np.concatenate(x) for x in (rr, cc, ww, which))
+    r, c, w, src = found["min_feature"]
 
     def run_detail(i: int) -> str:
         name = maps[int(src[i])].name
@@ -321,31 +234,20 @@ def check_layer(
     out.append(Violation("min_feature", "error", int(r.size), loc.examples(r, c, run_detail),
                          f"min {n_min} px ({rules.min_feature / 1e-6:g} um)"))
 
-    r, c, ratio = aspect_ratio_runs(heights, lv, pitch=pitch, max_ratio=rules.max_aspect_ratio)
+    r, c, ratio = found["aspect_ratio"]
     out.append(Violation("aspect_ratio", "error", int(r.size),
                          loc.examples(r, c, lambda i: f"height/width {ratio[i]:.2f}"),
                          f"max {rules.max_aspect_ratio:g}"))
 
-    if rules.isolated_pixels != "ignore":
-        r, c = isolated_pixels(lv)
+    if "isolated_pixels" in found:
+        r, c = found["isolated_pixels"]
         out.append(Violation("isolated_pixels", rules.isolated_pixels, int(r.size),
                              loc.examples(r, c, lambda i: f"level {lv[r[i], c[i]]}"),
                              "no single-pixel islands"))
-    if rules.diagonal_necks != "ignore":
-        keys, names = [], []
-        for j, m in enumerate(maps):
-            r, c, lab = diagonal_necks(m.labels)
-            if m.polygon_label is not None:
-                keep = lab == m.polygon_label  # necks of the drawn (polygon) regions
-                r, c = r[keep], c[keep]
-            keys.append((j * (lv.shape[0] + 1) + r) * (lv.shape[1] + 1) + c)
-            names.append(m.name)
+    if "diagonal_necks" in found:
         # one entry per corner (per mask): a checkerboard window necks two levels at once
-        key = np.unique(np.concatenate(keys))
-        c = key % (lv.shape[1] + 1)
-        rest = key // (lv.shape[1] + 1)
-        r = rest % (lv.shape[0] + 1)
-        src = rest // (lv.shape[0] + 1)
+        r, c, src = found["diagonal_necks"]
+        names = [m.name for m in maps]
         out.append(Violation(
             "diagonal_necks", rules.diagonal_necks, int(r.size),
             loc.examples(r, c, lambda i: f"{names[int(src[i])] or 'levels'} corner contact",

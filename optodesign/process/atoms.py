@@ -21,6 +21,7 @@ def effective_index_atom(
     n: float,
     n0: float = 1.0,
     shape: Literal["circle", "square"] = "circle",
+    kappa: float = 0.0,
 ) -> complex:
     """A crude meta-atom model: transmission of a pillar relative to the bare lattice.
 
@@ -38,14 +39,23 @@ def effective_index_atom(
         wavelength: metres.
         n: pillar index; n0: surrounding index.
         shape: ``"circle"`` or ``"square"``.
+        kappa: the pillar's extinction coefficient (``n + iκ``): an absorbing pillar loses
+            amplitude as it grows, so a library of sizes spans amplitudes as well as phases
+            (``n_eff`` is then complex; its imaginary part attenuates ``exp(−2π κ_eff H/λ)``
+            and the Fresnel factor is complex).
 
     Returns:
         complex transmission with ``|t| <= 1``.
     """
     area = math.pi * size**2 / 4 if shape == "circle" else size**2
     f = min(area / lattice**2, 1.0)
-    n_eff = math.sqrt(f * n**2 + (1 - f) * n0**2)
-    amp = 4 * n0 * n_eff / (n0 + n_eff) ** 2
-    return complex(amp * np.exp(1j * TWO_PI * (n_eff - n0) * height / wavelength))
+    if kappa == 0:
+        n_eff = math.sqrt(f * n**2 + (1 - f) * n0**2)
+        amp = 4 * n0 * n_eff / (n0 + n_eff) ** 2
+        return complex(amp * np.exp(1j * TWO_PI * (n_eff - n0) * height / wavelength))
+    m = complex(n, kappa)
+    ne = np.sqrt(f * m**2 + (1 - f) * n0**2)
+    fresnel = 4 * n0 * ne / (n0 + ne) ** 2
+    return complex(fresnel * np.exp(1j * TWO_PI * (ne - n0) * height / wavelength))
 
 

@@ -63,6 +63,12 @@ class Quantizer(nn.Module):
             return phase
         return torch.stack((torch.cos(phase), torch.sin(phase)), dim=-1)
 
+    def pre(self, raw: Tensor) -> Tensor:
+        """The raw weights the levels are read from: ``raw`` itself, or ``raw`` after a
+        fabrication constraint's length scale (:mod:`.constraints`); the full-precision path
+        of training reads them too."""
+        return raw
+
     def prepare(self, raw: Tensor) -> Tensor:
         """Map raw values into the quantizer's domain before QAT starts (phases wrapped to
         [0, 2π)); called by the trainer at the start of quantization-aware training."""

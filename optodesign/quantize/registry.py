@@ -33,8 +33,9 @@ from .codebooks import phase_codebook
 from .complex import complex_quantizer
 from .phase import FT_T, phase_quantizer
 
-__all__ = ["Family", "Option", "Method", "METHODS", "family", "method_names", "read_options",
-           "check_options", "build_quantizer", "methods_table"]
+__all__ = ["Family", "Option", "Method", "METHODS", "CONSTRAINTS", "family", "method_names",
+           "read_options", "check_options", "build_quantizer", "constrain", "methods_table",
+           "constraints_table"]
 
 Family = Literal["phase", "binary", "complex"]
 
@@ -160,6 +161,65 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
+#: Fabrication constraints: layers around any method's quantizer
+#: (:class:`optodesign.quantize.constraints.Constrained`), read from ``[fabrication]``.
+CONSTRAINTS: dict[str, Method] = {m.name: m for m in (
+    Method("none", "phase", "no length scale (the legalizer and the rule penalty still act "
+           "when a process is given)"),
+    Method("filter", "phase", "filter-and-project: cone density filter of radius R before the "
+           "quantizer, whose rising temperature is the projection", (
+        Option("radius", "number", 2.0, "filter radius R, pixels (>= 1)"),
+    )),
+    Method("superpixel", "phase", "size x size blocks share one raw value (grid or running-bond "
+           "brick layout; brick has no diagonal necks by construction)", (
+        Option("size", "integer", 2, "block edge, pixels"),
+        Option("layout", ("brick", "grid"), "brick", "block layout"),
+    )),
+)}
+
+
+def read_options_of(constraint: str, options: Mapping[str, Any] | None, *, src: str = "",
+                    section: str = "options") -> dict[str, Any]:
+    """A constraint's options checked by name and type, defaults filled in."""
+    if constraint not in CONSTRAINTS:
+        raise ConfigError(f"constraint: unknown {constraint!r} (allowed: "
+                          f"{', '.join(CONSTRAINTS)})")
+    return _read(CONSTRAINTS[constraint], options, src, section)[1]
+
+
+def constrain(inner: Quantizer, constraint: str = "none",
+              options: Mapping[str, Any] | None = None, *, legalize: Any = None,
+              rules: Any = None, penalty: float = 0.0, src: str = "",
+              section: str = "options") -> Quantizer:
+    """Wrap any quantizer in a fabrication constraint (:data:`CONSTRAINTS`).
+
+    Args:
+        inner: a quantizer from :func:`build_quantizer` (any family).
+        constraint: a name of :data:`CONSTRAINTS`.
+        options: the constraint's options (checked by name and type here, ranges by
+            :class:`~optodesign.quantize.constraints.Constrained`).
+        legalize: ``levels -> levels`` making a level map pass the process's rules, or None.
+        rules: a :class:`~optodesign.quantize.constraints.SoftRules` for the rule penalty.
+        penalty: weight of the rule penalty (0: none).
+    """
+    from .constraints import Constrained
+
+    if constraint not in CONSTRAINTS:
+        raise ConfigError(f"constraint: unknown {constraint!r} (allowed: "
+                          f"{', '.join(CONSTRAINTS)})")
+    table, opts = _read(CONSTRAINTS[constraint], options, src, section)
+    if constraint == "none" and legalize is None and not (rules is not None and penalty > 0):
+        return inner
+    try:
+        return Constrained(inner, kind=constraint, legalize=legalize, rules=rules,
+                           weight=penalty, **opts)
+    except ConfigError as e:
+        key, sep, what = str(e).partition(": ")
+        if sep and key in table:
+            raise table.error(key, what) from None
+        raise
+
+
 def method_names(kind: Family | None = None) -> tuple[str, ...]:
     """The method names of one family (all of them for ``None``), in the docs' order."""
     return tuple(n for n, m in METHODS.items() if kind is None or m.family == kind)
@@ -278,4 +338,18 @@ def methods_table() -> str:
     rows += ["", "| option | of | default | meaning |", "| --- | --- | --- | --- |"]
     rows += [f"| `{name}` | {', '.join(ms)} | {default} | {what} |"
              for (name, default, what), ms in options.items()]
+    return "\n".join(rows) + "\n"
+
+
+def constraints_table() -> str:
+    """A Markdown table of the fabrication constraints and their options (docs/quantizers.md
+    shows exactly this)."""
+    rows = ["| constraint | what it does | option | default | meaning |",
+            "| --- | --- | --- | --- | --- |"]
+    for m in CONSTRAINTS.values():
+        if not m.options:
+            rows.append(f"| `{m.name}` | {m.help} | — | | |")
+        for i, o in enumerate(m.options):
+            head = f"`{m.name}` | {m.help}" if i == 0 else " | "
+            rows.append(f"| {head} | `{o.name}` | {o.default_text} | {o.help} |")
     return "\n".join(rows) + "\n"

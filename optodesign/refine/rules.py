@@ -1,12 +1,15 @@
-"""The minimum-feature rule of refinement: no move may create a run of one level shorter than
+"""The design rules of refinement: no move may create a run of one level shorter than
 ``min_feature`` pixels along x or y (the DRC's rule for a level map,
-:func:`optodesign.raster.narrow_runs`)."""
+:func:`optodesign.raster.narrow_runs`), and, with a process's rules
+(:class:`optodesign.fabrules.Deck`, the DRC's own implementation), no move may add a violation
+of any of them: a DRC-clean design stays clean."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UserError
+from ..fabrules import Deck
 from ..raster import narrow_runs, runs
 
 __all__ = ["satisfies_min_feature", "change_allowed"]
@@ -54,7 +57,7 @@ def _line_creates_short(old: np.ndarray, pos: np.ndarray, vals: np.ndarray, mf: 
 
 
 def change_allowed(levels: np.ndarray, ys: np.ndarray, xs: np.ndarray, new: np.ndarray | int,
-                   min_feature: int) -> bool:
+                   min_feature: int, deck: Deck | None = None) -> bool:
     """True when setting ``levels[ys, xs] = new`` creates no run shorter than ``min_feature``.
 
     A run is created when it differs (start, stop or level) from every run before the change,
@@ -66,7 +69,11 @@ def change_allowed(levels: np.ndarray, ys: np.ndarray, xs: np.ndarray, new: np.n
         ys, xs: int ``(S,)`` distinct pixel coordinates.
         new: new level per pixel (``(S,)`` or a scalar).
         min_feature: pixels; <= 1 allows everything.
+        deck: a process's rules for this layer: the change must also add no violation of
+            them (:meth:`optodesign.fabrules.Deck.keeps`).
     """
+    if deck is not None and not deck.keeps(levels, ys, xs, new):
+        return False
     if min_feature <= 1:
         return True
     ys = np.asarray(ys, dtype=np.int64).ravel()

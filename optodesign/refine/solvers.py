@@ -41,13 +41,16 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ..errors import UserError
 from .objective import LayerState, Objective, check_seed
 from .rules import change_allowed
+
+if TYPE_CHECKING:
+    from ..fabrules import Deck
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,8 @@ class _Search:
                  budget: int | None, seconds: float | None, min_feature: int,
                  fixed_mask: np.ndarray | None, allowed_levels: Sequence[int] | None,
                  block: int | None, batch: int | None, chunk: int | None,
-                 layers: Sequence[int] | None, seed: int, progress: Progress | None) -> None:
+                 layers: Sequence[int] | None, seed: int, progress: Progress | None,
+                 decks: Sequence[Deck] | None = None) -> None:
         self.t0 = time.perf_counter()
         self.obj = objective
         self.method = method
@@ -123,6 +127,9 @@ class _Search:
         if min_feature < 1:
             raise UserError(f"min_feature: must be >= 1 pixel, got {min_feature}")
         self.mf = int(min_feature)
+        if decks is not None and len(decks) != K:
+            raise UserError(f"decks: {len(decks)} for {K} layers")
+        self.decks = list(decks) if decks is not None else [None] * K
         n_levels = objective.tables.shape[1]
         allowed = tuple(range(n_levels)) if allowed_levels is None else tuple(
             sorted({int(a) for a in allowed_levels}))
@@ -246,9 +253,9 @@ class _Search:
                 owner = np.flatnonzero(ok)
                 new = self.allowed[idx[ok]]
             pix = ys[owner] * nx + xs[owner]
-            if self.mf > 1:
+            if self.mf > 1 or self.decks[k] is not None:
                 good = np.array([change_allowed(lv, np.array([p // nx]), np.array([p % nx]), v,
-                                                self.mf)
+                                                self.mf, self.decks[k])
                                  for p, v in zip(pix, new, strict=True)], bool)
                 owner, pix, new = owner[good], pix[good], new[good]
             return owner, pix[:, None], np.asarray(new)[:, None]
@@ -269,7 +276,7 @@ class _Search:
                 if not ch.any():
                     continue
                 cy, cx = ys[ch], xs[ch]
-                if not change_allowed(lv, cy, cx, v, self.mf):
+                if not change_allowed(lv, cy, cx, v, self.mf, self.decks[k]):
                     continue
                 p = np.full(b * b, cy[0] * nx + cx[0])
                 nv = np.full(b * b, old[ch][0])
@@ -301,8 +308,8 @@ class _Search:
             pix, new = self.changed(k, pix, new)
             if pix.size == 0:
                 continue
-            if self.mf > 1 and not change_allowed(lv, pix // self.nx, pix % self.nx, new,
-                                                  self.mf):
+            if (self.mf > 1 or self.decks[k] is not None) and not change_allowed(
+                    lv, pix // self.nx, pix % self.nx, new, self.mf, self.decks[k]):
                 continue
             flat[pix] = new
             applied += 1
@@ -341,7 +348,8 @@ def direct_binary_search(objective: Objective, levels: np.ndarray, *, budget: in
                          allowed_levels: Sequence[int] | None = None, block: int | None = None,
                          batch: int | None = None, chunk: int | None = None,
                          layers: Sequence[int] | None = None, joint: bool = True, seed: int = 0,
-                         progress: Progress | None = None) -> RefineResult:
+                         progress: Progress | None = None,
+                         decks: Sequence[Deck] | None = None) -> RefineResult:
     """Direct binary search (Seldowitz, Allebach & Sweeney 1987, doi:10.1364/AO.26.002788).
 
     Visits block corners of each layer in random order (``chunk`` corners per visit of a
@@ -366,6 +374,8 @@ def direct_binary_search(objective: Objective, levels: np.ndarray, *, budget: in
         joint: try the union of a batch's improving changes.
         seed: random order.
         progress: called with (evaluations done, current loss) after each scoring call.
+        decks: per layer, a process's design rules no change may break further
+            (:meth:`optodesign.fabrules.Deck.keeps`; a DRC-clean input stays clean).
 
     Returns:
         :class:`RefineResult`; stops early (``converged``) when a full pass over every
@@ -374,7 +384,7 @@ def direct_binary_search(objective: Objective, levels: np.ndarray, *, budget: in
     s = _Search(objective, levels, method="dbs", budget=budget, seconds=seconds,
                 min_feature=min_feature, fixed_mask=fixed_mask, allowed_levels=allowed_levels,
                 block=block, batch=batch, chunk=chunk, layers=layers, seed=seed,
-                progress=progress)
+                progress=progress, decks=decks)
     quiet = {k: 0 for k in s.layers}  # corners visited since the layer last improved
     converged = False
     li = 0
@@ -432,7 +442,8 @@ def simulated_annealing(objective: Objective, levels: np.ndarray, *, budget: int
                         rule: Literal["heat-bath", "metropolis"] = "metropolis",
                         t_start: float | None = None, accept_start: float = 0.05,
                         t_ratio: float = 1e-3, seed: int = 0,
-                        progress: Progress | None = None) -> RefineResult:
+                        progress: Progress | None = None,
+                        decks: Sequence[Deck] | None = None) -> RefineResult:
     """Simulated annealing over level changes (Kirkpatrick et al. 1983,
     doi:10.1126/science.220.4598.671), batched, returning the best design seen.
 
@@ -454,7 +465,7 @@ def simulated_annealing(objective: Objective, levels: np.ndarray, *, budget: int
 
     Args:
         objective, levels, budget, seconds, min_feature, fixed_mask, allowed_levels, block,
-            batch, chunk, layers, seed, progress: as :func:`direct_binary_search`.
+            batch, chunk, layers, seed, progress, decks: as :func:`direct_binary_search`.
         rule: "heat-bath" or "metropolis" (see above).
         t_start: start temperature, in loss units; None: chosen from the first batch so that
             the median uphill change is accepted with probability ``accept_start``.
@@ -475,7 +486,7 @@ def simulated_annealing(objective: Objective, levels: np.ndarray, *, budget: int
     s = _Search(objective, levels, method="anneal", budget=budget, seconds=seconds,
                 min_feature=min_feature, fixed_mask=fixed_mask, allowed_levels=allowed_levels,
                 block=block, batch=batch, chunk=chunk, layers=layers, seed=seed,
-                progress=progress)
+                progress=progress, decks=decks)
     best_loss = s.loss_before
     best_levels = s.levels.copy()
     best_is_current = False  # current levels equal the best but best_levels is stale

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ..data.datasets import Dataset
+    from ..grid import Grid
     from ..train.config import Config
 
 __all__ = ["Box", "SetupError", "Task", "TaskSetup", "Prepared", "read_boxes", "read_int",
@@ -253,6 +254,11 @@ class Task(ABC):
         import torch
 
         return torch.ones((1, *self.shape), dtype=torch.complex64, device=self.device)
+
+    def initial_phase(self, grid: Grid, wavelength: float) -> np.ndarray | None:
+        """A phase ``(ny, nx)`` to start every layer's training from (None: the quantizer's
+        random start). A lens starts from the ideal lens."""
+        return None
 
     # ------------------------------------------------------------------ loss
     def read(self, intensity: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from ..quantize import registry
 from ..schema import Table
 from ..tasks import TASKS, get_task
 from ..units import UnitsWarning, format_length
+from .robust import Robust
 
 __all__ = ["Config", "load_config", "parse_config"]
 
@@ -96,6 +97,28 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Fabrication:
+    """``[fabrication]``: the process whose design rules the trained design passes.
+
+    Attributes:
+        process: process name or .toml path (None: no rules).
+        constraint: a name of :data:`optodesign.quantize.registry.CONSTRAINTS`.
+        options: the constraint's options.
+        legalize: make the hard design pass the process's DRC (default true with a process).
+        penalty: weight of the differentiable rule count added to the loss, relative to the
+            loss's own size (0: none).
+        robust: error-aware training (:mod:`optodesign.train.robust`), or None.
+    """
+
+    process: str | None = None
+    constraint: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+    legalize: bool = True
+    penalty: float = 0.0
+    robust: Robust | None = None  # error-aware training (errors = FILE)
+
+
+@dataclass(frozen=True)
 class Config:
     task: str
     optics: Optics
@@ -106,6 +129,7 @@ class Config:
     target: Target = Target()
     seed: int = 0
     source: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for the run dir
+    fabrication: Fabrication = Fabrication()
 
     @property
     def is_complex(self) -> bool:
@@ -145,27 +169,26 @@ def _check_wavelength(optics: Optics, given: Any) -> None:
 _CODEBOOK = re.compile(r"^(process|polar:\d+,\d+|square:\d+|phase:\d+)$")
 
 
-def _check_process(quant: Quantization, optics: Optics) -> None:
+def _check_process(name: str, optics: Optics, key: str = "quantization.process") -> None:
     """Load the process now and refuse one made for another wavelength or pitch, so the
-    mismatch does not surface only at export, after training."""
+    mismatch does not surface only at export, after training (errors name ``key``)."""
     from ..process import WAVELENGTH_TOLERANCE, load_process
 
-    assert quant.process is not None
     try:
-        process = load_process(quant.process)
+        process = load_process(name)
         lam, lam_p = optics.wavelength, process.wavelength
         if abs(lam - lam_p) > WAVELENGTH_TOLERANCE * lam_p:
             raise ConfigError(
-                f"quantization.process: {process.name!r} is made for {format_length(lam_p)} but "
+                f"{key}: {process.name!r} is made for {format_length(lam_p)} but "
                 f"optics.wavelength is {format_length(lam)} ({abs(lam - lam_p) / lam_p:.1%} "
                 f"apart, more than {WAVELENGTH_TOLERANCE:.0%}); export would refuse the design"
             )
-        process.check_geometry(wavelength=lam, pitch=optics.pitch,
-                               field="quantization.process", whose="the config")
+        process.check_geometry(wavelength=lam, pitch=optics.pitch, field=key,
+                               whose="the config")
     except UserError as e:
         msg = str(e)
-        if not msg.startswith("quantization.process"):
-            msg = "quantization.process: " + msg.removeprefix("process: ")
+        if not msg.startswith(key):
+            msg = f"{key}: " + msg.removeprefix("process: ")
         raise ConfigError(msg) from None
 
 
@@ -199,7 +222,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     from .memory import check_lower_bound, check_memory, parse_bytes
 
     top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
-                      "target"})
+                      "target", "fabrication"})
     task = top.choice("task", tuple(TASKS), "d2nn")
     spec = get_task(task)
     seed = top.integer("seed", 0, low=0)
@@ -249,15 +272,21 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     process = q.string("process", None,
                        what="a process name (e.g. 'thz-printed') or a .toml path")
     codebook = q.string("codebook", None, what="process, polar:A,P, square:N or phase:L")
+    fab = _read_fabrication(top, process)
+    quant_named = process is not None
+    if process is None and fab.process is not None:
+        process = fab.process  # train on the level table of the process it is made by
     if codebook is not None:
         if not _CODEBOOK.match(codebook):
             raise q.error("codebook", f"cannot read {codebook!r} (allowed: process, "
                                       f"polar:A,P, square:N, phase:L)")
         if codebook == "process" and process is None:
-            raise q.error("codebook", "'process' needs quantization.process")
+            raise q.error("codebook", "'process' needs quantization.process or "
+                                      "fabrication.process")
     quant = Quantization(method, levels, phases, process, codebook, dict(options.data))
     if process is not None:
-        _check_process(quant, optics)
+        _check_process(process, optics, "quantization.process" if quant_named
+                       else "fabrication.process")
     registry.check_options(method, options.data, levels=levels, phases=phases,
                            section=options.section)
 
@@ -308,10 +337,52 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
         spot_size=tg.integer("spot_size", max(2, size // 24)),
         size=target_size, centre=target_centre,
     )
-    cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw)
+    cfg = Config(task, optics, quant, train, data, detectors, target, seed, raw, fab)
     spec.check_config(cfg)  # the task's own rules (a hologram's image, a single-layer lens)
     check_memory(cfg)
     return cfg
+
+
+def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
+    """``[fabrication]``: the process (the same as ``quantization.process`` when both are
+    given), a constraint from the registry and its options."""
+    f = top.table("fabrication", {"process", "constraint", "options", "legalize", "penalty",
+                                  "errors", "error_samples", "error_strength", "error_ramp",
+                                  "error_statistic"})
+    process = f.string("process", None,
+                       what="a process name (e.g. 'fused-silica-etch4') or a .toml path")
+    if process is not None and quant_process is not None and process != quant_process:
+        raise f.error("process", f"{process!r} differs from quantization.process "
+                                 f"{quant_process!r}; give one (or the same) process")
+    constraint = f.choice("constraint", tuple(registry.CONSTRAINTS), "none")
+    options = f.table("options", None)
+    registry.read_options_of(constraint, options.data, section=options.section)
+    robust = None
+    errors = f.string("errors", None, what="an errors .toml file (verify's format)")
+    if errors is not None:
+        from ..variation.spec import load_errors
+
+        if process is None and quant_process is None:
+            raise f.error("errors", "needs fabrication.process (the relief the errors act on)")
+        try:
+            load_errors(errors)
+        except UserError as e:
+            raise f.error("errors", str(e)) from None
+        robust = Robust(errors=errors, samples=f.integer("error_samples", 4, low=1, high=256),
+                        strength=f.number("error_strength", 1.0, low=0),
+                        ramp=f.number("error_ramp", 0.5, low=0, high=1),
+                        statistic=f.choice("error_statistic", ("mean", "p5"), "mean"))
+    else:
+        for key in ("error_samples", "error_strength", "error_ramp", "error_statistic"):
+            if key in f:
+                raise f.error(key, "needs fabrication.errors")
+    fab = Fabrication(process=process, constraint=constraint, options=dict(options.data),
+                      legalize=f.boolean("legalize", True),
+                      penalty=f.number("penalty", 0.0, low=0), robust=robust)
+    if process is None and (fab.penalty > 0 or "legalize" in f):
+        raise f.error("penalty" if fab.penalty > 0 else "legalize",
+                      "needs fabrication.process (whose design rules to apply)")
+    return fab
 
 
 def load_config(path: str | Path) -> Config:

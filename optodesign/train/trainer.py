@@ -32,6 +32,7 @@ from .. import distributed
 from ..design import Design
 from ..errors import ConfigError, UserError
 from ..evaluate import Evaluator
+from ..fabrules import Deck
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..models.stack import DiffractiveStack
 from ..optics.propagation import check_sampling
@@ -43,7 +44,8 @@ from .rundir import RUN_FORMAT, config_sha256, normalized_config, plain, read_re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Fit", "Trainer", "TrainResult", "build_quantizers", "check_optics"]
+__all__ = ["Fit", "Trainer", "TrainResult", "build_quantizers", "check_optics",
+           "fabrication_deck"]
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -103,8 +105,9 @@ def _codebook(cfg: Config, process_table: np.ndarray | None) -> np.ndarray:
 
 def build_quantizers(cfg: Config, process_table: np.ndarray | None,
                      fixed_masks: np.ndarray | None = None) -> list[Quantizer]:
-    """One quantizer per layer, from the config (and the process's level table)."""
-    from ..quantize.registry import build_quantizer, family
+    """One quantizer per layer, from the config (and the process's level table), inside the
+    ``[fabrication]`` constraint (:func:`optodesign.quantize.registry.constrain`)."""
+    from ..quantize.registry import build_quantizer, constrain, family
 
     q = cfg.quantization
     phases: Any = None
@@ -113,12 +116,40 @@ def build_quantizers(cfg: Config, process_table: np.ndarray | None,
         phases[phases > 2 * np.pi - 1e-9] = 0.0
     elif family(q.method) == "phase" and q.phases is not None:
         phases = np.asarray(q.phases)
-    return [build_quantizer(
+    inner = [build_quantizer(
         q.method, levels=q.levels, phases=phases,
         codebook=_codebook(cfg, process_table) if q.method.startswith("joint") else None,
         fixed_mask=None if fixed_masks is None else fixed_masks[layer],
         options=q.options, section="quantization.options",
     ) for layer in range(cfg.optics.layers)]
+    fab = cfg.fabrication
+    legalize, rules = None, None
+    if fab.process is not None:
+        from ..quantize.constraints import SoftRules
+
+        deck = fabrication_deck(cfg, process_table)
+        legalize = deck.legalize if fab.legalize else None
+        rules = SoftRules(deck.label_matrices(), isolated=deck.checks_isolated(),
+                          necks=deck.checks_necks()) if fab.penalty > 0 else None
+    return [constrain(qz, fab.constraint, fab.options, legalize=legalize, rules=rules,
+                      penalty=fab.penalty, section="fabrication.options") for qz in inner]
+
+
+def fabrication_deck(cfg: Config, process_table: np.ndarray | None) -> Deck:
+    """The design rules of ``[fabrication] process`` for this config's layers
+    (:class:`optodesign.fabrules.Deck`)."""
+    from ..process import load_process
+
+    fab = cfg.fabrication
+    assert fab.process is not None
+    process = load_process(fab.process)
+    table = process_table
+    if table is None:
+        try:
+            table = np.asarray(process.level_table(cfg.quantization.levels))
+        except UserError as e:
+            raise ConfigError(f"fabrication.process: {e}") from None
+    return Deck.of(process, pitch=cfg.optics.pitch, level_table=table)
 
 
 class _Step(torch.nn.Module):
@@ -176,6 +207,7 @@ class Trainer:
         prepared = self.task_type.setup_from_config(cfg)
         self.dataset = prepared.dataset
         task = self.task_type(prepared.setup, shape=self.shape, target=prepared.target)
+        self.task = task
         structural = cfg.quantization.method == "binary" and \
             cfg.quantization.options.get("structural", True) is not False
         self.fixed_masks = self._structural_masks(task) if structural else None
@@ -187,8 +219,25 @@ class Trainer:
             free_levels=(0, 1) if cfg.quantization.method == "binary" else (),
         )
         self._step: torch.nn.Module | None = None
+        self._errors = self._error_sampler()
+        self._epoch_now, self._n_epochs_now, self._robust_step = 0, 1, 0
 
     # ------------------------------------------------------------------ setup helpers
+    def _error_sampler(self) -> Any:
+        robust = self.cfg.fabrication.robust
+        if robust is None:
+            return None
+        from ..process import load_process
+        from ..variation.spec import load_errors
+        from .robust import ErrorSampler
+
+        name = self.cfg.fabrication.process or self.cfg.quantization.process
+        assert name is not None
+        process = load_process(name)
+        return ErrorSampler(load_errors(robust.errors).errors, n=process.material.n,
+                            wavelength=self.cfg.optics.wavelength, pitch=self.grid.pitch,
+                            seed=self.cfg.seed)
+
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask
 
@@ -207,6 +256,21 @@ class Trainer:
                                  "layers": [q.describe() for q in stack.quantizers]},
                       fixed_mask=self.fixed_masks, **self.template)
 
+    def initial_raw(self, quantizers: Sequence[Quantizer]) -> list[Tensor] | None:
+        """Raw parameters of the task's starting phase (:meth:`Task.initial_phase`: the
+        ideal lens), or None for the quantizers' random start."""
+        phase = self.task.initial_phase(self.grid, self.cfg.optics.wavelength)
+        if phase is None:
+            return None
+        p = torch.as_tensor(np.asarray(phase), dtype=torch.float32)
+        out = []
+        for q in quantizers:
+            if q.raw_kind == "complex":  # amplitude 0.9, as the quantizers' own start
+                out.append(0.9 * torch.stack((torch.cos(p), torch.sin(p)), dim=-1))
+            else:
+                out.append(p.clone())
+        return out
+
     def hard_transmissions(self, stack: DiffractiveStack) -> list[Tensor]:
         if self.process_table is None:
             return stack.transmissions("hard")
@@ -217,8 +281,9 @@ class Trainer:
     def run(self, *, resume: bool = False) -> TrainResult:
         """Train the config's quantizers in the run directory (checkpoints, metrics.csv,
         design, plots); ``resume`` continues from ``checkpoint.pt``."""
-        fit = self.fit(build_quantizers(self.cfg, self.process_table, self.fixed_masks),
-                       resume=resume, checkpoint=True)
+        quantizers = build_quantizers(self.cfg, self.process_table, self.fixed_masks)
+        fit = self.fit(quantizers, resume=resume, checkpoint=True,
+                       init_raw=self.initial_raw(quantizers))
         stack, evaluator = fit.stack, fit.evaluator
         with torch.no_grad():
             final = evaluator.evaluate(self.hard_transmissions(stack))
@@ -376,7 +441,31 @@ class Trainer:
         inten = ev.output_intensity(field, ts)
         # a plane-wave task: one field, the same on every rank, weight 1
         loss = weight * ev.task.loss(inten, y)
-        return loss + stack.regularization(), inten
+        if self._errors is not None and qat:
+            loss = weight * self._robust_loss(field, ts, y, loss / max(weight, 1e-30))
+        total = loss + stack.regularization()
+        penalty = [q.rule_penalty() for q in stack.quantizers if hasattr(q, "rule_penalty")]
+        if any(p is not None for p in penalty):  # the rule count, relative to the loss's size
+            total = total + self.cfg.fabrication.penalty * loss.detach().abs() * sum(
+                p for p in penalty if p is not None)
+        return total, inten
+
+    def _robust_loss(self, field: Tensor, ts: list[Tensor], y: Tensor | None,
+                     nominal: Tensor) -> Tensor:
+        """The configured statistic of the task loss over sampled fabrication errors
+        (:mod:`optodesign.train.robust`); the nominal design counts as one sample."""
+        from .robust import aggregate
+
+        robust, sampler = self.cfg.fabrication.robust, self._errors
+        assert robust is not None and sampler is not None
+        scale = robust.scale(self._epoch_now, self._n_epochs_now)
+        self._robust_step += 1
+        losses = [nominal]
+        for k in range(robust.samples):
+            tk = sampler.sample(ts, scale=scale, step=self._robust_step, sample=k)
+            losses.append(self._evaluator.task.loss(
+                self._evaluator.output_intensity(field, tk), y))
+        return aggregate(torch.stack(losses), robust.statistic)
 
     def _stack_of_step(self) -> DiffractiveStack:
         assert self._step is not None
@@ -387,8 +476,10 @@ class Trainer:
         if self.cfg.is_complex:
             from ..quantize.complex import clip_to_unit_disk, raw_to_complex
 
-            return [clip_to_unit_disk(raw_to_complex(r)) for r in stack.raw]
-        return [torch.polar(torch.ones_like(r), r) for r in stack.raw]
+            return [clip_to_unit_disk(raw_to_complex(q.pre(r)))
+                    for q, r in zip(stack.quantizers, stack.raw, strict=True)]
+        return [torch.polar(torch.ones_like(p), p) for p in
+                (q.pre(r) for q, r in zip(stack.quantizers, stack.raw, strict=True))]
 
     def _epoch(self, stack: DiffractiveStack, opt: torch.optim.Optimizer, ev: Evaluator,
                epoch: int, qat: bool, *, n_epochs: int | None = None) -> tuple[float, float | None]:
@@ -398,6 +489,7 @@ class Trainer:
 
         n_epochs = tr.epochs if n_epochs is None else n_epochs
         self._evaluator = ev
+        self._epoch_now, self._n_epochs_now = epoch, n_epochs
         if self._step is None or self._stack_of_step() is not stack:
             self._step = self._make_step(stack)
         world, rank = distributed.world_size(), distributed.rank()
