@@ -56,7 +56,7 @@ RULES = [
      ("optodesign.train", "optodesign.quantize", "optodesign.models", "optodesign.export",
       "optodesign.verify", "optodesign.refine", "optodesign.process", "optodesign.variation"),
      "physics and units must not know about models, training, fabrication or files"),
-    (["design.py", "process/*.py", "variation/*.py", "raster.py", "export/*.py",
+    (["design.py", "process/*.py", "variation/*.py", "raster.py", "fabrules.py", "export/*.py",
       "verify/gds_reader.py", "verify/stl_reader.py", "tasks/record.py"],
      ("torch", "optodesign.train", "optodesign.models", "optodesign.quantize",
       "optodesign.optics"),
