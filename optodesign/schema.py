@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -40,11 +41,14 @@ class Table:
             ones. ``None`` accepts any key (free-form tables such as quantizer options).
         src: the file's name (``""`` for a dict built in Python), prefixed to every error.
         section: the dotted name of this table (``""`` for the top level).
+        base_dir: the directory relative paths in the file are read from (the file's own
+            directory); ``None`` leaves them relative to the working directory.
     """
 
     def __init__(self, data: Any, allowed: set[str] | None, *, src: str = "",
-                 section: str = ""):
+                 section: str = "", base_dir: str | Path | None = None):
         self.src, self.section = src, section
+        self.base_dir = None if base_dir is None else Path(base_dir)
         if not isinstance(data, Mapping):
             where = f"[{section}]" if section else "the file"
             raise ConfigError(self._prefix(f"{section or 'top level'}: must be a table "
@@ -89,7 +93,7 @@ class Table:
         if not isinstance(value, Mapping):
             raise ConfigError(self._prefix(f"{name}: must be a table (a [{name}] section of "
                                            f"keys), got {value!r}"))
-        return Table(value, allowed, src=self.src, section=name)
+        return Table(value, allowed, src=self.src, section=name, base_dir=self.base_dir)
 
     # ------------------------------------------------------------------ typed values
     def integer(self, key: str, default: Any = MISSING, *, low: int | None = 1,
@@ -225,3 +229,16 @@ class Table:
             if y0 + h > ny or x0 + w > nx:
                 raise self.error(key, f"box {i} {b} lies outside the {ny}x{nx} grid")
         return tuple(tuple(b) for b in v)
+
+    def path(self, key: str, default: Any = MISSING, *, what: str,
+             names: bool = False) -> Any:
+        """A file or directory path, relative to the file's directory (:attr:`base_dir`)
+        when not absolute. With ``names``, a bare name (no ``/``, no ``.toml``: a shipped
+        process such as ``"thz-printed"``) is returned as it is."""
+        v = self.string(key, default, what=what)
+        if key not in self.data or self.base_dir is None:
+            return v
+        p = Path(v).expanduser()
+        if names and "/" not in v and "\\" not in v and p.suffix != ".toml":
+            return v
+        return v if p.is_absolute() else str(self.base_dir / p)

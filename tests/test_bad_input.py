@@ -425,3 +425,30 @@ def test_uncompressed_idx_header_is_checked_against_the_file_length(tmp_path) ->
     bad.write_bytes(idx_bytes((60000, 2**20, 2**20), b"\0" * 16))
     with pytest.raises(UserError, match="header promises 65970697666560000 bytes"):
         read_idx(bad)
+
+
+def test_paths_in_a_config_resolve_relative_to_the_config_file(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """``target.image`` and ``fabrication.errors`` are found beside the config, whatever the
+    working directory; absolute paths and shipped process names are kept as given."""
+    from optodesign.train.config import load_config
+
+    sub = tmp_path / "configs"
+    (sub / "img").mkdir(parents=True)
+    np.save(sub / "img" / "t.npy", np.ones((8, 12)))
+    errors = sub / "errs.toml"
+    errors.write_text('[errors]\nheight_sigma = "10 nm"\n')
+    text = HOLOGRAM.replace('kind = "spots"', 'kind = "image"\nimage = "img/t.npy"').replace(
+        'levels = 4', 'levels = 4\nprocess = "fused-silica-etch4"')
+    text += '\n[fabrication]\nerrors = "errs.toml"\n'
+    cfg_path = sub / "holo.toml"
+    cfg_path.write_text(text)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(cfg_path)
+    assert Path(cfg.target.image) == sub / "img" / "t.npy"
+    assert Path(cfg.fabrication.robust.errors) == errors
+    assert cfg.quantization.process == "fused-silica-etch4"
+    cfg_path.write_text(text.replace('"img/t.npy"', f'"{(sub / "img" / "t.npy").as_posix()}"'))
+    assert Path(load_config(cfg_path).target.image) == sub / "img" / "t.npy"

@@ -205,13 +205,17 @@ def _check_detector_layout(size: int, det_size: int, n_classes: int) -> None:
         ) from None
 
 
-def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config:
+def parse_config(raw: dict[str, Any], *, units_required: bool = False,
+                 base_dir: str | Path | None = None) -> Config:
     """Validate a parsed TOML mapping into a :class:`Config` (one-line ConfigErrors).
 
     Args:
         raw: the mapping (``tomllib.load`` output, or a dict built in Python).
         units_required: refuse bare numbers for lengths (``pitch = 0.0004``: metres or what?);
             :func:`load_config` sets it for files. Python callers may pass floats in metres.
+        base_dir: relative paths (``data.path``, ``target.image``, a process or errors
+            ``.toml``) are read from here; :func:`load_config` passes the config file's
+            directory. ``None``: the working directory.
 
     Raises:
         ConfigError: one line naming ``section.key``: a wrong type, range or unit, a geometry
@@ -222,7 +226,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     from .memory import check_lower_bound, check_memory, parse_bytes
 
     top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
-                      "target", "fabrication"})
+                      "target", "fabrication"}, base_dir=base_dir)
     task = top.choice("task", tuple(TASKS), "d2nn")
     spec = get_task(task)
     seed = top.integer("seed", 0, low=0)
@@ -269,8 +273,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     phases = q.numbers("phases", None, min_len=2)
     levels = len(phases) if phases is not None else levels
     options = q.table("options", None)
-    process = q.string("process", None,
-                       what="a process name (e.g. 'thz-printed') or a .toml path")
+    process = q.path("process", None, names=True,
+                     what="a process name (e.g. 'thz-printed') or a .toml path")
     codebook = q.string("codebook", None, what="process, polar:A,P, square:N or phase:L")
     fab = _read_fabrication(top, process)
     quant_named = process is not None
@@ -305,7 +309,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
                             "test_samples"})
     data = Data(
         dataset=dd.choice("dataset", ("digits", "mnist", "fashion"), "digits"),
-        path=dd.string("path", None, what="the directory holding the IDX files"),
+        path=dd.path("path", None, what="the directory holding the IDX files"),
         image_size=dd.integer("image_size", min(32, size)),
         encoding=dd.choice("encoding", ("amplitude", "phase"), "amplitude"),
         train_samples=dd.integer("train_samples", 0, low=0),
@@ -331,7 +335,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False) -> Config
     target = Target(
         kind=tg.choice("kind", ("text", "image", "spots", "focus"), default_kind),
         text=tg.string("text", "OPTO"),
-        image=tg.string("image", None, what="the path of a PNG/JPEG or .npy image"),
+        image=tg.path("image", None, what="the path of a PNG/JPEG or .npy image"),
         spots=tg.integers("spots", (3, 3), count=2, hint=" ([rows, cols])"),
         spacing=tg.integer("spacing", max(4, size // 6)),
         spot_size=tg.integer("spot_size", max(2, size // 24)),
@@ -349,8 +353,8 @@ def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
     f = top.table("fabrication", {"process", "constraint", "options", "legalize", "penalty",
                                   "errors", "error_samples", "error_strength", "error_ramp",
                                   "error_statistic"})
-    process = f.string("process", None,
-                       what="a process name (e.g. 'fused-silica-etch4') or a .toml path")
+    process = f.path("process", None, names=True,
+                     what="a process name (e.g. 'fused-silica-etch4') or a .toml path")
     if process is not None and quant_process is not None and process != quant_process:
         raise f.error("process", f"{process!r} differs from quantization.process "
                                  f"{quant_process!r}; give one (or the same) process")
@@ -358,7 +362,7 @@ def _read_fabrication(top: Table, quant_process: str | None) -> Fabrication:
     options = f.table("options", None)
     registry.read_options_of(constraint, options.data, section=options.section)
     robust = None
-    errors = f.string("errors", None, what="an errors .toml file (verify's format)")
+    errors = f.path("errors", None, what="an errors .toml file (verify's format)")
     if errors is not None:
         from ..variation.spec import load_errors
 
@@ -393,6 +397,6 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     raw = read_toml(path, what="config file")
     try:
-        return parse_config(raw, units_required=True)
+        return parse_config(raw, units_required=True, base_dir=path.parent)
     except UserError as e:
         raise ConfigError(f"{path.name}: {e}") from None
