@@ -183,7 +183,7 @@ def train_one(args: argparse.Namespace, levels: int) -> dict[str, Any]:
     epoch_s = [b - a for a, b in zip(stamps, stamps[1:])]
     record.update(
         status="done", accuracy=metrics["accuracy"],
-        accuracy_full_precision=metrics.get("accuracy_full_precision"),
+        accuracy_latent=metrics.get("accuracy_latent"),
         epochs=len(result.history), wall_s=round(time.perf_counter() - t_start, 1),
         train_s=round(sum(epoch_s), 1), epoch_s=[round(s, 2) for s in epoch_s],
         samples_per_s=round(n_train * len(epoch_s) / sum(epoch_s), 1) if epoch_s else None,
@@ -229,14 +229,14 @@ def merge(args: argparse.Namespace) -> str:
     rows = []
     for r in recs:
         acc = r.get("accuracy")
-        fp = r.get("accuracy_full_precision")
+        fp = r.get("accuracy_latent")
         rows.append([r["levels"], None if acc is None else round(100 * acc, 2),
                      None if fp is None else round(100 * fp, 2),
                      r.get("epochs"), r.get("epochs_planned"), r.get("batch_size"),
                      r.get("wall_s"), r.get("samples_per_s"),
                      r.get("plan", {}).get("probe_samples_per_s"), r.get("device_name"),
                      r.get("status")])
-    header = ["levels", "test acc %", "FP acc %", "epochs", "planned", "batch", "wall s",
+    header = ["levels", "test acc %", "latent acc %", "epochs", "planned", "batch", "wall s",
               "samples/s", "probe samples/s", "device", "status"]
     first = recs[0]
     overrides = json.loads(json.dumps(first.get("overrides") or {}))
