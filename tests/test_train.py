@@ -243,3 +243,43 @@ def test_every_example_config_is_valid(monkeypatch) -> None:
             load_errors(path)
         else:
             load_config(path)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_kept_epoch_is_the_best_on_held_out_validation(tiny_d2nn_config, tmp_path,
+                                                           monkeypatch, keep: str) -> None:
+    """keep = "best" writes the epoch with the best hard accuracy on the validation split
+    (held out of the training samples, never trained on); "last" the last one. The plots are
+    drawn after every epoch, not only at the end."""
+    from optodesign.train import plots
+    from optodesign.train.trainer import Trainer
+
+    calls = []
+    real = plots.plot_run
+    monkeypatch.setattr(plots, "plot_run", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    cfg_path = tiny_d2nn_config(extra=f'keep = "{keep}"\n')
+    cfg_path.write_text(cfg_path.read_text().replace("epochs = 2", "epochs = 4").replace(
+        "test_samples = 64", "test_samples = 64\nvalidation_samples = 32"))
+    cfg = load_config(cfg_path)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    images, labels, val_images, val_labels = trainer.train_split()
+    assert len(labels) == 96 and len(val_labels) == 32  # 128 training samples in the config
+    assert not any((val_images == im).all(axis=(1, 2)).any() for im in images[:5])
+    result = trainer.run()
+    val = [row["val_accuracy_hard"] for row in result.history]
+    kept = result.design.metrics["kept_epoch"]
+    assert kept == (int(np.argmax(val)) + 1 if keep == "best" else 4)
+    # the written design is that epoch's: its test accuracy is the history's at that epoch
+    assert result.design.metrics["accuracy"] == pytest.approx(
+        result.history[kept - 1]["test_accuracy_hard"])
+    assert len(calls) == 4 + 1  # after each epoch, and the final design's
+
+
+def test_validation_split_must_leave_training_samples(tiny_d2nn_config, tmp_path) -> None:
+    from optodesign.train.trainer import Trainer
+
+    p = tiny_d2nn_config()
+    p.write_text(p.read_text().replace("test_samples = 64",
+                                       "test_samples = 64\nvalidation_samples = 128"))
+    with pytest.raises(UserError, match="data.validation_samples: 128 leaves none"):
+        Trainer(load_config(p), tmp_path / "run", progress=False).run()

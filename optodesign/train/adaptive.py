@@ -446,7 +446,8 @@ def pad_level_tables(tables: Sequence[np.ndarray | Tensor]) -> np.ndarray:
 
 
 def raw_from_checkpoint(path: str | Path) -> list[Tensor]:
-    """The per-layer raw parameters stored in a trainer's ``checkpoint.pt`` (run dir or file).
+    """The per-layer raw parameters of the kept epoch in a trainer's ``checkpoint.pt`` (run
+    dir or file): the best on validation (``train.keep = "best"``), else the last.
 
     Read with :func:`optodesign.train.rundir.load_checkpoint` (``weights_only=True``: a file
     holding anything but tensors and plain data is refused, never executed).
@@ -458,7 +459,10 @@ def raw_from_checkpoint(path: str | Path) -> list[Tensor]:
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise ConfigError(f"{path}: no checkpoint (train first with `optodesign train`)")
-    state = load_checkpoint(path)["stack"]
+    ckpt = load_checkpoint(path)
+    # the kept epoch's parameters (what the run's design was written from), else the last
+    best = ckpt.get("best")
+    state = best["stack"] if isinstance(best, dict) else ckpt["stack"]
     keys = sorted((k for k in state if k.startswith("raw.")), key=lambda k: int(k.split(".")[1]))
     return [state[k].clone() for k in keys]
 

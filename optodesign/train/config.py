@@ -62,6 +62,8 @@ class Data:
     encoding: str = "amplitude"
     train_samples: int = 0
     test_samples: int = 0
+    # held out of the training samples to choose the kept epoch (None: a tenth of them)
+    validation_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Train:
     steps_per_epoch: int = 50
     qat_start: int = 0
     max_memory: int | None = None  # bytes; overrides the machine's (see train/memory.py)
+    keep: str = "best"  # the epoch whose design is written: best on validation, or last
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
                              "input_distance", "output_distance", "distances", "pad"})
     t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
-                            "steps_per_epoch", "qat_start", "max_memory"})
+                            "steps_per_epoch", "qat_start", "max_memory", "keep"})
     max_memory = (None if t.raw("max_memory", None) is None else
                   parse_bytes(t.raw("max_memory"), field="train.max_memory"))
     units = {"require_unit": units_required}
@@ -303,10 +306,11 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         steps_per_epoch=t.integer("steps_per_epoch", 50),
         qat_start=t.integer("qat_start", 0, low=0),
         max_memory=max_memory,
+        keep=t.choice("keep", ("best", "last"), "best"),
     )
 
     dd = top.table("data", {"dataset", "path", "image_size", "encoding", "train_samples",
-                            "test_samples"})
+                            "test_samples", "validation_samples"})
     data = Data(
         dataset=dd.choice("dataset", ("digits", "mnist", "fashion"), "digits"),
         path=dd.path("path", None, what="the directory holding the IDX files"),
@@ -314,6 +318,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         encoding=dd.choice("encoding", ("amplitude", "phase"), "amplitude"),
         train_samples=dd.integer("train_samples", 0, low=0),
         test_samples=dd.integer("test_samples", 0, low=0),
+        validation_samples=dd.integer("validation_samples", None, low=0),
     )
     if data.image_size > size:
         raise dd.error("image_size", f"{data.image_size} px exceeds optics.size {size}")

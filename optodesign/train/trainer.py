@@ -175,11 +175,14 @@ class Fit:
         history: one row per epoch (``epoch``, ``train_loss``, ``train_accuracy`` for a
             supervised task, ``test_<metric>_soft`` / ``_hard``).
         evaluator: the evaluator it scored with.
+        kept_epoch: the 1-based epoch whose parameters ``stack`` holds: the best on the
+            validation split (``train.keep = "best"``) or the last.
     """
 
     stack: DiffractiveStack
     history: list[dict[str, Any]]
     evaluator: Evaluator
+    kept_epoch: int = 0
 
 
 class Trainer:
@@ -293,6 +296,7 @@ class Trainer:
         # the latent phases QAT kept: trained to work *after* quantization, so this is a
         # diagnostic of the quantization gap, not a full-precision baseline (that is fp32)
         metrics[f"{key}_latent"] = fp[key]
+        metrics["kept_epoch"] = fit.kept_epoch
         if self.fixed_masks is not None:
             from ..quantize.binary import stored_bits_per_pixel
 
@@ -348,6 +352,7 @@ class Trainer:
         opt = torch.optim.Adam(stack.parameters(), lr=tr.lr)
         history: list[dict[str, Any]] = []
         start = 0
+        best: dict[str, Any] | None = None  # {"epoch", "score", "stack"}: the kept parameters
         sessions: list[dict[str, Any]] = []
         if state is not None:
             try:
@@ -362,6 +367,7 @@ class Trainer:
                                 f"({type(e).__name__}: {first})") from None
             history = state["history"]
             start = state["epoch"] + 1
+            best = state.get("best")
             run = state.get("run")
             if isinstance(run, dict) and isinstance(run.get("sessions"), list):
                 sessions = list(run["sessions"])
@@ -406,6 +412,13 @@ class Trainer:
                 hard = evaluator.evaluate(self.hard_transmissions(stack))
             row[f"test_{key}_soft"] = soft[key]
             row[f"test_{key}_hard"] = hard[key]
+            score = self._validation_score(evaluator, stack, hard[key])
+            if score is not None:
+                row[f"val_{key}_hard"] = score
+                if cfg.train.keep == "best" and (best is None or score > best["score"]):
+                    best = {"epoch": epoch, "score": score,
+                            "stack": {k: v.detach().clone()
+                                      for k, v in stack.state_dict().items()}}
             history.append(row)
             if checkpoint and main:
                 self._write_metrics(history)
@@ -416,12 +429,58 @@ class Trainer:
                             # Gumbel noise on a GPU comes from its own generator
                             **({"cuda_rng": torch.cuda.get_rng_state(self.device)}
                                if self.device.type == "cuda" else {}),
-                            "history": plain(history), "run": run_info}, buf)
+                            "history": plain(history), "run": run_info,
+                            **({"best": best} if best is not None else {})}, buf)
                 with atomic_path(ckpt_path) as tmp:
                     tmp.write_bytes(buf.getvalue())
+                self._plot_epoch(stack, evaluator, history, design)
             log.info("epoch %d: %s", epoch + 1, row)
+        kept = n_epochs
+        if best is not None and best["epoch"] != n_epochs - 1:
+            stack.load_state_dict(best["stack"])
+            kept = best["epoch"] + 1
+            log.info("keeping epoch %d (best validation %s %.4g)", kept, key, best["score"])
         stack.eval()
-        return Fit(stack, history, evaluator)
+        return Fit(stack, history, evaluator, kept_epoch=kept)
+
+    def train_split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(images, labels, val_images, val_labels)``: the training samples the config
+        uses, less the last ``data.validation_samples`` (default a tenth), which are held
+        out to choose the kept epoch and never trained on."""
+        assert self.dataset is not None
+        d = self.cfg.data
+        images, labels = self.dataset.train_images, self.dataset.train_labels
+        if d.train_samples:
+            images, labels = images[: d.train_samples], labels[: d.train_samples]
+        n_val = len(labels) // 10 if d.validation_samples is None else d.validation_samples
+        if n_val >= len(labels):
+            raise UserError(f"data.validation_samples: {n_val} leaves none of the "
+                            f"{len(labels)} training samples to train on")
+        cut = len(labels) - n_val
+        return images[:cut], labels[:cut], images[cut:], labels[cut:]
+
+    def _validation_score(self, evaluator: Evaluator, stack: DiffractiveStack,
+                          hard_metric: float) -> float | None:
+        """The primary metric of the hard design on the validation split (supervised), or
+        the hard metric itself for a single-target task (its metric is its objective; there
+        is no test set to keep apart). ``None`` when nothing is held out."""
+        if not self.task_type.supervised:
+            return float(hard_metric)
+        _, _, images, labels = self.train_split()
+        if len(labels) == 0:
+            return None
+        with torch.no_grad():
+            pred = evaluator.classify(self.hard_transmissions(stack), images)
+        return float((pred == labels).mean())
+
+    def _plot_epoch(self, stack: DiffractiveStack, evaluator: Evaluator,
+                    history: list[dict[str, Any]], design: Any) -> None:
+        """The run's plots after every epoch, so a long run can be watched (rank 0)."""
+        from .plots import plot_run
+
+        with torch.no_grad():
+            d = (design or self.design_from)(stack, {})
+            plot_run(self.out_dir, d, history, evaluator, self.hard_transmissions(stack))
 
     def _make_step(self, stack: DiffractiveStack) -> torch.nn.Module:
         """The step module; under torchrun wrapped in DistributedDataParallel (gradients
@@ -499,9 +558,7 @@ class Trainer:
         correct = seen = 0
         if self.task_type.supervised:
             assert self.dataset is not None
-            images, labels = self.dataset.train_images, self.dataset.train_labels
-            if cfg.data.train_samples:
-                images, labels = images[: cfg.data.train_samples], labels[: cfg.data.train_samples]
+            images, labels, _, _ = self.train_split()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(labels))
             n_batches = math.ceil(len(order) / tr.batch_size)
             bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{n_epochs}",
