@@ -283,3 +283,41 @@ def test_validation_split_must_leave_training_samples(tiny_d2nn_config, tmp_path
                                        "test_samples = 64\nvalidation_samples = 128"))
     with pytest.raises(UserError, match="data.validation_samples: 128 leaves none"):
         Trainer(load_config(p), tmp_path / "run", progress=False).run()
+
+
+def test_tensorboard_logs_every_epoch_metric(tiny_d2nn_config, tmp_path) -> None:
+    """--tensorboard writes each epoch's metrics.csv row as scalars (read back with
+    TensorBoard's own reader); --force removes the event files with the rest of the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    code, text = run_cli("train", str(tiny_d2nn_config()), "--out", str(out), "--quiet",
+                         "--tensorboard")
+    assert code == 0, text
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    rows = [line.split(",") for line in (out / "metrics.csv").read_text().split()]
+    header, body = rows[0], rows[1:]
+    assert "test_accuracy_hard" in acc.Tags()["scalars"]
+    for name in header[1:]:
+        events = acc.Scalars(name)
+        assert [e.step for e in events] == [int(r[0]) for r in body]
+        assert [e.value for e in events] == pytest.approx([float(r[header.index(name)])
+                                                           for r in body], rel=1e-5)
+    code, text = run_cli("train", str(tiny_d2nn_config()), "--out", str(out), "--quiet",
+                         "--force", "--epochs", "1")
+    assert code == 0, text
+    assert not (out / "tensorboard").exists()
+
+
+def test_tensorboard_without_the_package_is_one_line(tiny_d2nn_config, tmp_path,
+                                                     monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    code, text = run_cli("train", str(tiny_d2nn_config()), "--out", str(tmp_path / "r"),
+                         "--quiet", "--tensorboard")
+    assert code == 2 and "--tensorboard: needs the tensorboard package" in text
+    assert not (tmp_path / "r" / "design.json").exists()

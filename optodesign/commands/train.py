@@ -32,9 +32,12 @@ from ._common import (
                    "and refined/), or write into a non-empty directory that is not a run.")
 @click.option("--epochs", default=None, metavar="N", help="Override train.epochs (>= 1).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also log every epoch's metrics to RUN/tensorboard (needs the tensorboard "
+                   "package; view with `tensorboard --logdir RUN`).")
 @user_errors
 def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bool, force: bool,
-          epochs: str | None, quiet: bool) -> None:
+          epochs: str | None, quiet: bool, tensorboard: bool) -> None:
     """Train a quantized design from a TOML CONFIG and write it to --out."""
     import dataclasses
 
@@ -58,7 +61,7 @@ def train(config: Path, out_dir: Path, device: str, seed: str | None, resume: bo
     # under torchrun: join the process group (gloo on CPU, NCCL on CUDA); rank 0 writes
     dev = distributed.setup(resolve_device(device))
     trainer = Trainer(cfg, out_dir, device=dev, progress=not quiet,
-                      config_text=config.read_text(encoding="utf-8"))
+                      config_text=config.read_text(encoding="utf-8"), tensorboard=tensorboard)
     if replace and distributed.is_main():
         removed = clear_run_outputs(out_dir)
         click.echo(f"--force: removed the earlier run in {out_dir} ({len(removed)} files and "

@@ -231,7 +231,8 @@ def check_run_dir(out_dir: str | Path, *, resume: bool = False, force: bool = Fa
 
 
 def clear_run_outputs(out_dir: str | Path) -> list[Path]:
-    """Remove what an earlier run wrote in ``out_dir``: its files, plots and ``refined/``.
+    """Remove what an earlier run wrote in ``out_dir``: its files, plots, ``refined/`` and
+    TensorBoard event files.
 
     Only files of the names a run (and ``optodesign refine``'s default output) writes are
     removed; ``plots/`` and ``refined/`` go only when nothing else is left in them.
@@ -268,4 +269,9 @@ def clear_run_outputs(out_dir: str | Path) -> list[Path]:
             rm(plots / name)
         rmdir_if_empty(plots)
     clear_refined(out / "refined")
+    tb = out / "tensorboard"  # event files of --tensorboard (events.out.tfevents.*)
+    if tb.is_dir() and not tb.is_symlink():
+        for p in tb.glob("events.out.tfevents.*"):
+            rm(p)
+        rmdir_if_empty(tb)
     return removed

@@ -189,8 +189,16 @@ class Trainer:
     """Owns the loop; the model (:class:`DiffractiveStack`) owns only parameters."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, *, device: str = "cpu",
-                 progress: bool = True, config_text: str | None = None) -> None:
+                 progress: bool = True, config_text: str | None = None,
+                 tensorboard: bool = False) -> None:
         self.cfg = cfg
+        self.tensorboard = tensorboard
+        if tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise UserError("--tensorboard: needs the tensorboard package "
+                                "(pip install tensorboard)")
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
         self.progress = progress
@@ -388,6 +396,13 @@ class Trainer:
                     atomic_write_text(self.out_dir / "config.toml", self.config_text)
                 atomic_write_json(self.out_dir / "run.json", run_info)
         self._step = self._make_step(stack)
+        writer = None
+        if self.tensorboard and checkpoint and main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # a resumed run drops the events of epochs it trains again
+            writer = SummaryWriter(str(self.out_dir / "tensorboard"),
+                                   purge_step=start + 1 if state is not None else None)
         evaluator = Evaluator.from_design((design or self.design_from)(stack, {}),
                                           device=self.device, dataset=self.dataset)
         key = self.task_type.primary_metric
@@ -434,7 +449,14 @@ class Trainer:
                 with atomic_path(ckpt_path) as tmp:
                     tmp.write_bytes(buf.getvalue())
                 self._plot_epoch(stack, evaluator, history, design)
+                if writer is not None:
+                    for name, value in row.items():
+                        if name != "epoch" and isinstance(value, (int, float)):
+                            writer.add_scalar(name, value, epoch + 1)
+                    writer.flush()
             log.info("epoch %d: %s", epoch + 1, row)
+        if writer is not None:
+            writer.close()
         kept = n_epochs
         if best is not None and best["epoch"] != n_epochs - 1:
             stack.load_state_dict(best["stack"])
