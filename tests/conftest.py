@@ -63,6 +63,7 @@ MODULE_TIER = {
     "test_quantize_binary": "property",
     "test_quantize_registry": "property",
     "test_tasks": "property",
+    "test_library": "roundtrip",
     "test_architecture": "property",
     "test_allocator": "property",
     "test_device_placement": "property",

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..fileio import read_toml_text
 from ..schema import Table
+from .atoms import inline_library
 from .core import Process
 from .kinds import KINDS
 from .spec import GdsSpec, Material, Rules
@@ -123,6 +124,9 @@ def process_from_dict(
 ) -> Process:
     """Validate a parsed process file (see :func:`load_process`)."""
     src = Path(source).name if source not in ("", "<dict>") else "<process>"
+    from_file = source not in ("", "<dict>") and Path(source).is_file()
+    data, text = inline_library(dict(data), text, src=src,
+                                base_dir=Path(source).parent if from_file else None)
     top = Table(data, _TOP_KEYS | set(_SECTIONS) | set(KINDS), src=src)
     name = top.string("name")
     kind = top.choice("kind", tuple(KINDS))
