@@ -171,7 +171,10 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     s = res.combined.summary()
     same = {True: "reproduced exactly", False: "DIFFERS from training", None: ""}[
         res.round_trip_exact]
-    click.echo(f"      accuracy from the files: {res.nominal_value:.4f} ({same}); under errors "
+    click.echo(f"      accuracy from the files: {res.readback_value:.4f} under the training "
+               f"model ({same}); {res.nominal_value:.4f} under the converged model "
+               f"({res.model.label()}, gap {res.model_gap:+.4f})")
+    click.echo(f"      under errors "
                f"mean {s['mean']:.4f}, 5th pct {s['p5']:.4f} -> "
                f"{'PASS' if verdict(res) else 'FAIL'} (allowed drop {res.max_drop:g})  "
                f"[{t3 - t2:.0f} s]")

@@ -41,6 +41,7 @@ from ..plotting import new_figure, save_png
 from ..tasks import get_task, task_of
 from ..units import format_length, wrap_phase
 from ..variation.spec import ERRORS
+from .model import SimModel
 from .montecarlo import VerifyResult
 
 __all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",
@@ -91,8 +92,14 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
         "samples_simulated": r.combined.computed,
         "test_samples": r.test_samples if _supervised(r) else None,
         "readback": {"levels_equal_design": fab.trained_levels_equal,
-                     "notes": list(fab.notes)},
+                     "notes": list(fab.notes),
+                     "training_model": {k: v for k, v in r.readback.items()
+                                        if isinstance(v, (int, float))}},
         "nominal": nominal,
+        "model": {**r.model.to_json(), "label": r.model.label(),
+                  "training": {"pad": fab.design.pad, "oversample": 1},
+                  "gap": r.model_gap,
+                  "convergence": None if r.convergence is None else r.convergence.to_json()},
         "trained": {"metric": r.metric, "value": r.trained,
                     "round_trip_exact": r.round_trip_exact, "drop": trained_drop(r),
                     "max_drop": r.max_drop, "passed": trained_passed(r)},
@@ -134,7 +141,8 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     word = "PASS" if verdict(r) else "FAIL"
     drop = trained_drop(r)
     if drop is not None:
-        lines.append(f"**{word}**: the files read back score {r.nominal_value:.4g}, a drop of "
+        lines.append(f"**{word}**: the files read back score {r.readback_value:.4g} under the "
+                     f"training model, a drop of "
                      f"{drop:.4g} from the trained {r.trained:.4g} "
                      f"({'within' if trained_passed(r) else 'BEYOND'} the allowed "
                      f"{r.max_drop:.4g});")
@@ -150,12 +158,17 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     trained = "n/a" if r.trained is None else f"{r.trained:.6g}"
     exact = {True: " (reproduced exactly)", False: " (differs)", None: ""}[r.round_trip_exact]
     lines.append(f"| trained {m} (design.json) | {trained}{exact} |")
-    lines.append(f"| nominal {m} (files read back) | {r.nominal_value:.6g} |")
+    training = SimModel.training(fab.design.grid).label()
+    lines.append(f"| {m} of the files, training model ({training}) | {r.readback_value:.6g} |")
+    lines.append(f"| {m} of the files, simulation model ({r.model.label()}) | "
+                 f"{r.nominal_value:.6g} |")
+    lines.append(f"| model gap (simulation − training) | {r.model_gap:+.4g} |")
     lines.append(f"| mean under errors ({r.samples} samples) | {s['mean']:.4g} |")
     lines.append(f"| std | {s['std']:.3g} |")
     lines.append(f"| min | {s['min']:.4g} |")
     lines.append(f"| 5th percentile | {s['p5']:.4g} |")
     lines.append("")
+    lines += _model_lines(r)
     active = r.config.errors.active()
     src = r.config.source or "the default model, no --errors file"
     lines.append(f"Errors ({src}): " + (", ".join(
@@ -177,6 +190,29 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     if figures:
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in figures) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _model_lines(r: VerifyResult) -> list[str]:
+    """How the files were simulated: the model, and the convergence ladder that chose it."""
+    c = r.convergence
+    if c is None:
+        return [f"Simulation model: {r.model.label()} (--fast: the training model; not "
+                "checked for convergence).", ""]
+    state = "converged" if c.converged else "NOT converged (ladder exhausted)"
+    out = [f"Simulation model: {r.model.label()}, {state}: a step of the padding (x2) and of "
+           f"the oversampling (x2) from it changes the readings (detector energies) of the "
+           f"probe inputs by at most {100 * c.energy_tolerance:.3g} % (relative L2). Each "
+           f"layer is drawn with {r.model.oversample}x{r.model.oversample} samples per pixel.",
+           "",
+           f"| pad | samples/pixel | {r.metric} (every test image) | change of readings "
+           "| time |", "| --- | --- | --- | --- | --- |"]
+    for st in c.steps:
+        val = "" if math.isnan(st.metric) else f"{st.metric:.6g}"
+        de = "" if st.energy_change is None else f"{100 * st.energy_change:.3g} %"
+        out.append(f"| {st.model.pad:g} | {st.model.oversample} | {val} | "
+                   f"{de} | {st.seconds:.1f} s |")
+    out.append("")
+    return out
 
 
 # ---------------------------------------------------------------------------- figures
@@ -365,7 +401,7 @@ def check_report_dir(out_dir: str | Path, *, option: str = "--report") -> None:
 
 def trained_drop(r: VerifyResult) -> float | None:
     """Drop of the metric from training (design.json) to the files read back, if recorded."""
-    return None if r.trained is None else r.trained - r.nominal_value
+    return None if r.trained is None else r.trained - r.readback_value
 
 
 def trained_passed(r: VerifyResult) -> bool:
