@@ -165,7 +165,7 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     click.echo(f"[3/3] verify the written STL files: {n_samples} samples of the default "
                "fabrication errors + tolerance sweep")
     res = verify_fab(fab_dir, samples=n_samples, device=dev, progress=not quiet,
-                     sweep_samples=1 if tiny else 3)
+                     sweep_samples=1 if tiny else 3, errors_under_training_model=True)
     files = write_report(res, report_dir, option="--out")
     t3 = time.perf_counter()
     s = res.combined.summary()

@@ -97,6 +97,7 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
                                         if isinstance(v, (int, float))}},
         "nominal": nominal,
         "model": {**r.model.to_json(), "label": r.model.label(),
+                  "errors_model": r.errors_model.to_json(),
                   "training": {"pad": fab.design.pad, "oversample": 1},
                   "gap": r.model_gap,
                   "convergence": None if r.convergence is None else r.convergence.to_json()},
@@ -108,8 +109,8 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
                    "units": {n: s.unit for n, s in ERRORS.items()},
                    "active": list(r.config.errors.active())},
         "tolerance": {"metric": r.metric, "max_drop": r.max_drop, "statistic": tol.statistic,
-                      "value": stat, "drop": r.nominal_value - stat,
-                      "threshold": r.nominal_value - r.max_drop, "passed": r.passed},
+                      "value": stat, "drop": r.reference_value - stat,
+                      "threshold": r.reference_value - r.max_drop, "passed": r.passed},
         "combined": {**r.combined.summary(),
                      "values": r.combined.values.tolist(),
                      "metrics": {k: v.tolist() for k, v in r.combined.metrics.items()}},
@@ -148,9 +149,11 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
                      f"{r.max_drop:.4g});")
     else:
         lines.append(f"**{word}**: no trained {m} to compare the files with;")
-    lines.append(f"under the combined errors, {tol.statistic} {m} is "
+    under = ("" if r.errors_model == r.model else
+             f" (simulated under the training model, {r.errors_model.label()})")
+    lines.append(f"under the combined errors{under}, {tol.statistic} {m} is "
                  f"{tol.statistic_of(r.combined.values):.4g}, "
-                 f"a drop of {r.drop:.4g} from the files' {r.nominal_value:.4g} "
+                 f"a drop of {r.drop:.4g} from the files' {r.reference_value:.4g} "
                  f"({'within' if r.passed else 'BEYOND'} the allowed {r.max_drop:.4g}).")
     lines.append("")
     lines.append("| | value |")
@@ -240,7 +243,7 @@ def _plot_sweep(r: VerifyResult, path: Path) -> None:
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     fig = new_figure(3.3 * cols, 2.7 * rows, dpi=100)
-    thr = r.nominal_value - r.max_drop
+    thr = r.reference_value - r.max_drop
     for i, sw in enumerate(r.sweep):
         ax = fig.add_subplot(rows, cols, i + 1)
         scale, unit = _axis_scale(sw.magnitudes, sw.unit)
@@ -269,8 +272,8 @@ def _plot_histogram(r: VerifyResult, path: Path) -> None:
         ax.bar([float(v[0])], [v.size], width=0.01 * max(abs(float(v[0])), 1e-3))
     else:
         ax.hist(v, bins=bins, color="C0", alpha=0.8)
-    ax.axvline(r.nominal_value, color="k", lw=1, label="nominal")
-    ax.axvline(r.nominal_value - r.max_drop, color="C3", lw=1, ls="--", label="tolerance")
+    ax.axvline(r.reference_value, color="k", lw=1, label="nominal")
+    ax.axvline(r.reference_value - r.max_drop, color="C3", lw=1, ls="--", label="tolerance")
     ax.axvline(r.config.tolerance.statistic_of(v), color="C1", lw=1,
                label=r.config.tolerance.statistic)
     ax.set_xlabel(r.metric, fontsize=8)
