@@ -551,3 +551,20 @@ def test_example_errors_files_parse(name: str) -> None:
 
     cfg = load_errors(Path(__file__).resolve().parents[1] / "examples" / name)
     assert cfg.errors.is_random and len(cfg.errors.active()) >= 5
+
+
+def test_manifest_describes_how_to_resimulate(d2nn: Path) -> None:
+    """Issue #12 item 4: the frame, the face towards the source, one viewing convention, the
+    distances' reference planes, the training model and the task setup (input encoding,
+    detector boxes, test split) are in manifest.json."""
+    from optodesign.export.manifest import VIEWING
+
+    m = json.loads((d2nn / "fab" / "manifest.json").read_text())
+    c = m["conventions"]
+    design = Design.load(d2nn / "run")
+    assert c["viewing"] == VIEWING and "from the source towards the detector" in VIEWING
+    assert c["training_model"]["pad"] == design.pad
+    assert c["setup"] == json.loads(json.dumps(design.setup.to_json()))
+    assert {"encoding", "detectors", "test_samples"} <= set(c["setup"])
+    assert "detector" in c["faces"] and "distances[0]" in c["distances"]
+    assert read_fab(d2nn / "fab").manifest.conventions == c

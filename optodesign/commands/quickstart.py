@@ -171,9 +171,12 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     s = res.combined.summary()
     same = {True: "reproduced exactly", False: "DIFFERS from training", None: ""}[
         res.round_trip_exact]
+    conv = res.convergence
+    state = "not checked" if conv is None else "converged" if conv.converged else \
+        "NOT converged within the ladder's caps"
     click.echo(f"      accuracy from the files: {res.readback_value:.4f} under the training "
-               f"model ({same}); {res.nominal_value:.4f} under the converged model "
-               f"({res.model.label()}, gap {res.model_gap:+.4f})")
+               f"model ({same}); {res.nominal_value:.4f} under the drawn model "
+               f"({res.model.label()}, {state}; gap {res.model_gap:+.4f})")
     click.echo(f"      under errors "
                f"mean {s['mean']:.4f}, 5th pct {s['p5']:.4f} -> "
                f"{'PASS' if verdict(res) else 'FAIL'} (allowed drop {res.max_drop:g})  "

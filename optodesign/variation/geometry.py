@@ -29,7 +29,10 @@ def place(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
         t: complex ``(K, ny, nx)`` transmissions.
         grid: their sampling (``grid.shape == (ny, nx)``; the pitch in metres).
         shifts: ``(K, 2)`` ``(dy, dx)`` metres; the structure moves by +dy rows / +dx cols.
-        rotations: ``(K,)`` radians, counter-clockwise seen along +z (x right, y up), about
+        rotations: ``(K,)`` radians, a positive rotation about +z in the right-handed frame
+            of ``manifest.json`` ``conventions.frame`` (counter-clockwise with x drawn right
+            and y up, as in a GDS viewer; clockwise in the plots, which look from the
+            source towards the detector with row 0 at the top), about
             the grid's optical axis, the centre of pixel ``(ny // 2, nx // 2)``.
         axis: ``(row, col)`` of the optical axis in (fractional) sample indices, when the
             grid samples a design more finely than its pixels (verify's drawn layers: the

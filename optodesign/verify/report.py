@@ -286,6 +286,8 @@ def _plot_histogram(r: VerifyResult, path: Path) -> None:
 
 
 def _plot_outputs(r: VerifyResult, path: Path) -> None:
+    """Output planes, viewed from the source towards the detector (row 0 at the top, x to
+    the right: ``manifest.json`` ``conventions.viewing``, as in the training plots)."""
     ex = r.examples
     nom, smp = ex["nominal_out"], ex["sample_out"]
     if _supervised(r):
@@ -298,7 +300,7 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         for row, (imgs, name) in enumerate(((nom, "nominal"), (smp, "sample 0"))):
             for i in range(n):
                 ax = fig.add_subplot(2, n, row * n + i + 1)
-                ax.imshow(imgs[i], origin="lower", cmap="inferno", interpolation="nearest")
+                ax.imshow(imgs[i], origin="upper", cmap="inferno", interpolation="nearest")
                 for c, (y0, x0, h, w) in enumerate(boxes):
                     col = "lime" if c == labels[i] else "w"
                     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=col,
@@ -312,7 +314,7 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         fig = new_figure(3.0 * len(panels), 3.0, dpi=100)
         for i, (img, name) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
-            ax.imshow(img, origin="lower", cmap="inferno", interpolation="nearest")
+            ax.imshow(img, origin="upper", cmap="inferno", interpolation="nearest")
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -330,7 +332,7 @@ def _plot_layers(r: VerifyResult, path: Path) -> None:
             ax = fig.add_subplot(2, K, row * K + k + 1)
             ph = wrap_phase(np.angle(t[k]))
             ph[np.abs(t[k]) == 0] = np.nan
-            ax.imshow(ph, origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
+            ax.imshow(ph, origin="upper", cmap="twilight", vmin=0, vmax=2 * np.pi,
                       interpolation="nearest")
             ax.set_title(f"layer {k + 1} phase, {name}", fontsize=8)
             ax.set_xticks([])
