@@ -89,16 +89,19 @@ def check_stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor
     import warnings
 
     found = stack_sampling(field, transmissions, distances, grid=grid, wavelength=wavelength)
+    problems = []
     for k, d, removed, lost in found:
         where = "the input" if k == 0 else f"the field leaving layer {k}"
+        parts = []
         if removed > LOSS_TOLERANCE:
-            warnings.warn(f"{where}: the band limit removes {100 * removed:.1f}% of its energy "
-                          f"over {d:.4g} m; increase pad (now {grid.pad:g})", SamplingWarning,
-                          stacklevel=2)
+            parts.append(f"the band limit removes {100 * removed:.1f}%")
         if lost > LOSS_TOLERANCE:
-            warnings.warn(f"{where}: {100 * lost:.1f}% of its energy wraps around the padded "
-                          f"window over {d:.4g} m; increase pad (now {grid.pad:g})",
-                          SamplingWarning, stacklevel=2)
+            parts.append(f"{100 * lost:.1f}% wraps around the padded window")
+        if parts:
+            problems.append(f"{where} over {d:.4g} m: {' and '.join(parts)} of its energy")
+    if problems:  # one warning for the whole stack
+        warnings.warn("sampling: " + "; ".join(problems) + f"; increase pad (now {grid.pad:g})",
+                      SamplingWarning, stacklevel=2)
     return found
 
 
