@@ -94,11 +94,11 @@ def check_stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor
         where = "the input" if k == 0 else f"the field leaving layer {k}"
         parts = []
         if removed > LOSS_TOLERANCE:
-            parts.append(f"the band limit removes {100 * removed:.1f}%")
+            parts.append(f"the band limit removes {100 * removed:.1f}% of its energy")
         if lost > LOSS_TOLERANCE:
-            parts.append(f"{100 * lost:.1f}% wraps around the padded window")
+            parts.append(f"{100 * lost:.1f}% of its energy wraps around the padded window")
         if parts:
-            problems.append(f"{where} over {d:.4g} m: {' and '.join(parts)} of its energy")
+            problems.append(f"{where} over {d:.4g} m: {' and '.join(parts)}")
     if problems:  # one warning for the whole stack
         warnings.warn("sampling: " + "; ".join(problems) + f"; increase pad (now {grid.pad:g})",
                       SamplingWarning, stacklevel=2)
