@@ -254,9 +254,9 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
     The probe inputs are the first ``probe_images`` test images (D2NN) or the plane wave.
     Oversampling is raised at the converged padding (the padding factor keeps the physical
     window); the chosen model is the coarse end of the last accepted step of each kind, or the
-    finest simulated when a cap (``max_pad``, ``max_oversample``) is reached first
-    (``converged`` False). The primary metric is then computed on every test image under the
-    training model and the chosen one.
+    finest simulated when a cap (``max_pad``, at least twice the training pad;
+    ``max_oversample``) is reached first (``converged`` False). The primary metric is then
+    computed on every test image under the training model and the chosen one.
     """
     import time
 
@@ -289,6 +289,7 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
 
     simulate(start)
     current = start
+    max_pad = max(max_pad, 2 * start.pad)  # a design trained with a large pad gets one step
     pad_ok = False
     while current.pad * 2 <= max_pad:
         nxt = SimModel(current.pad * 2, current.oversample)
