@@ -356,3 +356,36 @@ def test_energy_walking_past_the_padding_is_reported() -> None:
     u = gaussian(grid, 20e-6, tilt_x=0.08)
     with pytest.warns(SamplingWarning, match=r"wraps around the window; increase pad \(now 1.5\)"):
         optodesign.propagate(u, 1e-3, grid=grid, wavelength=WL)
+
+
+def test_sampling_is_checked_at_every_plane_of_a_stack() -> None:
+    """A smooth input passes, the field leaving a random pixel-phase layer at 0.53 λ pitch
+    does not (issue #12: the check used to see only the input); more padding fixes it."""
+    import warnings as _w
+
+    from optodesign.models.functional import check_stack_sampling, stack_sampling
+    from optodesign.optics.propagation import SamplingWarning, propagate, sampling_loss
+
+    lam, pitch, n, z = 0.75e-3, 0.4e-3, 32, 0.02
+    y, x = np.mgrid[:n, :n] - n // 2
+    field = torch.as_tensor(np.exp(-(x**2 + y**2) / 40.0), dtype=torch.complex64)[None]
+    rng = np.random.default_rng(1)
+    layer = torch.as_tensor(np.exp(1j * np.pi / 2 * rng.integers(0, 4, (n, n))),
+                            dtype=torch.complex64)
+    found = stack_sampling(field, [layer], [z, z], grid=Grid((n, n), pitch, pad=2),
+                           wavelength=lam)
+    assert [k for k, *_ in found] == [0, 1]
+    assert found[0][2] < 0.01 < found[1][2]  # band-limit loss: input fine, layer field not
+    # the same number as the propagation's own accounting of that field
+    u1 = propagate(field, z, grid=Grid((n, n), pitch, pad=2), wavelength=lam) * layer
+    assert sampling_loss(u1, z, grid=Grid((n, n), pitch, pad=2), wavelength=lam)[0] == \
+        pytest.approx(found[1][2], rel=1e-6)
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        check_stack_sampling(field, [layer], [z, z], grid=Grid((n, n), pitch, pad=2),
+                             wavelength=lam)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, SamplingWarning)]
+    assert any("leaving layer 1" in m and "band limit" in m for m in msgs), msgs
+    big = stack_sampling(field, [layer], [z, z], grid=Grid((n, n), pitch, pad=8),
+                         wavelength=lam)
+    assert big[1][2] < found[1][2] / 4

@@ -41,7 +41,7 @@ def test_quickstart_tiny_end_to_end(tmp_path: Path) -> None:
     rep = json.loads((out / "verify" / "report.json").read_text())
     assert rep["source"] == "stl"
     # the files reproduce the trained accuracy, and the CLI says so and where things are
-    assert rep["nominal"]["accuracy"] == design.metrics["accuracy"]
+    assert rep["readback"]["training_model"]["accuracy"] == design.metrics["accuracy"]
     assert rep["trained"]["round_trip_exact"] is True
     assert f"test accuracy {design.metrics['accuracy']:.4f}" in res.stdout
     assert "reproduced exactly" in res.stdout

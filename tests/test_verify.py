@@ -155,9 +155,20 @@ def test_trained_metric_reproduced_exactly(d2nn: Path, source: str) -> None:
     want = trained.transmissions().astype(np.complex64)
     assert np.array_equal(fab.transmissions().astype(np.complex64), want)
     r = verify_fab(d2nn / "fab", errors=ZERO, samples=1, source=source, sweep=False)
-    assert r.nominal["accuracy"] == trained.metrics["accuracy"]
+    # the training model line: exactly what training scored
+    assert r.readback["accuracy"] == trained.metrics["accuracy"]
+    # beside it, the converged model's number and the gap between them
+    assert r.convergence is not None and r.model == r.convergence.chosen
+    assert not r.model.is_training(trained.grid)
+    assert r.model_gap == r.nominal["accuracy"] - r.readback["accuracy"]
     assert r.round_trip_exact is True
-    assert r.combined.values.tolist() == [trained.metrics["accuracy"]]
+    # no errors: the combined errors reproduce the nominal of the simulation model
+    assert r.combined.values.tolist() == [r.nominal["accuracy"]]
+    fast = verify_fab(d2nn / "fab", errors=ZERO, samples=1, source=source, sweep=False,
+                      fast=True)
+    assert fast.convergence is None and fast.model.is_training(trained.grid)
+    assert fast.nominal == fast.readback and fast.model_gap == 0
+    assert fast.combined.values.tolist() == [trained.metrics["accuracy"]]
 
 
 def test_auto_source_is_stl_for_print(d2nn: Path) -> None:
@@ -176,7 +187,7 @@ def test_hologram_psnr_round_trip(tmp_path: Path) -> None:
     fab = export(d.with_levels(d.levels, metrics={"psnr": psnr}), p, tmp_path)
     for source in ("gds", "stl"):
         r = verify_fab(fab, errors=ZERO, samples=1, source=source, sweep=False)
-        assert r.nominal["psnr"] == pytest.approx(psnr, rel=1e-6, abs=0)
+        assert r.readback["psnr"] == pytest.approx(psnr, rel=1e-6, abs=0)
 
 
 @pytest.mark.parametrize("name,L,pitch,dist", [("tio2-pillars", None, 325e-9, 5e-6),
@@ -454,7 +465,9 @@ def test_cli_passes_writes_report_exit_0(d2nn: Path, tmp_path: Path) -> None:
     assert "exactly reproduced" in res.stdout and "PASS" in res.stdout
     rep = json.loads((out / "report.json").read_text())
     trained = Design.load(d2nn / "run").metrics["accuracy"]
-    assert rep["nominal"]["accuracy"] == trained and rep["trained"]["round_trip_exact"]
+    assert rep["readback"]["training_model"]["accuracy"] == trained
+    assert rep["trained"]["round_trip_exact"]
+    assert rep["model"]["gap"] == rep["nominal"]["accuracy"] - trained
     assert rep["tolerance"]["passed"] and len(rep["combined"]["values"]) == 2
     assert [s["error"] for s in rep["sweep"]] == ["misalignment", "kappa"]
     assert rep["sweep"][0]["magnitudes"] == pytest.approx([0, 2e-6, 8e-6])
@@ -538,3 +551,20 @@ def test_example_errors_files_parse(name: str) -> None:
 
     cfg = load_errors(Path(__file__).resolve().parents[1] / "examples" / name)
     assert cfg.errors.is_random and len(cfg.errors.active()) >= 5
+
+
+def test_manifest_describes_how_to_resimulate(d2nn: Path) -> None:
+    """Issue #12 item 4: the frame, the face towards the source, one viewing convention, the
+    distances' reference planes, the training model and the task setup (input encoding,
+    detector boxes, test split) are in manifest.json."""
+    from optodesign.export.manifest import VIEWING
+
+    m = json.loads((d2nn / "fab" / "manifest.json").read_text())
+    c = m["conventions"]
+    design = Design.load(d2nn / "run")
+    assert c["viewing"] == VIEWING and "from the source towards the detector" in VIEWING
+    assert c["training_model"]["pad"] == design.pad
+    assert c["setup"] == json.loads(json.dumps(design.setup.to_json()))
+    assert {"encoding", "detectors", "test_samples"} <= set(c["setup"])
+    assert "detector" in c["faces"] and "distances[0]" in c["distances"]
+    assert read_fab(d2nn / "fab").manifest.conventions == c

@@ -165,13 +165,19 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     click.echo(f"[3/3] verify the written STL files: {n_samples} samples of the default "
                "fabrication errors + tolerance sweep")
     res = verify_fab(fab_dir, samples=n_samples, device=dev, progress=not quiet,
-                     sweep_samples=1 if tiny else 3)
+                     sweep_samples=1 if tiny else 3, errors_under_training_model=True)
     files = write_report(res, report_dir, option="--out")
     t3 = time.perf_counter()
     s = res.combined.summary()
     same = {True: "reproduced exactly", False: "DIFFERS from training", None: ""}[
         res.round_trip_exact]
-    click.echo(f"      accuracy from the files: {res.nominal_value:.4f} ({same}); under errors "
+    conv = res.convergence
+    state = "not checked" if conv is None else "converged" if conv.converged else \
+        "NOT converged within the ladder's caps"
+    click.echo(f"      accuracy from the files: {res.readback_value:.4f} under the training "
+               f"model ({same}); {res.nominal_value:.4f} under the drawn model "
+               f"({res.model.label()}, {state}; gap {res.model_gap:+.4f})")
+    click.echo(f"      under errors "
                f"mean {s['mean']:.4f}, 5th pct {s['p5']:.4f} -> "
                f"{'PASS' if verdict(res) else 'FAIL'} (allowed drop {res.max_drop:g})  "
                f"[{t3 - t2:.0f} s]")

@@ -1,7 +1,10 @@
 """``optodesign verify FAB_DIR --report OUT``: simulate the written files under fab errors.
 
-Exit codes: 0 when the files read back score within the tolerance of the trained metric and
-the metric under the combined errors stays within the tolerance of the read-back one, 1 when
+The files are simulated under a model chosen by convergence (padding, then samples per pixel,
+raised until the metric and the detector energies stop changing; ``--fast``: the training
+model). Exit codes: 0 when the files read back score within the tolerance of the trained
+metric (both under the training model) and the metric under the combined errors stays within
+the tolerance of the read-back one (both under the simulation model), 1 when
 either does not, 2 for bad input (missing, corrupt or inconsistent files — files that do not
 make the design in ``design.npz`` —, a bad errors file, bad options, an unusable --report).
 """
@@ -43,11 +46,14 @@ from ._common import MAX_SEED, check_output_dir, device_option, resolve_device, 
               help="Run the tolerance sweep (metric vs each error's magnitude).")
 @click.option("--sweep-samples", type=int, default=None,
               help="Samples per sweep point (default: errors file, else min(samples, 8)).")
+@click.option("--fast", is_flag=True,
+              help="Simulate under the training model (no convergence ladder): quick, but "
+                   "not converged for every geometry.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | None, device: str,
            data: Path | None, source: str, test_samples: int | None, seed: int, sweep: bool,
-           sweep_samples: int | None, quiet: bool) -> None:
+           sweep_samples: int | None, fast: bool, quiet: bool) -> None:
     """Re-read the GDS/STL files of FAB_DIR, perturb them with fabrication errors, simulate
     and score them, and write a report to --report."""
     from ..variation.spec import load_errors
@@ -82,7 +88,8 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     dev = distributed.setup(resolve_device(device))
     result = verify_fab(fab_dir, errors=cfg, samples=samples, seed=seed, device=dev,
                         source=source, data=data, test_samples=test_samples,  # type: ignore[arg-type]
-                        sweep=sweep, sweep_samples=sweep_samples, progress=not quiet)
+                        sweep=sweep, sweep_samples=sweep_samples, progress=not quiet,
+                        fast=fast)
     main = distributed.is_main()
     distributed.shutdown()
     if not main:
@@ -100,10 +107,15 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
             ok = "within" if trained_passed(result) else "FAIL: beyond"
             same = (f"DIFFERS, drop {trained_drop(result):.4g}, {ok} the allowed "
                     f"{result.max_drop:.4g}")
-        click.echo(f"  trained {m} {result.trained:.6g}; files read back {result.nominal_value:.6g}"
-                   f" ({same})")
+        click.echo(f"  training model: trained {m} {result.trained:.6g}; files read back "
+                   f"{result.readback_value:.6g} ({same})")
     else:
-        click.echo(f"  nominal {m} (files read back): {result.nominal_value:.6g}")
+        click.echo(f"  training model: {m} of the files read back {result.readback_value:.6g}")
+    conv = result.convergence
+    state = ("--fast, not checked" if conv is None else
+             "converged" if conv.converged else "NOT converged")
+    click.echo(f"  simulation model ({result.model.label()}, {state}): {m} "
+               f"{result.nominal_value:.6g}, model gap {result.model_gap:+.4g}")
     for note in fab.notes:
         click.echo(f"  note: {note}")
     rate = result.combined.computed / max(t.get("combined", 0.0), 1e-9)

@@ -54,6 +54,7 @@ from .manifest import (
     Manifest,
     ProcessRecord,
     SpacerRecord,
+    conventions,
     file_entry,
     listed_files,
     load_manifest,
@@ -341,6 +342,7 @@ def _write_all(
         drc={"passed": report.passed, "file": "drc.json"},
         notes=tuple(notes),
         spacers=tuple(spacers),
+        conventions=conventions(pad=design.pad, setup=design.setup.to_json()),
     )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report

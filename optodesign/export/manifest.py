@@ -18,6 +18,10 @@ otherwise; keys sorted, so equal inputs give equal bytes)::
     drc          {passed, file}
     spacers      optional: [{between [k, k+1], height, file, sha256}]
     notes        list of strings (skipped outputs and why)
+    conventions  how to re-simulate the files (:func:`conventions`): the frame and the face
+                 towards the source, the viewing convention of every plot, the reference
+                 planes of the distances, the model used to train, and the task setup
+                 (input encoding, detector boxes, dataset and test split) from design.json
 
 :class:`Manifest` is the typed record both sides use: ``optodesign export`` builds one and
 writes :meth:`Manifest.to_dict` (the JSON above, unchanged), :func:`load_manifest` reads and
@@ -175,6 +179,7 @@ class Manifest:
     drc: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     spacers: tuple[SpacerRecord, ...] = ()
+    conventions: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, m: Mapping[str, Any], path: str | Path = "manifest.json") -> Manifest:
@@ -201,6 +206,7 @@ class Manifest:
             design=m.get("design", {}), drc=m.get("drc", {}),
             notes=tuple(m.get("notes", ())),
             spacers=tuple(SpacerRecord.from_dict(x) for x in m.get("spacers", ())),
+            conventions=m.get("conventions", {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,6 +239,8 @@ class Manifest:
             out["stl_offset"] = list(self.stl_offset)
         if self.spacers:
             out["spacers"] = [s.to_dict() for s in self.spacers]
+        if self.conventions:
+            out["conventions"] = dict(self.conventions)
         return out
 
     # ------------------------------------------------------------------ readers' views
@@ -268,6 +276,41 @@ class Manifest:
 
 
 # ---------------------------------------------------------------------------- files
+#: the one viewing convention of every plot (training, verify) and of this record
+VIEWING = ("looking from the source towards the detector: x (column j) to the right, "
+           "y (row i) downwards, row 0 at the top")
+
+
+def conventions(*, pad: float, setup: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``conventions`` record of ``manifest.json``: what a third party needs besides the
+    files to re-simulate them (docs/verify.md, "Re-simulating a fab directory").
+
+    Args:
+        pad: the zero-padding factor training propagated with.
+        setup: the task setup of design.json (input encoding, detector boxes, dataset,
+            test split), copied as is.
+    """
+    return {
+        "frame": ("right-handed (x, y, z): x along columns j, y along rows i, z the direction "
+                  "of propagation, from the source to the detector; x = (j - nx // 2) * pitch, "
+                  "y = (i - ny // 2) * pitch: the optical axis passes through the centre of "
+                  "pixel (ny // 2, nx // 2); GDS and STL use this (x, y) (origin above)"),
+        "faces": ("each file's +z (the STL relief on top of its base plate; the GDS seen from "
+                  "above) points towards the detector: the light enters through the base "
+                  "plate / substrate. Mounted the other way round the design is mirrored"),
+        "viewing": VIEWING,
+        "distances": ("distances[0]: input plane to layer 1; distances[k]: layer k to layer "
+                      "k + 1; distances[K]: layer K to the detector plane. Each layer is one "
+                      "thin-element plane (the relief's thickness is not a propagation)"),
+        "training_model": {"method": "band-limited angular spectrum (Matsushima & "
+                                     "Shimobaba 2009), zero-padded", "pad": float(pad),
+                           "samples_per_pixel": 1,
+                           "transmission": "thin element: exp(i 2 pi (n - n0) h / lambda) "
+                                           "exp(-2 pi kappa h / lambda) per pixel"},
+        "setup": dict(setup),
+    }
+
+
 def file_entry(path: Path) -> FileRecord:
     """The record of a written file (name relative to the fab directory)."""
     return FileRecord(name=path.name, sha256=sha256_file(path), bytes=path.stat().st_size)

@@ -13,9 +13,15 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ..optics.propagation import propagate
+from ..optics.propagation import (
+    LOSS_TOLERANCE,
+    SamplingWarning,
+    propagate,
+    sampling_loss,
+)
 
-__all__ = ["forward_stack", "detector_energies", "auto_detectors", "place_images"]
+__all__ = ["forward_stack", "detector_energies", "auto_detectors", "place_images",
+           "stack_sampling", "check_stack_sampling"]
 
 
 def forward_stack(
@@ -52,6 +58,51 @@ def forward_stack(
         grid.check_field(t.shape, what=f"transmissions[{k}]")
         u = propagate(u * t, d, grid=grid, wavelength=wavelength)
     return u
+
+
+@torch.no_grad()
+def stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor,
+                   distances: Sequence[float], *, grid: Grid,
+                   wavelength: float) -> list[tuple[int, float, float, float]]:
+    """The sampling loss of the field at *every* plane of a stack (not only the input):
+    ``(plane, distance, band_limit_loss, wrap_loss)`` per propagation, plane 0 the input
+    and plane k the field leaving layer k (:func:`~optodesign.optics.propagation.sampling_loss`,
+    summed over the batch)."""
+    out = []
+    u = field
+    for k, d in enumerate(distances):
+        if k > 0:
+            u = u * transmissions[k - 1]
+        if d:
+            removed, lost = sampling_loss(u, d, grid=grid, wavelength=wavelength)
+            out.append((k, float(d), removed, lost))
+        u = propagate(u, d, grid=grid, wavelength=wavelength)
+    return out
+
+
+def check_stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor,
+                         distances: Sequence[float], *, grid: Grid,
+                         wavelength: float) -> list[tuple[int, float, float, float]]:
+    """:func:`stack_sampling`, warning (:class:`SamplingWarning`) for every plane that loses
+    more than ``LOSS_TOLERANCE`` (1 %) of its energy to the band limit or to wrap-around, with
+    what to change. Returns the measurements. Training calls it on its first batch."""
+    import warnings
+
+    found = stack_sampling(field, transmissions, distances, grid=grid, wavelength=wavelength)
+    problems = []
+    for k, d, removed, lost in found:
+        where = "the input" if k == 0 else f"the field leaving layer {k}"
+        parts = []
+        if removed > LOSS_TOLERANCE:
+            parts.append(f"the band limit removes {100 * removed:.1f}% of its energy")
+        if lost > LOSS_TOLERANCE:
+            parts.append(f"{100 * lost:.1f}% of its energy wraps around the padded window")
+        if parts:
+            problems.append(f"{where} over {d:.4g} m: {' and '.join(parts)}")
+    if problems:  # one warning for the whole stack
+        warnings.warn("sampling: " + "; ".join(problems) + f"; increase pad (now {grid.pad:g})",
+                      SamplingWarning, stacklevel=2)
+    return found
 
 
 def detector_energies(intensity: Tensor, boxes: Tensor | Sequence[Sequence[int]]) -> Tensor:

@@ -31,6 +31,7 @@ __all__ = [
     "propagate",
     "transfer_function",
     "check_sampling",
+    "sampling_loss",
     "SamplingReport",
     "SamplingWarning",
     "SamplingError",
@@ -257,45 +258,78 @@ LOSS_TOLERANCE = 0.01
 
 
 @torch.no_grad()
+def sampling_loss(field: Tensor, distance: float, *, grid: Grid, wavelength: float,
+                  bandlimit: bool = True) -> tuple[float, float]:
+    """What ``grid`` does to *this* field over ``distance``: the fraction of its propagating
+    energy the band limit removes, and the fraction that walks further than the zero padding
+    (wraps around), summed over every field of the batch. Evanescent energy is not counted.
+
+    Returns:
+        ``(band_limit_loss, wrap_loss)``, fractions in [0, 1].
+    """
+    _validate(grid, distance, wavelength)
+    grid.check_field(field.shape)
+    nyp, nxp = grid.padded().shape
+    spectrum = torch.fft.fft2(field.detach().to(torch.complex128), s=(nyp, nxp))
+    report = check_sampling(grid, distance, wavelength=wavelength, bandlimit=bandlimit)
+    removed, lost = _losses(spectrum, report, grid=grid, distance=distance,
+                            wavelength=wavelength, bandlimit=bandlimit)
+    return removed, lost
+
+
+def _losses(spectrum: Tensor, report: SamplingReport, *, grid: Grid, distance: float,
+            wavelength: float, bandlimit: bool) -> tuple[float, float]:
+    """Band-limit and wrap-around energy fractions of a padded spectrum (see
+    :func:`sampling_loss`)."""
+    nyp, nxp = spectrum.shape[-2:]
+    pitch = grid.pitch
+    power = (spectrum.abs() ** 2).reshape(-1, nyp, nxp).sum(0).to(torch.float64)
+    total = power.sum().item()
+    if total == 0:
+        return 0.0, 0.0
+    fy = torch.fft.fftfreq(nyp, d=pitch, dtype=torch.float64, device=power.device)
+    fx = torch.fft.fftfreq(nxp, d=pitch, dtype=torch.float64, device=power.device)
+    s2 = (wavelength**2) * (fy[:, None] ** 2 + fx[None, :] ** 2)
+    propagating = s2 < 1
+    z = abs(distance)
+    keep = propagating
+    removed = 0.0
+    if bandlimit:
+        keep = propagating & (fy.abs()[:, None] < _band_limit(nyp, pitch, wavelength, z)) & (
+            fx.abs()[None, :] < _band_limit(nxp, pitch, wavelength, z))
+        removed = power[propagating & ~keep].sum().item() / total
+    lost = 0.0
+    if report.margin > 0:
+        walk = z * torch.sqrt(s2 / torch.clamp(1 - s2, min=1e-12))
+        lost = power[keep & (walk > 2 * report.margin)].sum().item() / total
+    return removed, lost
+
+
+@torch.no_grad()
 def _field_problems(spectrum: Tensor, report: SamplingReport, *, grid: Grid, distance: float,
                     wavelength: float, bandlimit: bool) -> list[str]:
     """What the grid does to *this* field: energy removed by the band limit (window too small
     for the distance) and energy that walks off further than the zero padding (wraps around).
     Evanescent energy is dropped by physics and not counted."""
     nyp, nxp = spectrum.shape[-2:]
-    pitch, pad = grid.pitch, grid.pad
-    power = (spectrum.abs() ** 2).reshape(-1, nyp, nxp).sum(0).to(torch.float64)
-    total = power.sum().item()
-    if total == 0:
-        return []
-    fy = torch.fft.fftfreq(nyp, d=pitch, dtype=torch.float64, device=power.device)
-    fx = torch.fft.fftfreq(nxp, d=pitch, dtype=torch.float64, device=power.device)
-    s2 = (wavelength**2) * (fy[:, None] ** 2 + fx[None, :] ** 2)
-    propagating = s2 < 1
     z = abs(distance)
+    removed, lost = _losses(spectrum, report, grid=grid, distance=distance,
+                            wavelength=wavelength, bandlimit=bandlimit)
     problems = []
-    keep = propagating
-    if bandlimit:
-        keep = propagating & (fy.abs()[:, None] < _band_limit(nyp, pitch, wavelength, z)) & (
-            fx.abs()[None, :] < _band_limit(nxp, pitch, wavelength, z))
-        removed = power[propagating & ~keep].sum().item() / total
-        if removed > LOSS_TOLERANCE:
-            problems.append(
-                f"the band limit removed {100 * removed:.1f}% of the field's energy: the padded "
-                f"window ({nxp}x{nyp} px at {pitch:.4g} m) is too small for distance {z:.4g} m; "
-                f"increase pad (now {pad:g}) or reduce the distance"
-            )
-    elif report.band_fraction < 1:
+    if bandlimit and removed > LOSS_TOLERANCE:
+        problems.append(
+            f"the band limit removed {100 * removed:.1f}% of the field's energy: the padded "
+            f"window ({nxp}x{nyp} px at {grid.pitch:.4g} m) is too small for distance "
+            f"{z:.4g} m; increase pad (now {grid.pad:g}) or reduce the distance"
+        )
+    elif not bandlimit and report.band_fraction < 1:
         problems.extend(p for p in report.problems if "aliased" in p)
-    if report.margin > 0:
-        walk = z * torch.sqrt(s2 / torch.clamp(1 - s2, min=1e-12))
-        lost = power[keep & (walk > 2 * report.margin)].sum().item() / total
-        if lost > LOSS_TOLERANCE:
-            problems.append(
-                f"{100 * lost:.1f}% of the field's energy travels at angles that walk more than "
-                f"twice the zero padding ({report.margin:.4g} m per side) over {z:.4g} m and "
-                f"wraps around the window; increase pad (now {pad:g})"
-            )
+    if lost > LOSS_TOLERANCE:
+        problems.append(
+            f"{100 * lost:.1f}% of the field's energy travels at angles that walk more than "
+            f"twice the zero padding ({report.margin:.4g} m per side) over {z:.4g} m and "
+            f"wraps around the window; increase pad (now {grid.pad:g})"
+        )
     return problems
 
 

@@ -390,3 +390,15 @@ class Pillars(StructureBase):
             t = t * np.exp(-2 * math.pi * phys.kappa_extra * phys.heights
                            / phys.element_wavelength)
         return t
+
+    def drawn_transmissions(self, phys: Physical, *, pitch: float,
+                            oversample: int) -> np.ndarray:
+        """The lattice drawn with ``oversample`` × ``oversample`` samples per site: each
+        site's meta-atom transmission (:meth:`element_transmissions`, which already holds the
+        line-width bias as a pillar-size change) fills its unit cell. complex128
+        ``(K, ny·s, nx·s)``."""
+        s = int(oversample)
+        if s < 1:
+            raise UserError(f"oversample: must be an integer >= 1, got {oversample!r}")
+        t = self.element_transmissions(phys, pitch=pitch)
+        return t if s == 1 else np.repeat(np.repeat(t, s, axis=1), s, axis=2)

@@ -32,7 +32,9 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
     fig = new_figure(3.2 * k, 3.2)
     axes = _axes_row(fig, k)
     for i, ax in enumerate(axes):
-        im = ax.imshow(design.levels[i], cmap="twilight", vmin=0, vmax=design.n_levels - 1,
+        # viewed from the source towards the detector (manifest.json conventions.viewing)
+        im = ax.imshow(design.levels[i], origin="upper", cmap="twilight", vmin=0,
+                       vmax=design.n_levels - 1,
                        interpolation="nearest")
         ax.set_title(f"layer {i + 1} levels")
         ax.axis("off")

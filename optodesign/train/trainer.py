@@ -34,6 +34,7 @@ from ..errors import ConfigError, UserError
 from ..evaluate import Evaluator
 from ..fabrules import Deck
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
+from ..models.functional import check_stack_sampling
 from ..models.stack import DiffractiveStack
 from ..optics.propagation import check_sampling
 from ..quantize.base import Quantizer
@@ -596,6 +597,9 @@ class Trainer:
                 if len(idx) == 0:
                     idx, weight = batch[:1], 0.0
                 field = ev.images_to_field(images[idx])
+                if epoch == 0 and b == 0:  # sampling of the fields at every plane (issue #12)
+                    check_stack_sampling(field, stack.transmissions("hard"), ev.design.distances,
+                                         grid=ev.grid, wavelength=ev.design.wavelength)
                 y = torch.as_tensor(labels[idx], device=self.device)
                 loss, inten = self._step(field, y, weight, qat)
                 opt.zero_grad(set_to_none=True)

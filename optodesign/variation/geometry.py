@@ -16,7 +16,8 @@ __all__ = ["place"]
 
 
 def place(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
-          rotations: np.ndarray | None = None) -> np.ndarray:
+          rotations: np.ndarray | None = None,
+          axis: tuple[float, float] | None = None) -> np.ndarray:
     """Move each layer's transmission: rotate about the optical axis, then shift; zero-fill.
 
     The moved element is sampled at the (fixed) pixel centres by bilinear interpolation of
@@ -28,8 +29,15 @@ def place(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
         t: complex ``(K, ny, nx)`` transmissions.
         grid: their sampling (``grid.shape == (ny, nx)``; the pitch in metres).
         shifts: ``(K, 2)`` ``(dy, dx)`` metres; the structure moves by +dy rows / +dx cols.
-        rotations: ``(K,)`` radians, counter-clockwise seen along +z (x right, y up), about
+        rotations: ``(K,)`` radians, a positive rotation about +z in the right-handed frame
+            of ``manifest.json`` ``conventions.frame`` (counter-clockwise with x drawn right
+            and y up, as in a GDS viewer; clockwise in the plots, which look from the
+            source towards the detector with row 0 at the top), about
             the grid's optical axis, the centre of pixel ``(ny // 2, nx // 2)``.
+        axis: ``(row, col)`` of the optical axis in (fractional) sample indices, when the
+            grid samples a design more finely than its pixels (verify's drawn layers: the
+            centre of the design's pixel ``(ny // 2, nx // 2)`` lies at ``(ny // 2 · s +
+            (s − 1) / 2, …)`` on ``s`` samples per pixel); default ``(ny // 2, nx // 2)``.
 
     Returns:
         complex ``(K, ny, nx)`` (``t`` itself when nothing moves).
@@ -45,7 +53,8 @@ def place(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
     if not sh.any() and not rot.any():
         return t
     out = np.empty_like(t)
-    cy, cx = ny // 2, nx // 2  # the optical axis: the centre of pixel (ny // 2, nx // 2)
+    # the optical axis: the centre of pixel (ny // 2, nx // 2), unless told otherwise
+    cy, cx = (ny // 2, nx // 2) if axis is None else (float(axis[0]), float(axis[1]))
     for k in range(K):
         sy, sx = sh[k] / pitch
         sy, sx = _snap(sy), _snap(sx)

@@ -36,7 +36,6 @@ from ..models.functional import forward_stack
 from ..optics.propagation import SamplingWarning
 from ..tasks import task_of
 from ..units import format_length
-from ..variation.geometry import place
 from ..variation.perturb import apply_random, apply_systematic
 from ..variation.spec import (
     ERRORS,
@@ -47,7 +46,8 @@ from ..variation.spec import (
     default_errors,
     sweep_magnitudes,
 )
-from .readback import FabStack, Physical, Source, element_transmissions, read_fab
+from .model import Convergence, SimModel, converge, draw_elements, evaluator_for, render
+from .readback import FabStack, Physical, Source, read_fab
 
 __all__ = ["Scorer", "MCResult", "SweepResult", "VerifyResult", "monte_carlo",
            "tolerance_sweep", "verify_fab", "realisations"]
@@ -80,6 +80,8 @@ class Scorer:
         self.task = evaluator.task
         self.device = evaluator.device
         self.grid = evaluator.grid
+        #: the simulation model the evaluator propagates with (draws the transmissions)
+        self.sim = getattr(evaluator, "model", None) or SimModel.training(self.design.grid)
         nyp, nxp = self.grid.padded().shape
         budget = MAX_BATCH_BYTES.get(self.device.type, MAX_BATCH_BYTES["cuda"])
         self.max_fields = max_fields or max(1, budget // (nyp * nxp * 8))
@@ -136,12 +138,10 @@ class Scorer:
             assert self.images is not None
             sel = self.example_images() if images is None else images
             field = self.ev.images_to_field(self.images[sel])[None]
-            u = forward_stack(field, ts[:, :, None], distances, grid=self.grid,
-                              wavelength=wavelength)
-        else:
-            u = forward_stack(self.ev.plane_wave(), ts, distances, grid=self.grid,
-                              wavelength=wavelength)
-        return u.real**2 + u.imag**2
+            return self.ev.output_intensity(field, ts[:, :, None], distances=distances,
+                                            wavelength=wavelength)
+        return self.ev.output_intensity(self.ev.plane_wave(), ts, distances=distances,
+                                        wavelength=wavelength)
 
     @torch.no_grad()
     def score(self, ts: Tensor, *, distances: Sequence[float], wavelength: float,
@@ -224,7 +224,7 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
     t0 = time.perf_counter()
     todo = samples if model.is_random else 1
     base = apply_systematic(fab.physical, model)
-    grid = fab.design.grid
+    sim = scorer.sim
     device = scorer.device
     chunk = 1 if model.varies_distances else min(scorer.chunk_size(), todo)
     # Chunks are fixed by the global sample index, and under torchrun each rank takes every
@@ -245,9 +245,8 @@ def monte_carlo(fab: FabStack, model: ErrorModel, *, samples: int, scorer: Score
                 phys = apply_random(base, model, seed=seed, sample=s)
                 key = phys.element_key()
                 if cache is None or cache[0] != key:
-                    cache = (key, phys, element_transmissions(phys, fab.process, grid=grid))
-                ts.append(place(cache[2], grid=grid, shifts=phys.shifts,
-                                rotations=phys.rotations))
+                    cache = (key, phys, draw_elements(fab, phys, sim))
+                ts.append(render(fab, phys, sim, cache[2]))
             t = torch.as_tensor(np.stack(ts, axis=1).astype(np.complex64), device=device)
             mine[start] = scorer.score(t, distances=phys.distances, wavelength=phys.wavelength,
                                        reuse_inputs=not model.varies_distances)
@@ -359,8 +358,16 @@ class VerifyResult:
         fab: the read-back fab directory.
         config: the error configuration used.
         metric, max_drop: the tolerance, resolved for the task.
-        nominal: metrics of the read-back design without errors (Evaluator.evaluate).
+        readback: metrics of the files read back under the **training model** (exactly as
+            training scored the design: :meth:`Evaluator.evaluate`); compared with
+            ``trained``.
+        nominal: metrics of the files read back under the simulation model ``model`` (the
+            reference of the combined errors and the sweep).
         trained: the design's trained hard-quantized metric (``design.json``), if recorded.
+        model: the simulation model (:class:`~optodesign.verify.model.SimModel`).
+        convergence: how ``model`` was chosen (``None``: ``--fast``, the training model).
+        errors_model: the model the combined errors and the sweep ran under (``model``, or
+            the training model with ``errors_under_training_model``).
         combined: all configured errors together.
         sweep: one :class:`SweepResult` per swept error.
         passed: whether the combined errors keep the metric within the tolerance.
@@ -374,9 +381,13 @@ class VerifyResult:
     config: ErrorConfig
     metric: str
     max_drop: float
+    readback: dict[str, Any]
     nominal: dict[str, Any]
     trained: float | None
+    model: SimModel
+    convergence: Convergence | None
     combined: MCResult
+    errors_model: SimModel
     sweep: list[SweepResult]
     passed: bool
     samples: int
@@ -388,25 +399,44 @@ class VerifyResult:
 
     @property
     def nominal_value(self) -> float:
+        """The files' metric under the simulation model."""
         return float(self.nominal[self.metric])
+
+    @property
+    def readback_value(self) -> float:
+        """The files' metric under the training model."""
+        return float(self.readback[self.metric])
+
+    @property
+    def model_gap(self) -> float:
+        """Metric under the simulation model minus under the training model."""
+        return self.nominal_value - self.readback_value
+
+    @property
+    def reference_value(self) -> float:
+        """The files' metric under the model the errors ran under."""
+        same = self.errors_model == self.model
+        return self.nominal_value if same else self.readback_value
 
     @property
     def drop(self) -> float:
         """Drop of the tolerance statistic under the combined errors."""
-        return self.nominal_value - self.config.tolerance.statistic_of(self.combined.values)
+        return self.reference_value - self.config.tolerance.statistic_of(self.combined.values)
 
     @property
     def round_trip_exact(self) -> bool | None:
         if self.trained is None:
             return None
-        return self.nominal_value == self.trained
+        return self.readback_value == self.trained
 
 
 def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, samples: int = 100,
                seed: int = 0, device: str = "cpu", source: Source = "auto",
                data: str | Path | None = None, test_samples: int | None = None,
                sweep: bool = True, sweep_samples: int | None = None,
-               max_fields: int | None = None, progress: bool = False) -> VerifyResult:
+               max_fields: int | None = None, progress: bool = False,
+               fast: bool = False, model: SimModel | None = None,
+               errors_under_training_model: bool = False) -> VerifyResult:
     """Read a fab directory back and simulate it under fabrication errors.
 
     Args:
@@ -423,6 +453,12 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
             min(samples, 8)).
         max_fields: fields per forward pass (memory / speed trade-off).
         progress: show tqdm progress bars.
+        fast: simulate under the training model (no convergence ladder).
+        model: simulate under this model (no convergence ladder); default: the converged
+            model of :func:`~optodesign.verify.model.converge`.
+        errors_under_training_model: run the Monte Carlo and the sweep under the training
+            model (compared with the read-back metric under it), the nominal model gap under
+            the converged one: the quickstart's budget on 2 CPU cores.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -432,7 +468,7 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
     scales = fab.scales()
     cfg = errors or default_errors(scales)
     metric, max_drop = cfg.tolerance.resolve(fab.design.task)
-    model = cfg.errors
+    errs = cfg.errors
     if samples < 1:
         raise UserError(f"--samples: must be >= 1, got {samples}")
     if test_samples is not None and test_samples < 1:
@@ -444,21 +480,41 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
     ev = Evaluator.from_design(fab.design, device=device, dataset=dataset)
 
     t1 = time.perf_counter()
-    nominal_t = fab.transmissions()
-    nominal = ev.evaluate(nominal_t, max_samples=test_samples)
+    readback = ev.evaluate(fab.transmissions(), max_samples=test_samples)
     timings["nominal"] = time.perf_counter() - t1
     trained = fab.design.metrics.get(metric)
     trained = float(trained) if isinstance(trained, (int, float)) else None
     if test_samples:  # a subset is not what training scored
         trained = None
 
-    scorer = Scorer(ev, test_samples=test_samples, max_fields=max_fields)
+    convergence = None
     with warnings.catch_warnings():
-        # the nominal evaluation has warned about the sampling once; perturbed distances
-        # would repeat it for every sample
+        # the training model has warned about its sampling once; the finer models of the
+        # ladder and perturbed distances would repeat it for every step and sample
         warnings.simplefilter("ignore", SamplingWarning)
+        t1 = time.perf_counter()
+        if model is None and not fast:
+            convergence = converge(fab, ev, metric=metric, test_samples=test_samples)
+            model = convergence.chosen
+        sim = model or SimModel.training(fab.design.grid)
+        ev_sim = evaluator_for(ev, sim)
+        if convergence is not None:
+            nominal = convergence.nominal
+        elif sim.is_training(fab.design.grid):
+            nominal = readback
+        else:
+            t = torch.as_tensor(render(fab, fab.physical, sim).astype(np.complex64),
+                                device=ev.device)
+            nominal = ev_sim.evaluate(t, max_samples=test_samples)
+        timings["model"] = time.perf_counter() - t1
+
+        errors_model = sim
+        if errors_under_training_model and not sim.is_training(fab.design.grid):
+            errors_model, ev_sim = SimModel.training(fab.design.grid), ev
+        reference = nominal if errors_model == sim else readback
+        scorer = Scorer(ev_sim, test_samples=test_samples, max_fields=max_fields)
         t2 = time.perf_counter()
-        combined = monte_carlo(fab, model, samples=samples, scorer=scorer, metric=metric,
+        combined = monte_carlo(fab, errs, samples=samples, scorer=scorer, metric=metric,
                                seed=seed, progress=progress, desc="combined errors")
         timings["combined"] = time.perf_counter() - t2
         results: list[SweepResult] = []
@@ -467,30 +523,39 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
             names = cfg.sweep.errors or tuple(ERRORS)
             n_sweep = sweep_samples or cfg.sweep.samples or min(samples, 8)
             results = tolerance_sweep(
-                fab, model, names=names, factors=cfg.sweep.factors, scales=scales,
+                fab, errs, names=names, factors=cfg.sweep.factors, scales=scales,
                 scorer=scorer, metric=metric, tolerance=cfg.tolerance, max_drop=max_drop,
-                nominal=float(nominal[metric]), samples=n_sweep, seed=seed, progress=progress)
+                nominal=float(reference[metric]), samples=n_sweep, seed=seed,
+                progress=progress)
             timings["sweep"] = time.perf_counter() - t3
-        examples = _examples(fab, model, scorer, nominal_t, seed)
+        examples = _examples(fab, errs, scorer, seed)
     stat = cfg.tolerance.statistic_of(combined.values)
-    passed = _within(float(nominal[metric]), stat, max_drop)
+    passed = _within(float(reference[metric]), stat, max_drop)
     n_test = scorer.n_images
     return VerifyResult(fab=fab, config=cfg, metric=metric, max_drop=max_drop,
-                        nominal=nominal, trained=trained, combined=combined, sweep=results,
+                        readback=readback, nominal=nominal, trained=trained, model=sim,
+                        errors_model=errors_model,
+                        convergence=convergence, combined=combined, sweep=results,
                         passed=passed, samples=samples, seed=seed, device=str(device),
                         test_samples=n_test, examples=examples, seconds=timings)
 
 
-def _examples(fab: FabStack, model: ErrorModel, scorer: Scorer, nominal_t: np.ndarray,
+def _examples(fab: FabStack, model: ErrorModel, scorer: Scorer,
               seed: int) -> dict[str, np.ndarray]:
-    """Nominal and sample-0 transmissions and outputs, for the report's figures."""
-    (phys, sample_t), = realisations(fab, model, [0], seed=seed)
+    """Nominal and sample-0 transmissions and outputs under the scorer's simulation model,
+    for the report's figures (transmissions on the design's pixels: one sample per pixel)."""
+    sim = scorer.sim
+    (phys, _), = realisations(fab, model, [0], seed=seed)
+    nominal_t = render(fab, fab.physical, sim)
+    sample_t = render(fab, phys, sim)
     t = torch.as_tensor(np.stack([nominal_t, sample_t], axis=1).astype(np.complex64),
                         device=scorer.device)
     nom = scorer.intensities(t[:, :1], distances=fab.physical.distances,
                              wavelength=fab.physical.wavelength)[0]
     smp = scorer.intensities(t[:, 1:], distances=phys.distances, wavelength=phys.wavelength)[0]
-    out = {"nominal_t": nominal_t, "sample_t": sample_t,
+    s = sim.oversample
+    out = {"nominal_t": nominal_t[:, s // 2::s, s // 2::s],
+           "sample_t": sample_t[:, s // 2::s, s // 2::s],
            "nominal_out": nom.cpu().numpy(), "sample_out": smp.cpu().numpy()}
     if scorer.labels is not None:
         out["labels"] = scorer.labels[scorer.example_images()]

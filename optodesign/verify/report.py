@@ -41,6 +41,7 @@ from ..plotting import new_figure, save_png
 from ..tasks import get_task, task_of
 from ..units import format_length, wrap_phase
 from ..variation.spec import ERRORS
+from .model import SimModel
 from .montecarlo import VerifyResult
 
 __all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",
@@ -91,8 +92,15 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
         "samples_simulated": r.combined.computed,
         "test_samples": r.test_samples if _supervised(r) else None,
         "readback": {"levels_equal_design": fab.trained_levels_equal,
-                     "notes": list(fab.notes)},
+                     "notes": list(fab.notes),
+                     "training_model": {k: v for k, v in r.readback.items()
+                                        if isinstance(v, (int, float))}},
         "nominal": nominal,
+        "model": {**r.model.to_json(), "label": r.model.label(),
+                  "errors_model": r.errors_model.to_json(),
+                  "training": {"pad": fab.design.pad, "oversample": 1},
+                  "gap": r.model_gap,
+                  "convergence": None if r.convergence is None else r.convergence.to_json()},
         "trained": {"metric": r.metric, "value": r.trained,
                     "round_trip_exact": r.round_trip_exact, "drop": trained_drop(r),
                     "max_drop": r.max_drop, "passed": trained_passed(r)},
@@ -101,8 +109,8 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
                    "units": {n: s.unit for n, s in ERRORS.items()},
                    "active": list(r.config.errors.active())},
         "tolerance": {"metric": r.metric, "max_drop": r.max_drop, "statistic": tol.statistic,
-                      "value": stat, "drop": r.nominal_value - stat,
-                      "threshold": r.nominal_value - r.max_drop, "passed": r.passed},
+                      "value": stat, "drop": r.reference_value - stat,
+                      "threshold": r.reference_value - r.max_drop, "passed": r.passed},
         "combined": {**r.combined.summary(),
                      "values": r.combined.values.tolist(),
                      "metrics": {k: v.tolist() for k, v in r.combined.metrics.items()}},
@@ -134,15 +142,18 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     word = "PASS" if verdict(r) else "FAIL"
     drop = trained_drop(r)
     if drop is not None:
-        lines.append(f"**{word}**: the files read back score {r.nominal_value:.4g}, a drop of "
+        lines.append(f"**{word}**: the files read back score {r.readback_value:.4g} under the "
+                     f"training model, a drop of "
                      f"{drop:.4g} from the trained {r.trained:.4g} "
                      f"({'within' if trained_passed(r) else 'BEYOND'} the allowed "
                      f"{r.max_drop:.4g});")
     else:
         lines.append(f"**{word}**: no trained {m} to compare the files with;")
-    lines.append(f"under the combined errors, {tol.statistic} {m} is "
+    under = ("" if r.errors_model == r.model else
+             f" (simulated under the training model, {r.errors_model.label()})")
+    lines.append(f"under the combined errors{under}, {tol.statistic} {m} is "
                  f"{tol.statistic_of(r.combined.values):.4g}, "
-                 f"a drop of {r.drop:.4g} from the files' {r.nominal_value:.4g} "
+                 f"a drop of {r.drop:.4g} from the files' {r.reference_value:.4g} "
                  f"({'within' if r.passed else 'BEYOND'} the allowed {r.max_drop:.4g}).")
     lines.append("")
     lines.append("| | value |")
@@ -150,12 +161,17 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     trained = "n/a" if r.trained is None else f"{r.trained:.6g}"
     exact = {True: " (reproduced exactly)", False: " (differs)", None: ""}[r.round_trip_exact]
     lines.append(f"| trained {m} (design.json) | {trained}{exact} |")
-    lines.append(f"| nominal {m} (files read back) | {r.nominal_value:.6g} |")
+    training = SimModel.training(fab.design.grid).label()
+    lines.append(f"| {m} of the files, training model ({training}) | {r.readback_value:.6g} |")
+    lines.append(f"| {m} of the files, simulation model ({r.model.label()}) | "
+                 f"{r.nominal_value:.6g} |")
+    lines.append(f"| model gap (simulation − training) | {r.model_gap:+.4g} |")
     lines.append(f"| mean under errors ({r.samples} samples) | {s['mean']:.4g} |")
     lines.append(f"| std | {s['std']:.3g} |")
     lines.append(f"| min | {s['min']:.4g} |")
     lines.append(f"| 5th percentile | {s['p5']:.4g} |")
     lines.append("")
+    lines += _model_lines(r)
     active = r.config.errors.active()
     src = r.config.source or "the default model, no --errors file"
     lines.append(f"Errors ({src}): " + (", ".join(
@@ -177,6 +193,29 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     if figures:
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in figures) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _model_lines(r: VerifyResult) -> list[str]:
+    """How the files were simulated: the model, and the convergence ladder that chose it."""
+    c = r.convergence
+    if c is None:
+        return [f"Simulation model: {r.model.label()} (--fast: the training model; not "
+                "checked for convergence).", ""]
+    state = "converged" if c.converged else "NOT converged (ladder exhausted)"
+    out = [f"Simulation model: {r.model.label()}, {state}: a step of the padding (x2) and of "
+           f"the oversampling (x2) from it changes the readings (detector energies) of the "
+           f"probe inputs by at most {100 * c.energy_tolerance:.3g} % (relative L2). Each "
+           f"layer is drawn with {r.model.oversample}x{r.model.oversample} samples per pixel.",
+           "",
+           f"| pad | samples/pixel | {r.metric} (every test image) | change of readings "
+           "| time |", "| --- | --- | --- | --- | --- |"]
+    for st in c.steps:
+        val = "" if math.isnan(st.metric) else f"{st.metric:.6g}"
+        de = "" if st.energy_change is None else f"{100 * st.energy_change:.3g} %"
+        out.append(f"| {st.model.pad:g} | {st.model.oversample} | {val} | "
+                   f"{de} | {st.seconds:.1f} s |")
+    out.append("")
+    return out
 
 
 # ---------------------------------------------------------------------------- figures
@@ -204,7 +243,7 @@ def _plot_sweep(r: VerifyResult, path: Path) -> None:
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     fig = new_figure(3.3 * cols, 2.7 * rows, dpi=100)
-    thr = r.nominal_value - r.max_drop
+    thr = r.reference_value - r.max_drop
     for i, sw in enumerate(r.sweep):
         ax = fig.add_subplot(rows, cols, i + 1)
         scale, unit = _axis_scale(sw.magnitudes, sw.unit)
@@ -233,8 +272,8 @@ def _plot_histogram(r: VerifyResult, path: Path) -> None:
         ax.bar([float(v[0])], [v.size], width=0.01 * max(abs(float(v[0])), 1e-3))
     else:
         ax.hist(v, bins=bins, color="C0", alpha=0.8)
-    ax.axvline(r.nominal_value, color="k", lw=1, label="nominal")
-    ax.axvline(r.nominal_value - r.max_drop, color="C3", lw=1, ls="--", label="tolerance")
+    ax.axvline(r.reference_value, color="k", lw=1, label="nominal")
+    ax.axvline(r.reference_value - r.max_drop, color="C3", lw=1, ls="--", label="tolerance")
     ax.axvline(r.config.tolerance.statistic_of(v), color="C1", lw=1,
                label=r.config.tolerance.statistic)
     ax.set_xlabel(r.metric, fontsize=8)
@@ -247,6 +286,8 @@ def _plot_histogram(r: VerifyResult, path: Path) -> None:
 
 
 def _plot_outputs(r: VerifyResult, path: Path) -> None:
+    """Output planes, viewed from the source towards the detector (row 0 at the top, x to
+    the right: ``manifest.json`` ``conventions.viewing``, as in the training plots)."""
     ex = r.examples
     nom, smp = ex["nominal_out"], ex["sample_out"]
     if _supervised(r):
@@ -259,7 +300,7 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         for row, (imgs, name) in enumerate(((nom, "nominal"), (smp, "sample 0"))):
             for i in range(n):
                 ax = fig.add_subplot(2, n, row * n + i + 1)
-                ax.imshow(imgs[i], origin="lower", cmap="inferno", interpolation="nearest")
+                ax.imshow(imgs[i], origin="upper", cmap="inferno", interpolation="nearest")
                 for c, (y0, x0, h, w) in enumerate(boxes):
                     col = "lime" if c == labels[i] else "w"
                     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=col,
@@ -273,7 +314,7 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         fig = new_figure(3.0 * len(panels), 3.0, dpi=100)
         for i, (img, name) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
-            ax.imshow(img, origin="lower", cmap="inferno", interpolation="nearest")
+            ax.imshow(img, origin="upper", cmap="inferno", interpolation="nearest")
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -291,7 +332,7 @@ def _plot_layers(r: VerifyResult, path: Path) -> None:
             ax = fig.add_subplot(2, K, row * K + k + 1)
             ph = wrap_phase(np.angle(t[k]))
             ph[np.abs(t[k]) == 0] = np.nan
-            ax.imshow(ph, origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
+            ax.imshow(ph, origin="upper", cmap="twilight", vmin=0, vmax=2 * np.pi,
                       interpolation="nearest")
             ax.set_title(f"layer {k + 1} phase, {name}", fontsize=8)
             ax.set_xticks([])
@@ -365,7 +406,7 @@ def check_report_dir(out_dir: str | Path, *, option: str = "--report") -> None:
 
 def trained_drop(r: VerifyResult) -> float | None:
     """Drop of the metric from training (design.json) to the files read back, if recorded."""
-    return None if r.trained is None else r.trained - r.nominal_value
+    return None if r.trained is None else r.trained - r.readback_value
 
 
 def trained_passed(r: VerifyResult) -> bool:

@@ -1,0 +1,324 @@
+"""Verify's simulation models: the training model, and the drawn model chosen by convergence.
+
+A :class:`SimModel` says how a fab directory is simulated: the zero-padding factor of every
+propagation and ``oversample``, the samples per design pixel along each axis. Under a model
+with ``oversample = s``:
+
+* each fabricated layer is **drawn** on a grid of pitch ``pitch / s`` (the structure's
+  :meth:`~optodesign.process.structure.Structure.drawn_transmissions`: flat-topped pixels,
+  level edges moved by the line-width bias) and moved by the exact geometry of a shift or a
+  rotation about the optical axis (:func:`~optodesign.variation.geometry.place` on the fine
+  grid, each sample the area-average of what covers it for a shift);
+* the input (a test image's field, or the plane wave) is the training input held constant
+  over each design pixel;
+* the output intensity is averaged over each design pixel's ``s × s`` samples, so detectors,
+  foci and targets are read on the design's pixels exactly as training reads them.
+
+``SimModel(design.pad, 1)`` is the **training model**: verify reproduces the trained metric
+from the files under it, bit for bit. :func:`converge` raises the padding, then the
+oversampling, until the task's readings (detector energies) of probe inputs change by less
+than a stated tolerance, and returns every step for the report; the primary metric is then
+computed on every test image under the training and the chosen model (the model gap).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..evaluate import Evaluator
+from ..grid import Grid
+from ..variation.geometry import place
+
+if TYPE_CHECKING:
+    from ..process.physical import Physical
+    from .readback import FabStack
+
+__all__ = ["SimModel", "ModelEvaluator", "evaluator_for", "render", "Convergence",
+           "ConvergenceStep", "converge", "upsample", "pixel_mean", "ENERGY_TOLERANCE",
+           "MAX_PAD", "MAX_OVERSAMPLE"]
+
+#: convergence: largest relative change (L2 over every probe input) of the task's readings
+ENERGY_TOLERANCE = 0.01
+#: the ladder stops here (not converged if still changing)
+MAX_PAD = 8.0
+MAX_OVERSAMPLE = 2
+#: probe inputs whose readings are compared (D2NN: the first test images)
+PROBE_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class SimModel:
+    """How a fab directory is simulated (see the module docstring).
+
+    Attributes:
+        pad: zero-padding factor per axis of every propagation (>= 1).
+        oversample: samples per design pixel per axis (>= 1).
+    """
+
+    pad: float
+    oversample: int = 1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.pad) and self.pad >= 1):
+            raise UserError(f"pad: must be a number >= 1, got {self.pad!r}")
+        if int(self.oversample) != self.oversample or self.oversample < 1:
+            raise UserError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
+        object.__setattr__(self, "pad", float(self.pad))
+        object.__setattr__(self, "oversample", int(self.oversample))
+
+    @classmethod
+    def training(cls, design_grid: Grid) -> SimModel:
+        """The model training used: the design's padding, one sample per pixel."""
+        return cls(design_grid.pad, 1)
+
+    def grid(self, design_grid: Grid) -> Grid:
+        """The sampling this model propagates on: ``s`` samples per design pixel."""
+        s = self.oversample
+        ny, nx = design_grid.shape
+        return Grid((ny * s, nx * s), design_grid.pitch / s, pad=self.pad)
+
+    def axis(self, design_grid: Grid) -> tuple[float, float]:
+        """The optical axis (centre of design pixel ``(ny // 2, nx // 2)``) in fine samples."""
+        s = self.oversample
+        ny, nx = design_grid.shape
+        return (ny // 2) * s + (s - 1) / 2, (nx // 2) * s + (s - 1) / 2
+
+    def is_training(self, design_grid: Grid) -> bool:
+        return self.oversample == 1 and self.pad == design_grid.pad
+
+    def label(self) -> str:
+        return f"pad {self.pad:g}, {self.oversample}x{self.oversample} samples per pixel"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pad": self.pad, "oversample": self.oversample}
+
+
+def upsample(x: Tensor, s: int) -> Tensor:
+    """Hold each pixel of ``(..., ny, nx)`` over ``s × s`` samples."""
+    if s == 1:
+        return x
+    return x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+
+
+def pixel_mean(x: Tensor, s: int) -> Tensor:
+    """Average ``(..., ny·s, nx·s)`` over each pixel's ``s × s`` samples."""
+    if s == 1:
+        return x
+    *lead, nys, nxs = x.shape
+    return x.reshape(*lead, nys // s, s, nxs // s, s).mean(dim=(-3, -1))
+
+
+@dataclass
+class ModelEvaluator(Evaluator):
+    """The :class:`~optodesign.evaluate.Evaluator` of a design under a :class:`SimModel`:
+    transmissions are drawn ``(K, [S,] ny·s, nx·s)``, inputs held over each pixel, output
+    intensities averaged back onto the design's pixels, so every task scores unchanged."""
+
+    model: SimModel = field(default_factory=lambda: SimModel(2.0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.grid = self.model.grid(self.design.grid)
+
+    def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
+        return upsample(super().images_to_field(images), self.model.oversample)
+
+    def plane_wave(self) -> Tensor:
+        return upsample(super().plane_wave(), self.model.oversample)
+
+    def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
+                         wavelength: float | None = None,
+                         distances: Sequence[float] | None = None) -> Tensor:
+        inten = super().output_intensity(field, transmissions, wavelength=wavelength,
+                                         distances=distances)
+        return pixel_mean(inten, self.model.oversample)
+
+
+def evaluator_for(ev: Evaluator, model: SimModel) -> Evaluator:
+    """``ev`` itself under the training model, else a :class:`ModelEvaluator` sharing its
+    design, device and dataset."""
+    if model.is_training(ev.design.grid) and not isinstance(ev, ModelEvaluator):
+        return ev
+    base = ev.design
+    return ModelEvaluator(base, ev.device, ev.dataset, model=model)
+
+
+def render(fab: FabStack, phys: Physical, model: SimModel,
+           elements: np.ndarray | None = None) -> np.ndarray:
+    """Complex128 ``(K, ny·s, nx·s)`` transmissions of ``phys`` drawn under ``model``.
+
+    ``elements``: the drawn element transmissions of ``phys`` before placement, if already
+    computed (Monte-Carlo samples share them). With ``oversample = 1`` this is exactly the
+    training model's :meth:`~optodesign.verify.readback.FabStack.transmissions`.
+    """
+    g = fab.design.grid
+    if elements is None:
+        elements = draw_elements(fab, phys, model)
+    if model.oversample == 1:
+        return place(elements, grid=g, shifts=phys.shifts, rotations=phys.rotations)
+    return place(elements, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
+                 axis=model.axis(g))
+
+
+def draw_elements(fab: FabStack, phys: Physical, model: SimModel) -> np.ndarray:
+    """The elements of ``phys`` drawn under ``model``, before any shift or rotation."""
+    structure = fab.process.structure
+    pitch = fab.design.pitch
+    if model.oversample == 1:
+        return structure.element_transmissions(phys, pitch=pitch)
+    return structure.drawn_transmissions(phys, pitch=pitch, oversample=model.oversample)
+
+
+#: bytes of padded complex64 fields propagated at once by the convergence ladder
+BATCH_BYTES = 64 * 2**20
+
+
+def batch_size(grid: Grid) -> int:
+    """Images per forward pass on ``grid``: as many padded fields as fit in
+    :data:`BATCH_BYTES` (at least 1, at most 256)."""
+    nyp, nxp = grid.padded().shape
+    return max(1, min(256, BATCH_BYTES // (nyp * nxp * 8)))
+
+
+# ---------------------------------------------------------------------------- convergence
+@dataclass(frozen=True)
+class ConvergenceStep:
+    """One model of the ladder: the change of the probe readings from the model it refines
+    (relative L2; ``None`` for the first), and its primary metric on every test image
+    (computed for the training and the chosen model only; NaN otherwise)."""
+
+    model: SimModel
+    metric: float
+    metric_change: float | None
+    energy_change: float | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.model.to_json(),
+                "metric": None if math.isnan(self.metric) else self.metric,
+                "metric_change": self.metric_change, "energy_change": self.energy_change,
+                "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The ladder :func:`converge` climbed.
+
+    Attributes:
+        steps: every model simulated, in order (the first is the training model).
+        chosen: the coarsest model whose next pad step and next oversampling step both changed
+            the readings by less than the tolerance (or the finest simulated, when a cap was
+            reached first: ``converged`` is then False).
+        converged: whether the tolerance was met.
+        energy_tolerance: the stated tolerance (relative L2 change of the readings).
+        nominal: every metric of the nominal files under ``chosen`` (every test image).
+        seconds: time of the full-metric evaluations.
+    """
+
+    steps: tuple[ConvergenceStep, ...]
+    chosen: SimModel
+    converged: bool
+    energy_tolerance: float
+    nominal: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chosen": self.chosen.to_json(), "converged": self.converged,
+                "energy_tolerance": self.energy_tolerance,
+                "steps": [s.to_json() for s in self.steps]}
+
+
+def _readings(ev: Evaluator, ts: Tensor, probe: np.ndarray | None) -> Tensor:
+    """The task's readings (D2NN: detector energies) of the probe inputs, float64."""
+    field_in = ev.images_to_field(probe) if probe is not None else ev.plane_wave()
+    inten = ev.output_intensity(field_in, ts)
+    return ev.task.read(inten).to(torch.float64)
+
+
+def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | None = None,
+             start: SimModel | None = None, energy_tolerance: float = ENERGY_TOLERANCE,
+             max_pad: float = MAX_PAD, max_oversample: int = MAX_OVERSAMPLE,
+             probe_images: int = PROBE_IMAGES) -> Convergence:
+    """Raise the padding (×2), then the oversampling (×2), until a step changes the task's
+    readings (D2NN: detector energies) of the probe inputs by at most ``energy_tolerance``
+    (relative L2 over every probe input and reading).
+
+    The probe inputs are the first ``probe_images`` test images (D2NN) or the plane wave.
+    Oversampling is raised at the converged padding (the padding factor keeps the physical
+    window); the chosen model is the coarse end of the last accepted step of each kind, or the
+    finest simulated when a cap (``max_pad``, at least twice the training pad;
+    ``max_oversample``) is reached first (``converged`` False). The primary metric is then
+    computed on every test image under the training model and the chosen one.
+    """
+    import time
+
+    start = start or SimModel.training(fab.design.grid)
+    probe = None
+    if ev.task.supervised:
+        n = min(probe_images, test_samples) if test_samples else probe_images
+        probe, _ = ev.test_split(n)
+    steps: list[ConvergenceStep] = []
+    cache: dict[SimModel, Tensor] = {}
+
+    def simulate(m: SimModel, ref: SimModel | None = None) -> ConvergenceStep:
+        t0 = time.perf_counter()
+        e = evaluator_for(ev, m)
+        t = torch.as_tensor(render(fab, fab.physical, m).astype(np.complex64), device=ev.device)
+        with torch.no_grad():
+            r = torch.cat([_readings(e, t, None if probe is None else probe[i:i + b])
+                           for b in [batch_size(e.grid)]
+                           for i in range(0, 1 if probe is None else len(probe), b)])
+        de = None
+        if ref is not None:
+            pr = cache[ref]
+            de = float((r - pr).norm() / max(float(r.norm()), 1e-300))
+        cache[m] = r
+        steps.append(ConvergenceStep(m, math.nan, None, de, time.perf_counter() - t0))
+        return steps[-1]
+
+    def ok(step: ConvergenceStep) -> bool:
+        return step.energy_change is not None and step.energy_change <= energy_tolerance
+
+    simulate(start)
+    current = start
+    max_pad = max(max_pad, 2 * start.pad)  # a design trained with a large pad gets one step
+    pad_ok = False
+    while current.pad * 2 <= max_pad:
+        nxt = SimModel(current.pad * 2, current.oversample)
+        if ok(simulate(nxt, current)):
+            pad_ok = True
+            break
+        current = nxt
+    over_ok = False
+    while current.oversample * 2 <= max_oversample:
+        nxt = SimModel(current.pad, current.oversample * 2)
+        if ok(simulate(nxt, current)):
+            over_ok = True
+            break
+        current = nxt
+    converged = pad_ok and over_ok
+    if not converged:
+        current = steps[-1].model
+    # the metric of the training model and of the chosen one, on every test image
+    t0 = time.perf_counter()
+    metrics: dict[SimModel, dict[str, Any]] = {}
+    for m in dict.fromkeys((start, current)):
+        e = evaluator_for(ev, m)
+        t = torch.as_tensor(render(fab, fab.physical, m).astype(np.complex64), device=ev.device)
+        metrics[m] = e.evaluate(t, max_samples=test_samples, batch_size=batch_size(e.grid))
+    out = []
+    for st in steps:
+        if st.model in metrics:
+            st = ConvergenceStep(st.model, float(metrics[st.model][metric]), st.metric_change,
+                                 st.energy_change, st.seconds)
+        out.append(st)
+    return Convergence(tuple(out), current, converged, energy_tolerance,
+                       nominal=metrics[current], seconds=time.perf_counter() - t0)
