@@ -148,7 +148,7 @@ def new_model(trainer):
     """(stack, optimiser, evaluator) exactly as :meth:`Trainer.run` builds them."""
     from optodesign.evaluate import Evaluator
     from optodesign.models.stack import DiffractiveStack
-    from optodesign.train.trainer import build_quantizers
+    from optodesign.train.build import build_quantizers
 
     cfg = trainer.cfg
     gen = torch.Generator().manual_seed(cfg.seed)

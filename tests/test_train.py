@@ -17,8 +17,8 @@ from optodesign.errors import ConfigError, UserError
 from optodesign.evaluate import Evaluator
 from optodesign.grid import Grid
 from optodesign.models.stack import DiffractiveStack
+from optodesign.train.build import build_quantizers
 from optodesign.train.config import load_config, parse_config
-from optodesign.train.trainer import build_quantizers
 
 from .conftest import SHARED_MNIST
 

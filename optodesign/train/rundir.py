@@ -58,7 +58,7 @@ def normalized_config(cfg: Config) -> dict[str, Any]:
     q = cfg.quantization
     qsrc = cfg.source.get("quantization", {}) if isinstance(cfg.source, Mapping) else {}
     if cfg.is_complex and q.process is not None and "levels" not in qsrc:
-        d["quantization"]["levels"] = None  # every meta-atom of the process (_process_table)
+        d["quantization"]["levels"] = None  # every meta-atom (build.process_table)
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
