@@ -475,7 +475,11 @@ def test_cli_passes_writes_report_exit_0(d2nn: Path, tmp_path: Path) -> None:
     for png in rep["figures"]:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"sweep.png", "histogram.png", "confusion.png"} <= set(rep["figures"])
-    assert "PASS" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "PASS" in md
+    # the report states export's design-rule result and the model it simulated with
+    assert "Design-rule check at export (drc.json): **passed**" in md
+    assert "training model" in md
 
 
 def test_cli_absurd_errors_fail_exit_1(d2nn: Path, tmp_path: Path) -> None:
@@ -568,3 +572,15 @@ def test_manifest_describes_how_to_resimulate(d2nn: Path) -> None:
     assert {"encoding", "detectors", "test_samples"} <= set(c["setup"])
     assert "detector" in c["faces"] and "distances[0]" in c["distances"]
     assert read_fab(d2nn / "fab").manifest.conventions == c
+
+
+def test_report_names_the_rules_a_design_failed() -> None:
+    from types import SimpleNamespace
+
+    from optodesign.verify.report import _drc_line
+
+    layer = SimpleNamespace(drc={"counts": {"diagonal_necks": 3, "min_feature": 0}})
+    m = SimpleNamespace(drc={"passed": False, "file": "drc.json"}, layers=(layer, layer))
+    assert _drc_line(m) == ("Design-rule check at export (drc.json): **FAILED** "
+                            "(diagonal_necks 6).")
+    assert "not recorded" in _drc_line(SimpleNamespace(drc={}, layers=()))

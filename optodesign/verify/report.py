@@ -126,6 +126,22 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
     return out
 
 
+def _drc_line(manifest: Any) -> str:
+    """What export's design-rule check found, as recorded in the manifest."""
+    drc = dict(getattr(manifest, "drc", {}) or {})
+    if "passed" not in drc:
+        return "Design-rule check: not recorded in manifest.json."
+    failing: dict[str, int] = {}
+    for layer in getattr(manifest, "layers", ()):
+        for rule, n in dict(getattr(layer, "drc", {}) or {}).get("counts", {}).items():
+            if n:
+                failing[rule] = failing.get(rule, 0) + int(n)
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(failing.items()))
+    verdict_ = "passed" if drc["passed"] else "FAILED"
+    return (f"Design-rule check at export ({drc.get('file', 'drc')}): **{verdict_}**"
+            + (f" ({detail})." if detail else "."))
+
+
 def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     """The short human-readable report."""
     fab = r.fab
@@ -138,6 +154,7 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
                  f"{fab.design.shape[0]}x{fab.design.shape[1]} px, {fab.design.n_levels} levels.")
     if _supervised(r):
         lines.append(f"Test images: {r.test_samples}.")
+    lines.append(_drc_line(fab.manifest))
     lines.append("")
     word = "PASS" if verdict(r) else "FAIL"
     drop = trained_drop(r)
