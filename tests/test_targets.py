@@ -66,3 +66,21 @@ def test_config_reads_target_size_and_centre(tmp_path: Path) -> None:
         parse_config({**base, "target": {"centre": ["1 mm"]}})
     with pytest.raises(ConfigError, match=r"^target.size: must be > 0"):
         parse_config({**base, "target": {"size": "-1 mm"}})
+
+
+def test_training_places_the_image_where_the_config_says(tmp_path: Path) -> None:
+    """[target] size and centre reach the target a hologram trains on (and its Design)."""
+    from optodesign.tasks import get_task
+    from optodesign.train.config import parse_config
+
+    png = _png(tmp_path / "card.png", 40, 60)
+    cfg = parse_config({"task": "hologram",
+                        "optics": {"wavelength": "0.75 mm", "pitch": "0.4 mm", "size": 40,
+                                   "distance": "2 cm"},
+                        "quantization": {"levels": 4},
+                        "target": {"kind": "image", "image": str(png), "size": "6 mm",
+                                   "centre": ["2 mm", "-1.2 mm"]}})
+    target = get_task("hologram").setup_from_config(cfg).target
+    r0, r1, c0, c1 = _extent(target)
+    assert (c1 - c0, r1 - r0) == (15, 10)
+    assert ((c0 + c1) // 2, (r0 + r1) // 2) == (20 + 5, 20 - 3)

@@ -76,7 +76,8 @@ class Hologram(Task):
         from ..data.targets import image_target, spot_array, text_target
 
         t, shape = cfg.target, (cfg.optics.size, cfg.optics.size)
-        target = (image_target(t.image, shape) if t.kind == "image" and t.image else
+        target = (image_target(t.image, shape, pitch=cfg.optics.pitch, size=t.size,
+                               centre=t.centre) if t.kind == "image" and t.image else
                   spot_array(shape, t.spots, t.spacing, t.spot_size)
                   if t.kind == "spots" else text_target(t.text, shape))
         return Prepared(HologramSetup(), target)
