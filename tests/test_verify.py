@@ -584,3 +584,50 @@ def test_report_names_the_rules_a_design_failed() -> None:
     assert _drc_line(m) == ("Design-rule check at export (drc.json): **FAILED** "
                             "(diagonal_necks 6).")
     assert "not recorded" in _drc_line(SimpleNamespace(drc={}, layers=()))
+
+
+def test_allow_edited_verifies_what_the_edited_files_make(d2nn: Path, tmp_path: Path) -> None:
+    """A fab edits layer 1 (a 3 x 3 block made another level, as OPC or a repair might):
+    plain verify refuses the changed checksum; --allow-edited re-derives the levels from the
+    geometry, lists every pixel that differs, and simulates the edited files. The design
+    itself may not change."""
+    import shutil
+
+    from optodesign.verify.readback import read_fab
+
+    fab = tmp_path / "fab"
+    shutil.copytree(d2nn / "fab", fab)
+    design = Design.load(fab)
+    edited = design.levels.copy()
+    edited[0, 10:13, 20:23] = (edited[0, 10:13, 20:23] + 2) % design.n_levels
+    other = tmp_path / "other"
+    export_design(design.with_levels(edited), load_process("thz-printed"), other,
+                  formats="gds", plot=False)
+    shutil.copy(other / "layer1.gds", fab / "layer1.gds")
+
+    res = invoke(fab, "--report", tmp_path / "r0", "--quiet", "--fast", "--samples", "1",
+                 "--no-sweep", "--source", "gds")
+    assert res.exit_code == 2
+    assert "layer1.gds: SHA-256 differs" in res.output and "--allow-edited" in res.output
+
+    back = read_fab(fab, source="gds", allow_edited=True)
+    assert np.array_equal(back.levels, edited)  # what is simulated is what the files make
+    assert back.edits.files == ("layer1.gds",) and back.edits.count == 9
+    assert sorted(map(tuple, back.edits.pixels[:, :3])) == [
+        (0, r, c) for r in range(10, 13) for c in range(20, 23)]
+
+    out = tmp_path / "r1"
+    res = invoke(fab, "--report", out, "--quiet", "--fast", "--samples", "1", "--no-sweep",
+                 "--source", "gds", "--allow-edited")
+    assert res.exit_code in (0, 1), res.output  # 1 when the edit costs beyond tolerance
+    rep = json.loads((out / "report.json").read_text())
+    e = rep["readback"]["edits"]
+    assert e["files"] == ["layer1.gds"] and e["pixels"] == 9 and e["per_layer"][0] == 9
+    assert [1, 10, 20, int(design.levels[0, 10, 20]), int(edited[0, 10, 20])] in \
+        e["differences"]
+    assert "**Edited files**" in (out / "report.md").read_text()
+
+    # the design is the reference: editing it is refused even with --allow-edited
+    (fab / "design.json").write_text((fab / "design.json").read_text() + " ")
+    res = invoke(fab, "--report", tmp_path / "r2", "--quiet", "--fast", "--allow-edited")
+    assert res.exit_code == 2 and "design.json: SHA-256 differs" in res.output

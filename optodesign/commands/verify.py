@@ -49,11 +49,15 @@ from ._common import MAX_SEED, check_output_dir, device_option, resolve_device, 
 @click.option("--fast", is_flag=True,
               help="Simulate under the training model (no convergence ladder): quick, but "
                    "not converged for every geometry.")
+@click.option("--allow-edited", is_flag=True,
+              help="Accept GDS/OASIS/STL files the fab edited after export (OPC, dummy fill, "
+                   "a moved marker): re-derive the levels from the geometry, report every "
+                   "pixel that differs from the design, and simulate what the files make.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | None, device: str,
            data: Path | None, source: str, test_samples: int | None, seed: int, sweep: bool,
-           sweep_samples: int | None, fast: bool, quiet: bool) -> None:
+           sweep_samples: int | None, fast: bool, allow_edited: bool, quiet: bool) -> None:
     """Re-read the GDS/STL files of FAB_DIR, perturb them with fabrication errors, simulate
     and score them, and write a report to --report."""
     from ..variation.spec import load_errors
@@ -89,7 +93,7 @@ def verify(fab_dir: Path, report_dir: Path, samples: int, errors_file: Path | No
     result = verify_fab(fab_dir, errors=cfg, samples=samples, seed=seed, device=dev,
                         source=source, data=data, test_samples=test_samples,  # type: ignore[arg-type]
                         sweep=sweep, sweep_samples=sweep_samples, progress=not quiet,
-                        fast=fast)
+                        fast=fast, allow_edited=allow_edited)
     main = distributed.is_main()
     distributed.shutdown()
     if not main:

@@ -436,7 +436,8 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
                sweep: bool = True, sweep_samples: int | None = None,
                max_fields: int | None = None, progress: bool = False,
                fast: bool = False, model: SimModel | None = None,
-               errors_under_training_model: bool = False) -> VerifyResult:
+               errors_under_training_model: bool = False,
+               allow_edited: bool = False) -> VerifyResult:
     """Read a fab directory back and simulate it under fabrication errors.
 
     Args:
@@ -459,11 +460,13 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
         errors_under_training_model: run the Monte Carlo and the sweep under the training
             model (compared with the read-back metric under it), the nominal model gap under
             the converged one: the quickstart's budget on 2 CPU cores.
+        allow_edited: accept layer files edited after export and simulate what they make
+            (:func:`~optodesign.verify.readback.read_fab`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     oversample = errors.sweep.oversample if errors is not None else 8
-    fab = read_fab(fab_dir, source=source, oversample=oversample)
+    fab = read_fab(fab_dir, source=source, oversample=oversample, allow_edited=allow_edited)
     timings["read"] = time.perf_counter() - t0
     scales = fab.scales()
     cfg = errors or default_errors(scales)

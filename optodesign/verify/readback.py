@@ -73,6 +73,9 @@ class FabStack:
         level_values: ``(K, L)`` per-level heights (thin) or pillar sizes (pillars), metres.
         trained_levels_equal: whether the read-back level maps equal the Design's.
         notes: what happened while reading, for the report.
+        edits: with ``allow_edited``: the layer files whose SHA-256 differs from the
+            manifest, and every pixel whose structure differs from the design's
+            (:class:`Edits`); ``None`` when every file is as exported.
     """
 
     fab_dir: Path
@@ -85,6 +88,7 @@ class FabStack:
     level_values: np.ndarray
     trained_levels_equal: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    edits: Edits | None = None
 
     @property
     def n_layers(self) -> int:
@@ -173,13 +177,54 @@ def _check_makes_design(levels: np.ndarray, design_levels: np.ndarray, values: n
 
 
 
-def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 8) -> FabStack:
+@dataclass(frozen=True)
+class Edits:
+    """What a fab edited in its copy of the files (``verify --allow-edited``).
+
+    Attributes:
+        files: names of the layer files whose SHA-256 differs from the manifest.
+        pixels: int ``(n, 4)``: ``(layer, row, col, level read back)`` of every pixel whose
+            structure (height or pillar size) differs from the design's, layer 0-based.
+        design_levels: int ``(n,)``: the design's level at those pixels.
+    """
+
+    files: tuple[str, ...]
+    pixels: np.ndarray
+    design_levels: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def per_layer(self, n_layers: int) -> list[int]:
+        return [int((self.pixels[:, 0] == k).sum()) for k in range(n_layers)]
+
+
+def _edits(levels: np.ndarray, design_levels: np.ndarray, values: np.ndarray,
+           files: tuple[str, ...]) -> Edits:
+    made = np.take_along_axis(values[:, None, :], levels.reshape(len(levels), 1, -1).astype(
+        np.int64), axis=2).reshape(levels.shape)
+    wanted = np.take_along_axis(values[:, None, :], design_levels.reshape(
+        len(levels), 1, -1).astype(np.int64), axis=2).reshape(levels.shape)
+    k, r, c = np.nonzero(made != wanted)
+    return Edits(files=files,
+                 pixels=np.stack([k, r, c, levels[k, r, c]], axis=1).astype(np.int64),
+                 design_levels=design_levels[k, r, c].astype(np.int64))
+
+
+def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 8,
+             allow_edited: bool = False) -> FabStack:
     """Read a fab directory written by ``optodesign export`` back into physics.
 
     Args:
         fab_dir: the directory holding ``manifest.json``.
         source: ``gds``, ``stl`` or ``auto`` (STL for print, GDS otherwise; see module doc).
         oversample: sub-pixels per pixel used later for line-width bias.
+        allow_edited: accept layer files changed after export (OPC, dummy fill, a moved
+            marker): their levels are derived from the geometry as always, every pixel that
+            differs from the design is listed in :attr:`FabStack.edits`, and what the edited
+            files make is what gets simulated. ``design.json``/``design.npz`` and the
+            manifest must still be as exported: they are the reference.
 
     Raises:
         UserError: missing manifest, a file whose SHA-256 differs from the manifest, a
@@ -190,7 +235,7 @@ def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 
     if not fab.exists():
         raise UserError(f"{fab}: fab directory not found")
     try:
-        return _read_fab(fab, source, oversample)
+        return _read_fab(fab, source, oversample, allow_edited)
     except UserError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
@@ -199,7 +244,7 @@ def read_fab(fab_dir: str | Path, *, source: Source = "auto", oversample: int = 
                         f"({type(e).__name__}: {e})") from None
 
 
-def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
+def _read_fab(fab: Path, source: Source, oversample: int, allow_edited: bool) -> FabStack:
     manifest = load_manifest(fab)
     for name in ("design.json", "design.npz"):
         # the Design is the reference the files are checked against: it must be checksummed
@@ -207,9 +252,18 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
             raise UserError(f"{fab / 'manifest.json'}: files lists no {name} (its SHA-256 "
                             "is what makes the design of this fab directory trustworthy)")
     problems = check_files(fab, manifest)
+    edited: tuple[str, ...] = ()
+    if allow_edited:  # only the layer files may differ; the design is the reference
+        layer_files = {name for fmt in ("gds", "oas", "stl")
+                       for name in (manifest.files_of(fmt) or [])}
+        changed = [p for p in problems if p.endswith("(file changed)")
+                   and Path(p.split(": SHA-256")[0]).name in layer_files]
+        edited = tuple(Path(p.split(": SHA-256")[0]).name for p in changed)
+        problems = [p for p in problems if p not in changed]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(problems[0] + more)
+        raise UserError(problems[0] + more + ("" if allow_edited else
+                                              "; --allow-edited verifies edited layer files"))
     notes: list[str] = []
     process, note = _process_from_manifest(manifest, fab)
     if note:
@@ -289,15 +343,23 @@ def _read_fab(fab: Path, source: Source, oversample: int) -> FabStack:
     phys = structure.physical(levels, heights, values, tables, wavelength=trained.wavelength,
                               distances=tuple(trained.distances), oversample=oversample)
     read_files = stl_files if source == "stl" else gds_files
-    _check_makes_design(levels, trained.levels, values, read_files, fab)  # type: ignore[arg-type]
+    edits = None
+    if allow_edited:
+        edits = _edits(levels, trained.levels, values, edited)
+        notes.append(f"--allow-edited: {len(edited)} layer file(s) changed after export "
+                     f"({', '.join(edited) or 'none'}); {edits.count} pixel(s) differ from "
+                     "the design, and what the files make is simulated")
+    else:
+        _check_makes_design(levels, trained.levels, values, read_files,  # type: ignore[arg-type]
+                            fab)
     equal = bool(np.array_equal(levels, trained.levels))
-    if not equal:
+    if not equal and (edits is None or edits.count == 0):
         notes.append(f"{int((levels != trained.levels).sum())} pixels of the files read back "
                      "as another level of the same height/size as the design's")
     design = trained.with_levels(levels, level_tables=tables)
     return FabStack(fab_dir=fab, manifest=manifest, process=process, design=design,
                     source=source, levels=levels, physical=phys, level_values=values,
-                    trained_levels_equal=equal, notes=tuple(notes))
+                    trained_levels_equal=equal, notes=tuple(notes), edits=edits)
 
 
 def _snap_heights(h: np.ndarray, level_heights: np.ndarray, *,

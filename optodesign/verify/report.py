@@ -93,6 +93,7 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
         "test_samples": r.test_samples if _supervised(r) else None,
         "readback": {"levels_equal_design": fab.trained_levels_equal,
                      "notes": list(fab.notes),
+                     "edits": _edits_json(fab),
                      "training_model": {k: v for k, v in r.readback.items()
                                         if isinstance(v, (int, float))}},
         "nominal": nominal,
@@ -126,6 +127,43 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
     return out
 
 
+#: pixels listed one by one in report.json (all are counted)
+EDITS_LISTED = 1000
+
+
+def _edits_json(fab: Any) -> dict[str, Any] | None:
+    """``verify --allow-edited``: the edited files and every pixel that differs (the first
+    :data:`EDITS_LISTED` listed as ``[layer, row, col, design level, file level]``)."""
+    e = getattr(fab, "edits", None)
+    if e is None:
+        return None
+    rows = [[int(k) + 1, int(r), int(c), int(d), int(lv)]
+            for (k, r, c, lv), d in zip(e.pixels[:EDITS_LISTED], e.design_levels)]
+    return {"files": list(e.files), "pixels": e.count,
+            "per_layer": e.per_layer(fab.n_layers),
+            "columns": ["layer", "row", "col", "design_level", "file_level"],
+            "differences": rows, "listed": len(rows)}
+
+
+def _edits_lines(fab: Any) -> list[str]:
+    e = getattr(fab, "edits", None)
+    if e is None:
+        return []
+    head = (f"**Edited files** (`--allow-edited`): {', '.join(e.files) or 'none'} changed "
+            f"after export; {e.count} pixel(s) make another structure than the design "
+            f"(per layer: {', '.join(map(str, e.per_layer(fab.n_layers)))}); the results "
+            "below simulate what the edited files make.")
+    out = [head]
+    if e.count:
+        out += ["", "| layer | row | col | design level | file level |",
+                "| --- | --- | --- | --- | --- |"]
+        for (k, r, c, lv), d in list(zip(e.pixels, e.design_levels))[:20]:
+            out.append(f"| {k + 1} | {r} | {c} | {d} | {lv} |")
+        if e.count > 20:
+            out.append(f"| … | | | | ({e.count - 20} more in report.json) |")
+    return out
+
+
 def _drc_line(manifest: Any) -> str:
     """What export's design-rule check found, as recorded in the manifest."""
     drc = dict(getattr(manifest, "drc", {}) or {})
@@ -155,6 +193,8 @@ def report_markdown(r: VerifyResult, figures: list[str]) -> str:
     if _supervised(r):
         lines.append(f"Test images: {r.test_samples}.")
     lines.append(_drc_line(fab.manifest))
+    for line in _edits_lines(fab):
+        lines.append(line)
     lines.append("")
     word = "PASS" if verdict(r) else "FAIL"
     drop = trained_drop(r)
