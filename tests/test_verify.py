@@ -603,7 +603,16 @@ def test_allow_edited_verifies_what_the_edited_files_make(d2nn: Path, tmp_path: 
     other = tmp_path / "other"
     export_design(design.with_levels(edited), load_process("thz-printed"), other,
                   formats="gds", plot=False)
-    shutil.copy(other / "layer1.gds", fab / "layer1.gds")
+    # ... and adds dummy fill around the array, on the layers the reader reads
+    import gdstk
+
+    lib = gdstk.read_gds(other / "layer1.gds")
+    top = lib.top_level()[0]
+    lay = top.polygons[0]
+    for i in range(4):
+        top.add(gdstk.rectangle((1e5 + 200 * i, 1e5), (1e5 + 200 * i + 100, 1e5 + 100),
+                                layer=lay.layer, datatype=lay.datatype))
+    lib.write_gds(fab / "layer1.gds")
 
     res = invoke(fab, "--report", tmp_path / "r0", "--quiet", "--fast", "--samples", "1",
                  "--no-sweep", "--source", "gds")

@@ -86,6 +86,7 @@ def read_gds_levels(
     n_levels: int | None = None,
     level_tables: np.ndarray | None = None,
     origin: tuple[float, float] | None = None,
+    skip_outside: bool = False,
 ) -> np.ndarray:
     """Rebuild the level maps of every design layer (top cell) in a layout file.
 
@@ -100,6 +101,8 @@ def read_gds_levels(
         level_tables: complex ``(L,)`` or ``(K, L)`` design level tables; for pillars they map
             atoms back to design levels (default: level k = atom k).
         origin: lower-left corner of pixel (0, 0), metres; default :func:`layout_origin`.
+        skip_outside: ignore geometry wholly outside the pixel area (a fab's dummy fill, a
+            moved marker: ``verify --allow-edited``) instead of refusing it.
 
     Returns:
         int16 ``(K, ny, nx)``: one level map per top cell, ordered by the ``_L<k>`` suffix of
@@ -134,10 +137,11 @@ def read_gds_levels(
         table = None
         if tables is not None:
             table = tables if tables.ndim == 1 else tables[min(k, tables.shape[0] - 1)]
-        covers = _read_masks(cell, path, process, grid, mask_layers) if mask_layers else []
+        covers = (_read_masks(cell, path, process, grid, mask_layers, skip_outside)
+                  if mask_layers else [])
         sites = None
         for layer in site_layers:
-            sites = _read_sites(cell, path, grid, layer, unit=g.unit)
+            sites = _read_sites(cell, path, grid, layer, unit=g.unit, skip_outside=skip_outside)
         maps.append(structure.decode(covers, sites, shape=(ny, nx), n_levels=n_levels,
                                      level_table=table, where=f"{path}: cell {cell.name}"))
     if maps:
@@ -147,12 +151,14 @@ def read_gds_levels(
 
 # ---------------------------------------------------------------------------- masks
 def _read_masks(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
-                layers: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+                layers: tuple[tuple[int, int], ...],
+                skip_outside: bool = False) -> list[np.ndarray]:
     """How many polygons of each mask layer cover each pixel centre."""
     covers = []
     found = False
     for layer, datatype in layers:
-        polys = _without_marks(cell.get_polygons(layer=layer, datatype=datatype), grid)
+        polys = _without_marks(cell.get_polygons(layer=layer, datatype=datatype), grid,
+                               all_outside=skip_outside)
         found |= bool(polys)
         covers.append(rasterize_polygons(polys, grid, where=f"{path} layer {layer}/{datatype}"))
     if not found:
@@ -165,15 +171,17 @@ def _read_masks(cell: gdstk.Cell, path: Path, process: Process, grid: PixelGrid,
     return covers
 
 
-def _without_marks(polys: list[gdstk.Polygon], grid: PixelGrid) -> list[gdstk.Polygon]:
+def _without_marks(polys: list[gdstk.Polygon], grid: PixelGrid, *,
+                   all_outside: bool = False) -> list[gdstk.Polygon]:
     """``polys`` without the alignment crosses the writer puts on every mask layer: 12-vertex
-    polygons wholly outside the pixel area (any other polygon there stays, and is refused)."""
+    polygons wholly outside the pixel area (any other polygon there stays, and is refused),
+    or, with ``all_outside``, without every polygon wholly outside it."""
     if not polys:
         return polys
     ny, nx, x0, y0, p = grid
     xmin, xmax, ymin, ymax, counts, _ = _polygon_arrays(polys)
     outside = ((xmax <= x0) | (xmin >= x0 + nx * p) | (ymax <= y0) | (ymin >= y0 + ny * p))
-    cross = (counts == 12) & outside
+    cross = outside if all_outside else (counts == 12) & outside
     return [q for q, drop in zip(polys, cross) if not drop]
 
 
@@ -254,7 +262,7 @@ def rasterize_polygons(
 
 # ---------------------------------------------------------------------------- sites
 def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int, int], *,
-                unit: float) -> SiteReadout:
+                unit: float, skip_outside: bool = False) -> SiteReadout:
     """The cells placed at lattice sites (references, repetitions expanded) and the polygons
     drawn there directly: the site and polygon area (metres²) of each."""
     ny, nx, x0, y0, p = grid
@@ -291,7 +299,8 @@ def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int,
             positions.append(offs)
             areas.append(np.full(offs.shape[0], ref_area[i]))
             names.extend([f"cell {refs[i].cell_name}"] * offs.shape[0])
-    direct = _without_marks(cell.get_polygons(layer=lay, datatype=datatype, depth=0), grid)
+    direct = _without_marks(cell.get_polygons(layer=lay, datatype=datatype, depth=0), grid,
+                            all_outside=skip_outside)
     if direct:
         xmin, xmax, ymin, ymax, _, area = _polygon_arrays(direct)
         positions.append(np.stack(((xmin + xmax) / 2, (ymin + ymax) / 2), axis=1))
@@ -306,6 +315,12 @@ def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int,
     c, r = np.rint(fc).astype(np.int64), np.rint(fr).astype(np.int64)
     off = (np.abs(fc - c) > 0.25) | (np.abs(fr - r) > 0.25)
     out = (c < 0) | (r < 0) | (c >= nx) | (r >= ny)
+    all_areas, all_names = np.concatenate(areas), names
+    if skip_outside and out.any():  # a fab's dummy fill around the array
+        keep = ~out
+        r, c, off, out = r[keep], c[keep], off[keep], out[keep]
+        all_areas = all_areas[keep]
+        all_names = [n for n, k in zip(names, keep) if k]
     if (off | out).any():
         i = int(np.flatnonzero(off | out)[0])
         raise UserError(
@@ -315,4 +330,4 @@ def _read_sites(cell: gdstk.Cell, path: Path, grid: PixelGrid, layer: tuple[int,
     flat = r * nx + c
     if np.unique(flat).size != flat.size:
         raise UserError(f"{path}: two pillars on one lattice site")
-    return SiteReadout(r, c, np.concatenate(areas) * unit**2, tuple(names))
+    return SiteReadout(r, c, all_areas * unit**2, tuple(all_names))

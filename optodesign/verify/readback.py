@@ -309,7 +309,8 @@ def _read_fab(fab: Path, source: Source, oversample: int, allow_edited: bool) ->
         for k, name in enumerate(gds_files):  # type: ignore[arg-type]
             path = fab / name
             lv = read_gds_levels(path, process=process, shape=(ny, nx), pitch=trained.pitch,
-                                 n_levels=L, level_tables=tables[k], origin=origin)
+                                 n_levels=L, level_tables=tables[k], origin=origin,
+                                 skip_outside=allow_edited)
             if lv.shape[0] != 1:
                 raise UserError(f"{path}: expected one top cell (layer {k + 1}), found "
                                 f"{lv.shape[0]}")
