@@ -253,3 +253,36 @@ def test_centre_pixel_lands_on_the_optical_axis_in_gds_and_stl(tmp_path: Path,
     h = read_stl_heights(fab / "layer1.stl", shape=shape, pitch=d.pitch,
                          base=m.base_thickness, offset=m.stl_offset)
     np.testing.assert_allclose(h, p.heights(lv[0], d.level_phases()[0]), atol=1e-9)
+
+
+@pytest.mark.parametrize(("name", "pitch"), [("fused-silica-etch4", 2e-6),
+                                             ("tio2-pillars", 325e-9)])
+def test_levels_png_labels_are_whole_and_in_physical_units(name: str, pitch: float) -> None:
+    """Colorbar labels were clipped by a fixed margin ("0 0 0 0 1" for 0.2 .. 1.0 um, the
+    pillar sizes cut to one digit): every label lies inside the figure, the colorbar's
+    labels differ, and a micrometre-size layer has axes in um."""
+    from optodesign.export.fab import levels_figure
+
+    p = load_process(name)
+    L = p.level_table().size
+    levels = np.tile(np.arange(24) * L // 24, (24, 1))
+    fig = levels_figure([p.structure.level_values(p.level_table())[levels]], process=p,
+                        pitch=pitch)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = fig.bbox
+    def shown(axis):  # tick labels the axis draws (the locator also returns ticks past it)
+        lo, hi = sorted(axis.get_view_interval())
+        return [t for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs())
+                if lo - 1e-9 <= v <= hi + 1e-9]
+
+    texts = [t for ax in fig.axes for t in (*shown(ax.xaxis), *shown(ax.yaxis),
+                                            ax.xaxis.label, ax.yaxis.label) if t.get_text()]
+    for t in texts:
+        e = t.get_window_extent(r)
+        assert e.x0 >= box.x0 - 0.5 and e.x1 <= box.x1 + 0.5, t.get_text()
+        assert e.y0 >= box.y0 - 0.5 and e.y1 <= box.y1 + 0.5, t.get_text()
+    bar = fig.axes[-1]
+    labels = [t.get_text() for t in shown(bar.yaxis) if t.get_text()]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels)
+    assert fig.axes[0].get_xlabel() == "x (µm)"

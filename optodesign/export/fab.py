@@ -398,28 +398,39 @@ def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], 
 
 def _plot_levels(path: Path, maps: list[np.ndarray], *, process: Process, pitch: float) -> None:
     """Level maps as heights (µm) or pillar sizes (nm); deterministic PNG (no metadata)."""
+    save_png(levels_figure(maps, process=process, pitch=pitch), path)
+
+
+def levels_figure(maps: list[np.ndarray], *, process: Process, pitch: float) -> Any:
+    """The figure of ``levels.png``: each layer in the layout frame (x right, y up, as a GDS
+    viewer shows it), axes in mm or µm, a colorbar of the structure in its unit."""
     K = len(maps)
     cols = min(K, 4)
     rows = math.ceil(K / cols)
-    fig = new_figure(3.4 * cols, 3.2 * rows, dpi=100)
+    fig = new_figure(3.6 * cols, 3.2 * rows, dpi=100)
+    # constrained layout makes room for colorbar labels (a fixed right margin clipped them:
+    # "0 0 0 0 1" for 0.2 ... 1.0 um); it is computed in the one draw that saving does
+    fig.set_layout_engine("constrained")
     structure = process.structure
     scale, unit = structure.value_unit
     what = structure.value_label
     for k, m in enumerate(maps):
         ax = fig.add_subplot(rows, cols, k + 1)
         ny, nx = m.shape
-        # pixel edges in mm, the centre of pixel (ny // 2, nx // 2) on the optical axis
-        ext = ((-(nx // 2) - 0.5) * pitch / 1e-3, (nx - nx // 2 - 0.5) * pitch / 1e-3,
-               (-(ny // 2) - 0.5) * pitch / 1e-3, (ny - ny // 2 - 0.5) * pitch / 1e-3)
+        span = max(nx, ny) * pitch
+        ax_scale, ax_unit = (1e-3, "mm") if span >= 2e-3 else (1e-6, "µm")
+        # pixel edges, the centre of pixel (ny // 2, nx // 2) on the optical axis
+        ext = ((-(nx // 2) - 0.5) * pitch / ax_scale, (nx - nx // 2 - 0.5) * pitch / ax_scale,
+               (-(ny // 2) - 0.5) * pitch / ax_scale, (ny - ny // 2 - 0.5) * pitch / ax_scale)
         im = ax.imshow(m / scale, origin="lower", interpolation="nearest", cmap="viridis",
                        extent=ext)
         ax.set_title(f"layer {k + 1}: {what} ({unit})", fontsize=9)
-        ax.set_xlabel("x (mm)", fontsize=8)
-        ax.set_ylabel("y (mm)", fontsize=8)
+        ax.set_xlabel(f"x ({ax_unit})", fontsize=8)
+        ax.set_ylabel(f"y ({ax_unit})", fontsize=8)
         ax.tick_params(labelsize=7)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.locator_params(nbins=5)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cb.set_label(f"{what} ({unit})", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
     fig.suptitle(f"{process.name}", fontsize=10)
-    # fixed margins: tight_layout would draw the figure twice (most of the export time of a
-    # small design)
-    fig.subplots_adjust(left=0.08, right=0.95, bottom=0.12, top=0.85, wspace=0.45, hspace=0.45)
-    save_png(fig, path)
+    return fig
