@@ -139,3 +139,25 @@ def test_grid_validation_and_mismatch_names_both_geometries() -> None:
     with pytest.raises(GridMismatchError,
                        match=r"\(4, 4\) at pitch 1e-06 m vs \(4, 4\) at pitch 2e-06"):
         Grid((4, 4), 1e-6).check_same(Grid((4, 4), 2e-6))
+
+
+def test_show_plane_draws_in_the_viewing_convention_in_physical_units() -> None:
+    """Every plane plot: x to the right, row 0 at the top (y grows downwards), the centre of
+    pixel (ny // 2, nx // 2) at (0, 0), axes in mm (or um for micrometre planes)."""
+    from optodesign.plotting import new_figure, show_plane
+
+    img = np.zeros((4, 6))
+    img[0, 0] = 1.0  # the top-left pixel as the source sees it
+    fig = new_figure(3, 3)
+    ax = fig.add_subplot(1, 1, 1)
+    im = show_plane(ax, img, pitch=1e-3, colorbar="intensity")
+    left, right, bottom, top = im.get_extent()
+    assert (left, right) == (-3.5, 2.5) and (top, bottom) == (-2.5, 1.5)
+    y_top, y_bottom = ax.get_ylim()[1], ax.get_ylim()[0]
+    assert y_top < y_bottom  # row 0 at the top: y increases downwards
+    assert ax.get_xlabel() == "x (mm)" and ax.get_ylabel() == "y (mm)"
+    assert len(fig.axes) == 2  # the colorbar
+    fig2 = new_figure(3, 3)
+    ax2 = fig2.add_subplot(1, 1, 1)
+    show_plane(ax2, img, pitch=2e-6)
+    assert ax2.get_xlabel() == "x (µm)"

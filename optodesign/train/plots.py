@@ -11,7 +11,7 @@ import torch
 
 from ..design import Design
 from ..evaluate import Evaluator
-from ..plotting import new_figure, save_png
+from ..plotting import new_figure, save_png, show_plane
 
 __all__ = ["plot_run"]
 
@@ -22,23 +22,20 @@ def _axes_row(fig: Any, n: int, row: int = 0, rows: int = 1) -> list[Any]:
 
 def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: Evaluator,
              transmissions: list[torch.Tensor]) -> list[Path]:
-    from matplotlib.patches import Rectangle
 
     plots = out_dir / "plots"
     plots.mkdir(exist_ok=True)
     written: list[Path] = []
 
     k = design.n_layers
-    fig = new_figure(3.2 * k, 3.2)
+    fig = new_figure(3.4 * k, 3.4)
+    fig.set_layout_engine("constrained")
     axes = _axes_row(fig, k)
     for i, ax in enumerate(axes):
         # viewed from the source towards the detector (manifest.json conventions.viewing)
-        im = ax.imshow(design.levels[i], origin="upper", cmap="twilight", vmin=0,
-                       vmax=design.n_levels - 1,
-                       interpolation="nearest")
-        ax.set_title(f"layer {i + 1} levels")
-        ax.axis("off")
-    fig.colorbar(im, ax=axes, shrink=0.8, label="level")
+        im = show_plane(ax, design.levels[i], pitch=design.pitch, title=f"layer {i + 1} levels",
+                        cmap="twilight", vmin=0, vmax=design.n_levels - 1)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="level index")
     written.append(save_png(fig, plots / "levels.png"))
 
     if history:
@@ -63,17 +60,15 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
             fields = ev.images_to_field(images[picks])
             inten = ev.output_intensity(fields, transmissions).cpu().numpy()
             n = len(picks)
-            fig = new_figure(1.6 * n, 3.4)
+            fig = new_figure(1.9 * n, 3.8)
+            fig.set_layout_engine("constrained")
             top, bottom = _axes_row(fig, n, 0, 2), _axes_row(fig, n, 1, 2)
             for j in range(n):
                 top[j].imshow(images[picks[j]], cmap="gray")
                 top[j].set_title(str(classes[j]))
-                bottom[j].imshow(inten[j], cmap="inferno")
-                for y0, x0, h, w in ev.boxes:
-                    bottom[j].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False,
-                                                  ec="cyan", lw=0.6))
                 top[j].axis("off")
-                bottom[j].axis("off")
+                show_plane(bottom[j], inten[j], pitch=design.pitch, cmap="inferno",
+                           boxes=ev.boxes, box_colors=["cyan"] * len(ev.boxes))
             fig.suptitle("input and output-plane intensity per class (hard levels)")
             written.append(save_png(fig, plots / "outputs.png"))
             conf = np.asarray(design.metrics.get("confusion", []))
@@ -92,11 +87,11 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
             panels = [("output intensity (hard levels)", inten)]
             if design.target is not None:
                 panels.insert(0, ("target", design.target))
-            fig = new_figure(4 * len(panels), 3.8)
+            fig = new_figure(4.2 * len(panels), 3.8)
+            fig.set_layout_engine("constrained")
             for ax, (title, img) in zip(_axes_row(fig, len(panels)), panels):
-                ax.imshow(img, cmap="inferno")
-                ax.set_title(title)
-                ax.axis("off")
+                show_plane(ax, img, pitch=design.pitch, title=title, cmap="inferno",
+                           colorbar="intensity (|u|², incident = 1 per pixel)")
             m = ", ".join(f"{k} {v:.3g}" for k, v in design.metrics.items()
                           if isinstance(v, float))
             fig.suptitle(m, fontsize=8)

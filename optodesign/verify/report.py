@@ -37,7 +37,7 @@ from ..fileio import (
     foreign_entries,
     replace_dir,
 )
-from ..plotting import new_figure, save_png
+from ..plotting import new_figure, save_png, show_plane
 from ..tasks import get_task, task_of
 from ..units import format_length, wrap_phase
 from ..variation.spec import ERRORS
@@ -347,35 +347,30 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
     the right: ``manifest.json`` ``conventions.viewing``, as in the training plots)."""
     ex = r.examples
     nom, smp = ex["nominal_out"], ex["sample_out"]
+    pitch = r.fab.design.pitch
     if _supervised(r):
-        from matplotlib.patches import Rectangle
 
         boxes = task_of(r.fab.design).boxes()
         n = nom.shape[0]
-        fig = new_figure(2.6 * n, 5.2, dpi=100)
+        fig = new_figure(2.8 * n, 5.6, dpi=100)
+        fig.set_layout_engine("constrained")
         labels = ex.get("labels", np.full(n, -1))
         for row, (imgs, name) in enumerate(((nom, "nominal"), (smp, "sample 0"))):
             for i in range(n):
                 ax = fig.add_subplot(2, n, row * n + i + 1)
-                ax.imshow(imgs[i], origin="upper", cmap="inferno", interpolation="nearest")
-                for c, (y0, x0, h, w) in enumerate(boxes):
-                    col = "lime" if c == labels[i] else "w"
-                    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=col,
-                                           lw=0.6))
-                ax.set_title(f"{name}, label {int(labels[i])}", fontsize=8)
-                ax.set_xticks([])
-                ax.set_yticks([])
+                show_plane(ax, imgs[i], pitch=pitch, cmap="inferno", boxes=boxes,
+                           box_colors=["lime" if c == labels[i] else "w"
+                                       for c in range(len(boxes))],
+                           title=f"{name}, label {int(labels[i])}")
     else:
         panels = [(ex["target"], "target")] if "target" in ex else []
         panels += [(nom, "nominal output"), (smp, "sample 0 output")]
-        fig = new_figure(3.0 * len(panels), 3.0, dpi=100)
+        fig = new_figure(3.4 * len(panels), 3.2, dpi=100)
+        fig.set_layout_engine("constrained")
         for i, (img, name) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
-            ax.imshow(img, origin="upper", cmap="inferno", interpolation="nearest")
-            ax.set_title(name, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
+            show_plane(ax, img, pitch=pitch, cmap="inferno", title=name,
+                       colorbar="intensity" if i == len(panels) - 1 else None)
     save_png(fig, path)
 
 
@@ -383,18 +378,17 @@ def _plot_layers(r: VerifyResult, path: Path) -> None:
     ex = r.examples
     nt, st = ex["nominal_t"], ex["sample_t"]
     K = nt.shape[0]
-    fig = new_figure(2.8 * K, 5.4, dpi=100)
+    fig = new_figure(3.2 * K, 5.8, dpi=100)
+    fig.set_layout_engine("constrained")
+    pitch = r.fab.design.pitch
     for row, (t, name) in enumerate(((nt, "nominal"), (st, "sample 0"))):
         for k in range(K):
             ax = fig.add_subplot(2, K, row * K + k + 1)
             ph = wrap_phase(np.angle(t[k]))
             ph[np.abs(t[k]) == 0] = np.nan
-            ax.imshow(ph, origin="upper", cmap="twilight", vmin=0, vmax=2 * np.pi,
-                      interpolation="nearest")
-            ax.set_title(f"layer {k + 1} phase, {name}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
+            show_plane(ax, ph, pitch=pitch, cmap="twilight", vmin=0, vmax=2 * np.pi,
+                       title=f"layer {k + 1} phase, {name}",
+                       colorbar="phase (rad)" if k == K - 1 else None)
     save_png(fig, path)
 
 
