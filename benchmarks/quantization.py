@@ -62,6 +62,17 @@ QUICK: dict[str, Any] = {**FULL, "size": 32, "image_size": 20, "detector": 3,
 #: the MNIST IDX files in ../shared beside the repository (never committed into it)
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
+
+def _shown_path(path: Path | str) -> str:
+    """A data path as results record it: relative to the repository (``../shared/...``),
+    never one machine's absolute path."""
+    repo = Path(__file__).resolve().parents[1]
+    p = Path(path).resolve()
+    try:
+        return str(Path("..") / p.relative_to(repo.parent))
+    except ValueError:
+        return Path(path).name
+
 def config_dict(s: dict[str, Any], method: str, levels: int, data: str) -> dict[str, Any]:
     """The training config (a TOML mapping, see optodesign.train.config) of one run."""
     return {
@@ -286,7 +297,7 @@ def main() -> None:
     order = {m.upper(): i for i, m in enumerate(METHODS)}
     rows = sorted(rows + carried, key=lambda r: order.get(r[0], len(order)))
     n_cached = sum(bool(r.get("cached")) for r in recs.values())
-    meta = {**s, "data": str(data), "device": device, "methods": methods, "levels": levels,
+    meta = {**s, "data": _shown_path(data), "device": device, "methods": methods, "levels": levels,
             "runs": len(recs), "runs_from_cache": n_cached, "jobs": args.jobs,
             "threads_per_run": threads, "grid_wall_s": round(total, 1)}
     where = (f"{device} ({args.jobs} runs sharing the GPU)" if device == "cuda" else

@@ -29,7 +29,7 @@ def _raise(exc: BaseException):
 
 
 @pytest.mark.parametrize(("exc", "code", "words"), [
-    (OSError(errno.ENOSPC, "No space left on device", "/full/disk/design.npz"), 2,
+    (OSError(errno.ENOSPC, "No space left on device", "run/design.npz"), 2,
      "no space left"),
     (MemoryError(), 2, "out of memory"),
     (KeyboardInterrupt(), 130, "interrupted"),

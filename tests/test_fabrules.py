@@ -287,6 +287,7 @@ def test_fabrication_errors_are_read_with_verify_s_reader():
     assert cfg.fabrication.robust is not None
     assert cfg.fabrication.robust.samples == 3 and cfg.fabrication.robust.statistic == "p5"
     with pytest.raises(ConfigError, match="^fabrication.errors"):
-        parse_config(_holo(process="fused-silica-etch4", errors="/nonexistent/e.toml"))
+        parse_config(_holo(process="fused-silica-etch4",
+                           errors=str(ROOT / "no-such-errors.toml")))
     with pytest.raises(ConfigError, match="^fabrication.error_samples: needs fabrication.errors"):
         parse_config(_holo(process="fused-silica-etch4", error_samples=3))

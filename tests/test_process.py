@@ -70,9 +70,9 @@ def test_unknown_process_name_lists_shipped() -> None:
     assert "no-such-process" in msg and "thz-printed" in msg and "tio2-pillars" in msg
 
 
-def test_missing_process_file() -> None:
+def test_missing_process_file(tmp_path) -> None:
     with pytest.raises(ConfigError) as e:
-        load_process("/nonexistent/dir/proc.toml")
+        load_process(tmp_path / "no-such-dir" / "proc.toml")
     assert "not found" in one_line(e)
 
 

@@ -72,7 +72,7 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
         (('method = "psq-li"', 'method = "magic"'), "quantization.method: 'magic' is not one"),
         (('distance = "2 cm"', 'distance = "200 m"'), "optics.distances[0]: the padded window"),
         (('wavelength = "0.75 mm"', 'wavelength = "-0.75 mm"'), "optics.wavelength: must be"),
-        (('dataset = "digits"', 'dataset = "mnist"\npath = "/nonexistent"'), "data.path"),
+        (('dataset = "digits"', 'dataset = "mnist"\npath = "no-such-mnist-dir"'), "data.path"),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(tiny_d2nn_config, tmp_path, edit,
