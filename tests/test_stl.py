@@ -378,6 +378,43 @@ def test_export_records_stl_units_and_verify_reads_them(tmp_path: Path) -> None:
     assert fab.trained_levels_equal and np.array_equal(fab.levels, lv)
 
 
+def test_stl_units_default_to_the_process_and_the_option_overrides(tmp_path: Path) -> None:
+    """ip-dip-2pp says ``[print] stl_units = "um"`` (two-photon software takes um); a process
+    that says nothing writes mm; ``stl_units=`` (the CLI's --stl-units) overrides either."""
+    from optodesign.design import Design
+    from optodesign.export.fab import export_design
+    from optodesign.export.manifest import load_manifest
+    from optodesign.process import load_process
+    from optodesign.tasks import HologramSetup
+    from optodesign.verify.stl_reader import stl_units
+
+    for name, override, want in (("ip-dip-2pp", None, "um"), ("ip-dip-2pp", "mm", "mm"),
+                                 ("thz-printed", None, "mm"), ("thz-printed", "um", "um")):
+        p = load_process(name)
+        pitch = 1e-6 if name == "ip-dip-2pp" else 400e-6
+        lv = np.random.default_rng(5).integers(0, 4, (1, 6, 8))
+        d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=pitch, levels=lv,
+                   level_tables=p.level_table(4), distances=(0.0, 50 * pitch),
+                   target=np.ones((6, 8)))
+        out = tmp_path / f"{name}-{override}"
+        export_design(d, p, out, formats=("stl",), plot=False, stl_units=override)
+        assert load_manifest(out).units["stl"] == want
+        assert stl_units(out / "layer1.stl") == want
+        extent = trimesh.load(out / "layer1.stl").extents[0]
+        assert extent == pytest.approx(8 * pitch * (1e6 if want == "um" else 1e3), rel=1e-6)
+
+
+def test_a_process_with_bad_stl_units_is_one_line(tmp_path: Path) -> None:
+    from optodesign.errors import ConfigError
+    from optodesign.process import load_process
+
+    src = (Path(__file__).parents[1] / "layouts" / "ip-dip-2pp.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.replace('stl_units = "um"', 'stl_units = "inch"'))
+    with pytest.raises(ConfigError, match="stl_units.*mm, um"):
+        load_process(str(bad))
+
+
 def test_unknown_stl_units_are_refused() -> None:
     with pytest.raises(UserError, match="^stl units: must be one of mm, um"):
         heightmap_mesh(np.zeros((2, 2)), pitch=PITCH, base=BASE, units="inch")

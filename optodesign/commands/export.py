@@ -31,14 +31,15 @@ def _size(n: int) -> str:
               help="Comma-separated outputs: gds, oas, stl.")
 @click.option("--strict", is_flag=True,
               help="Exit with status 1 when any design rule fails (files are still written).")
-@click.option("--stl-units", type=click.Choice(["mm", "um"]), default="mm", show_default=True,
+@click.option("--stl-units", type=click.Choice(["mm", "um"]), default=None,
               help="Units of the STL coordinates: mm (slicers) or um (two-photon printing "
-                   "software); recorded in the manifest and the STL header.")
+                   "software); recorded in the manifest and the STL header. Default: the "
+                   "process's ([print] stl_units: um for ip-dip-2pp), else mm.")
 @click.option("--spacer", is_flag=True,
               help="Also write STL spacer frames holding the layers at the design distances.")
 @user_errors
 def export(run_dir: Path, process_name: str, out_dir: Path, formats: str, strict: bool,
-           stl_units: str, spacer: bool) -> None:
+           stl_units: str | None, spacer: bool) -> None:
     """Write GDSII/OASIS/STL, a DRC report and manifest.json for the design in RUN_DIR."""
     from ..design import Design
     from ..export.fab import DesignRuleError, export_design, parse_formats

@@ -152,7 +152,7 @@ def export_design(
     plot: bool = True,
     kept: list[str] | None = None,
     option: str = "out",
-    stl_units: str = "mm",
+    stl_units: str | None = None,
 ) -> Manifest:
     """Write the fab directory of ``design`` made with ``process``.
 
@@ -174,7 +174,8 @@ def export_design(
             that export did not write (carried over unchanged, see :func:`replace_dir`) are
             appended to it.
         option: how error messages about ``out_dir`` name it (the CLI: ``--out``).
-        stl_units: ``mm`` or ``um``: the STL files' coordinates (recorded in the manifest).
+        stl_units: ``mm`` or ``um``: the STL files' coordinates (recorded in the manifest);
+            default: the process's (``[print] stl_units``; mm unless it says otherwise).
 
     Returns:
         The :class:`~optodesign.export.manifest.Manifest` (also written to
@@ -188,6 +189,7 @@ def export_design(
     """
     fmts = parse_formats(formats)
     process.check_design(design)
+    stl_units = stl_units or process.structure.stl_units
     out = Path(out_dir).expanduser().absolute()
     with replace_dir(out, option=option,
                      owned=functools.partial(_fab_owned, option=option)) as staging:

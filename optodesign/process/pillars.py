@@ -63,6 +63,7 @@ class Pillars(StructureBase):
     value_unit: ClassVar[tuple[float, str]] = (1e-9, "nm")
     value_label: ClassVar[str] = "pillar size"
     preferred_source: ClassVar[str] = "gds"
+    stl_units: ClassVar[str] = "mm"
     stl_refusal: ClassVar[str] = ("stl: not written for a pillar metasurface (pillars are "
                                   "lithographic; the GDS is the fabrication file)")
     needs_index_contrast: ClassVar[bool] = False

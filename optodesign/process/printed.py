@@ -22,14 +22,20 @@ class Print(ThinStructure):
     """A printed relief (see the module docstring)."""
 
     kind: ClassVar[str] = "print"
-    section_keys: ClassVar[set[str]] = {"base"}
+    section_keys: ClassVar[set[str]] = {"base", "stl_units"}
     preferred_source: ClassVar[str] = "stl"
 
     spec: PrintSpec = PrintSpec(0.0)
 
     @staticmethod
     def read_spec(s: Table) -> PrintSpec:
-        return PrintSpec(base=s.length("base", allow_zero=True))
+        return PrintSpec(base=s.length("base", allow_zero=True),
+                         stl_units=s.choice("stl_units", ("mm", "um"), "mm"))
+
+    @property
+    def stl_units(self) -> str:
+        """The STL files' default units (``[print] stl_units``)."""
+        return self.spec.stl_units
 
     @property
     def base_thickness(self) -> float:

@@ -136,9 +136,12 @@ class PrintSpec:
 
     Attributes:
         base: base plate thickness, metres.
+        stl_units: the STL files' default units (``"mm"``: slicers; ``"um"``: two-photon
+            printing software), which ``optodesign export --stl-units`` overrides.
     """
 
     base: float
+    stl_units: str = "mm"
 
 
 StructureSpec = EtchSpec | PillarSpec | PrintSpec

@@ -117,6 +117,8 @@ class Structure(Protocol):
     preferred_source: ClassVar[str]
     #: why no STL is written (``""``: an STL is written)
     stl_refusal: ClassVar[str]
+    #: the STL files' default units, ``"mm"`` or ``"um"`` (``[print] stl_units``)
+    stl_units: str
 
     name: str
     wavelength: float
@@ -258,6 +260,7 @@ class ThinStructure(StructureBase):
     value_unit: ClassVar[tuple[float, str]] = (1e-6, "um")
     value_label: ClassVar[str] = "height"
     stl_refusal: ClassVar[str] = ""
+    stl_units: ClassVar[str] = "mm"
     #: a relief needs n > n0 (more material = more phase)
     needs_index_contrast: ClassVar[bool] = True
 
