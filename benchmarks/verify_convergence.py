@@ -5,9 +5,10 @@ exported into a temporary directory), it reads the files back and reports:
 
 * the primary metric under the **training model** (the design's pad, one sample per pixel;
   reproduces the trained metric exactly);
-* the metric under each model of a ladder (pad 2, 4, 8, 16 at one sample per pixel; pad 8 at
-  2 samples per pixel), and the change of the detector energies of the first 32 test images
-  from the model before (relative L2);
+* the metric under a grid of models (pad 2, 4, 8 at one and at two samples per pixel);
+* the ladder :func:`optodesign.verify.model.converge` climbs (samples per pixel at the
+  training pad, then the pad), with the change of the detector energies of the first 32 test
+  images from the model before (relative L2) at each step;
 * the model :func:`optodesign.verify.model.converge` chooses with its default caps, the gap
   to the training model, and the time of the ladder.
 
@@ -48,8 +49,7 @@ def ladder(fab_dir: Path, max_pad: float) -> list[list]:
     metric = ev.task.primary_metric
     g = fab.design.grid
     rows = []
-    models = [SimModel(p, 1) for p in (2.0, 4.0, 8.0, 16.0) if p <= max_pad]
-    models.append(SimModel(8.0, 2))
+    models = [SimModel(p, s) for s in (1, 2) for p in (2.0, 4.0, 8.0) if p <= max_pad]
     training = SimModel.training(g)
     for m in models:
         t0 = time.perf_counter()

