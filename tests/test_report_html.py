@@ -180,13 +180,18 @@ def _open(page: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
     return attrs, [ln for ln in res.stderr.splitlines() if ":CONSOLE" in ln]
 
 
+@pytest.fixture
+def browser() -> str:
+    """Chromium's executable (the test skips, before building a report, without one)."""
+    return _browser()
+
+
 @pytest.mark.slow
-def test_report_html_in_a_real_browser(report: Path, tmp_path: Path) -> None:
+def test_report_html_in_a_real_browser(browser: str, report: Path, tmp_path: Path) -> None:
     """Headless Chromium opens report.html from disk: every figure decodes at the width of
     its PNG, nothing fails (no error event, CSP violation, fetched resource or console
     message). The same probe on a damaged copy (one corrupt image, one external image)
     reports both, so the check can fail."""
-    _browser()
     page = (report / "report.html").read_text(encoding="utf-8")
     figures = json.loads((report / "report.json").read_text())["figures"]
     attrs, console = _open(page, tmp_path)
