@@ -37,7 +37,8 @@ def save_png(fig: Any, path: str | Path, *, dpi: int | None = None) -> Path:
 
 
 def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: str | None = None,
-               boxes: Any = (), box_colors: Any = None, **imshow: Any) -> Any:
+               boxes: Any = (), box_colors: Any = None, window: Any = None,
+               **imshow: Any) -> Any:
     """Draw a ``(ny, nx)`` plane in physical units, in the one viewing convention: looking
     from the source towards the detector, x to the right, y (row i) downwards, row 0 at the
     top, the centre of pixel ``(ny // 2, nx // 2)`` at (0, 0). Axes in mm or µm.
@@ -47,21 +48,29 @@ def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: st
         title: the panel title. colorbar: its label (``None``: no colorbar).
         boxes: pixel boxes ``(y0, x0, h, w)`` outlined (detectors, spots).
         box_colors: one colour per box (default white).
+        window: a pixel box ``(y0, x0, h, w)`` of ``img`` to show alone, enlarged (a zoomed
+            view, e.g. :meth:`optodesign.tasks.base.Task.zoom_box`); its axes keep the
+            plane's coordinates, in units chosen for the window's size.
         imshow: passed on (``cmap``, ``vmin``, ``vmax``).
     """
     from matplotlib.patches import Rectangle
 
     ny, nx = img.shape[-2:]
-    span = max(nx, ny) * pitch
+    y0, x0, h, w = (0, 0, ny, nx) if window is None else (int(v) for v in window)
+    span = max(h, w) * pitch
     s, unit = (1e-3, "mm") if span >= 2e-3 else (1e-6, "µm")
-    left, right = (-(nx // 2) - 0.5) * pitch / s, (nx - nx // 2 - 0.5) * pitch / s
-    top, bottom = (-(ny // 2) - 0.5) * pitch / s, (ny - ny // 2 - 0.5) * pitch / s
-    im = ax.imshow(img, origin="upper", extent=(left, right, bottom, top),
-                   interpolation="nearest", **imshow)
-    for i, (y0, x0, h, w) in enumerate(boxes):
+    left, right = (x0 - nx // 2 - 0.5) * pitch / s, (x0 + w - nx // 2 - 0.5) * pitch / s
+    top, bottom = (y0 - ny // 2 - 0.5) * pitch / s, (y0 + h - ny // 2 - 0.5) * pitch / s
+    im = ax.imshow(img[..., y0:y0 + h, x0:x0 + w], origin="upper",
+                   extent=(left, right, bottom, top), interpolation="nearest", **imshow)
+    left0, top0 = (-(nx // 2) - 0.5) * pitch / s, (-(ny // 2) - 0.5) * pitch / s
+    for i, (by, bx, bh, bw) in enumerate(boxes):
         color = "w" if box_colors is None else box_colors[i]
-        ax.add_patch(Rectangle((left + x0 * pitch / s, top + y0 * pitch / s), w * pitch / s,
-                               h * pitch / s, fill=False, ec=color, lw=0.6))
+        ax.add_patch(Rectangle((left0 + bx * pitch / s, top0 + by * pitch / s), bw * pitch / s,
+                               bh * pitch / s, fill=False, ec=color, lw=0.6))
+    if window is not None:
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
     ax.set_xlabel(f"x ({unit})", fontsize=7)
     ax.set_ylabel(f"y ({unit})", fontsize=7)
     ax.tick_params(labelsize=6)

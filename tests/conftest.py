@@ -89,6 +89,7 @@ MODULE_TIER = {
     "test_import": "roundtrip",
     "test_compare": "e2e",
     "test_targets": "property",
+    "test_report_html": "e2e",
 }
 
 

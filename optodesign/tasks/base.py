@@ -227,6 +227,11 @@ class Task(ABC):
         """Output regions that structural (physics-fixed) pixels must keep lit."""
         return [[0, 0, self.shape[0], self.shape[1]]]
 
+    def zoom_box(self) -> list[int] | None:
+        """A box ``[y0, x0, h, w]`` of the output plane that plots also show enlarged (a
+        lens's focus); None: nothing to zoom."""
+        return None
+
     def input_box(self) -> list[int] | None:
         """Where the input field is non-zero (``[y0, x0, h, w]``), if not the whole plane."""
         return None

@@ -18,6 +18,7 @@ The focal efficiency (energy within 1.5× the disk radius / incident) is reporte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -138,6 +139,19 @@ class Lens(Task):
             return None
         return ideal_lens_phase(grid, wavelength=wavelength,
                                 focal_length=self.setup.focal_length)
+
+    #: half-width of the plots' zoomed view of the focus, in Airy radii (1.22 λ f / D)
+    zoom_airy_radii: ClassVar[float] = 3.0
+
+    def zoom_box(self) -> list[int] | None:
+        """The focus enlarged in plots: a square centred on the focus pixel, reaching
+        :attr:`zoom_airy_radii` Airy radii (1.22 λ f / D, from the setup's focal-disk radius
+        λ f / D) to each side; None when that covers the output plane."""
+        ny, nx = self.shape
+        half = math.ceil(self.zoom_airy_radii * 1.22 * self.setup.focus_radius)
+        if 2 * half + 1 >= min(ny, nx):
+            return None
+        return [ny // 2 - half, nx // 2 - half, 2 * half + 1, 2 * half + 1]
 
     def metrics(self, intensity: Tensor) -> dict[str, Any]:
         """Focal efficiency (energy within 1.5x the central-lobe radius / incident) and Strehl

@@ -84,13 +84,19 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
                 written.append(save_png(fig, plots / "confusion.png"))
         else:
             inten = ev.output_intensity(ev.plane_wave(), transmissions)[0].cpu().numpy()
-            panels = [("output intensity (hard levels)", inten)]
+            # the task's zoom box (a lens's focus): outlined, and enlarged in its own panel
+            zoom = ev.task.zoom_box()
+            panels = [("output intensity (hard levels)", inten, None)]
             if design.target is not None:
-                panels.insert(0, ("target", design.target))
+                panels.insert(0, ("target", design.target, None))
+            if zoom is not None:
+                panels.append(("focus (hard levels)", inten, zoom))
             fig = new_figure(4.2 * len(panels), 3.8)
             fig.set_layout_engine("constrained")
-            for ax, (title, img) in zip(_axes_row(fig, len(panels)), panels):
+            for ax, (title, img, window) in zip(_axes_row(fig, len(panels)), panels):
                 show_plane(ax, img, pitch=design.pitch, title=title, cmap="inferno",
+                           window=window,
+                           boxes=[zoom] if zoom and window is None and img is inten else (),
                            colorbar="intensity (|u|², incident = 1 per pixel)")
             m = ", ".join(f"{k} {v:.3g}" for k, v in design.metrics.items()
                           if isinstance(v, float))

@@ -11,6 +11,9 @@ metadata):
                   statistic, pass/fail, largest tolerated magnitude).
 ``report.md``     nominal metric; mean, std, min, 5th percentile under the combined errors;
                   the verdict; the sweep as a table.
+``report.html``   the same as one self-contained page to share: the figures embedded as
+                  ``data:`` URIs, inline style, no script, nothing loaded from elsewhere
+                  (:mod:`optodesign.verify.html`).
 ``sweep.png``     the metric vs each error's magnitude, with the tolerance line.
 ``histogram.png`` the metric under the combined errors.
 ``outputs.png``   output intensities, nominal and one perturbed sample (D2NN: first test
@@ -41,10 +44,12 @@ from ..plotting import new_figure, save_png, show_plane
 from ..tasks import get_task, task_of
 from ..units import format_length, wrap_phase
 from ..variation.spec import ERRORS
+from .html import Block, Bullets, Figures, Heading, Para, Table, render_html
 from .model import SimModel
 from .montecarlo import VerifyResult
 
-__all__ = ["FORMAT", "report_dict", "report_markdown", "write_report", "format_magnitude",
+__all__ = ["FORMAT", "report_dict", "report_blocks", "report_markdown", "write_report",
+           "format_magnitude",
            "tolerated_up_to", "check_report_dir", "verdict", "trained_drop", "trained_passed",
            "REPORT_FILES"]
 
@@ -145,7 +150,7 @@ def _edits_json(fab: Any) -> dict[str, Any] | None:
             "differences": rows, "listed": len(rows)}
 
 
-def _edits_lines(fab: Any) -> list[str]:
+def _edits_blocks(fab: Any) -> list[Block]:
     e = getattr(fab, "edits", None)
     if e is None:
         return []
@@ -153,15 +158,14 @@ def _edits_lines(fab: Any) -> list[str]:
             f"after export; {e.count} pixel(s) make another structure than the design "
             f"(per layer: {', '.join(map(str, e.per_layer(fab.n_layers)))}); the results "
             "below simulate what the edited files make.")
-    out = [head]
-    if e.count:
-        out += ["", "| layer | row | col | design level | file level |",
-                "| --- | --- | --- | --- | --- |"]
-        for (k, r, c, lv), d in list(zip(e.pixels, e.design_levels))[:20]:
-            out.append(f"| {k + 1} | {r} | {c} | {d} | {lv} |")
-        if e.count > 20:
-            out.append(f"| … | | | | ({e.count - 20} more in report.json) |")
-    return out
+    if not e.count:
+        return [Para((head,))]
+    rows = [(str(k + 1), str(r), str(c), str(d), str(lv))
+            for (k, r, c, lv), d in list(zip(e.pixels, e.design_levels))[:20]]
+    if e.count > 20:
+        rows.append(("…", "", "", "", f"({e.count - 20} more in report.json)"))
+    return [Para((head,)), Table(("layer", "row", "col", "design level", "file level"),
+                                 tuple(rows))]
 
 
 def _drc_line(manifest: Any) -> str:
@@ -180,99 +184,131 @@ def _drc_line(manifest: Any) -> str:
             + (f" ({detail})." if detail else "."))
 
 
-def report_markdown(r: VerifyResult, figures: list[str]) -> str:
-    """The short human-readable report."""
+def report_blocks(r: VerifyResult, figures: list[str]) -> list[Block]:
+    """The human-readable report as a document (headings, paragraphs, tables, figures):
+    ``report.md`` and ``report.html`` are two renderings of it."""
     fab = r.fab
     tol = r.config.tolerance
     s = r.combined.summary()
     m = r.metric
-    lines = [f"# Verify: {fab.fab_dir.name}", ""]
-    lines.append(f"Process **{fab.process.name}** ({fab.process.kind}), task {fab.design.task}, "
-                 f"read from **{fab.source.upper()}** files; {fab.design.n_layers} layer(s) of "
-                 f"{fab.design.shape[0]}x{fab.design.shape[1]} px, {fab.design.n_levels} levels.")
+    head = [f"Process **{fab.process.name}** ({fab.process.kind}), task {fab.design.task}, "
+            f"read from **{fab.source.upper()}** files; {fab.design.n_layers} layer(s) of "
+            f"{fab.design.shape[0]}x{fab.design.shape[1]} px, {fab.design.n_levels} levels."]
     if _supervised(r):
-        lines.append(f"Test images: {r.test_samples}.")
-    lines.append(_drc_line(fab.manifest))
-    for line in _edits_lines(fab):
-        lines.append(line)
-    lines.append("")
+        head.append(f"Test images: {r.test_samples}.")
+    head.append(_drc_line(fab.manifest))
+    edits = _edits_blocks(fab)
+    if edits:  # the edits paragraph continues the header's
+        head.extend(edits.pop(0).lines)
+    blocks: list[Block] = [Heading(1, f"Verify: {fab.fab_dir.name}"), Para(tuple(head)),
+                           *edits]
     word = "PASS" if verdict(r) else "FAIL"
     drop = trained_drop(r)
     if drop is not None:
-        lines.append(f"**{word}**: the files read back score {r.readback_value:.4g} under the "
-                     f"training model, a drop of "
-                     f"{drop:.4g} from the trained {r.trained:.4g} "
-                     f"({'within' if trained_passed(r) else 'BEYOND'} the allowed "
-                     f"{r.max_drop:.4g});")
+        first = (f"**{word}**: the files read back score {r.readback_value:.4g} under the "
+                 f"training model, a drop of "
+                 f"{drop:.4g} from the trained {r.trained:.4g} "
+                 f"({'within' if trained_passed(r) else 'BEYOND'} the allowed "
+                 f"{r.max_drop:.4g});")
     else:
-        lines.append(f"**{word}**: no trained {m} to compare the files with;")
+        first = f"**{word}**: no trained {m} to compare the files with;"
     under = ("" if r.errors_model == r.model else
              f" (simulated under the training model, {r.errors_model.label()})")
-    lines.append(f"under the combined errors{under}, {tol.statistic} {m} is "
-                 f"{tol.statistic_of(r.combined.values):.4g}, "
-                 f"a drop of {r.drop:.4g} from the files' {r.reference_value:.4g} "
-                 f"({'within' if r.passed else 'BEYOND'} the allowed {r.max_drop:.4g}).")
-    lines.append("")
-    lines.append("| | value |")
-    lines.append("| --- | --- |")
+    blocks.append(Para((first, f"under the combined errors{under}, {tol.statistic} {m} is "
+                        f"{tol.statistic_of(r.combined.values):.4g}, "
+                        f"a drop of {r.drop:.4g} from the files' {r.reference_value:.4g} "
+                        f"({'within' if r.passed else 'BEYOND'} the allowed "
+                        f"{r.max_drop:.4g}).")))
     trained = "n/a" if r.trained is None else f"{r.trained:.6g}"
     exact = {True: " (reproduced exactly)", False: " (differs)", None: ""}[r.round_trip_exact]
-    lines.append(f"| trained {m} (design.json) | {trained}{exact} |")
     training = SimModel.training(fab.design.grid).label()
-    lines.append(f"| {m} of the files, training model ({training}) | {r.readback_value:.6g} |")
-    lines.append(f"| {m} of the files, simulation model ({r.model.label()}) | "
-                 f"{r.nominal_value:.6g} |")
-    lines.append(f"| model gap (simulation − training) | {r.model_gap:+.4g} |")
-    lines.append(f"| mean under errors ({r.samples} samples) | {s['mean']:.4g} |")
-    lines.append(f"| std | {s['std']:.3g} |")
-    lines.append(f"| min | {s['min']:.4g} |")
-    lines.append(f"| 5th percentile | {s['p5']:.4g} |")
-    lines.append("")
-    lines += _model_lines(r)
+    blocks.append(Table(("", "value"), (
+        (f"trained {m} (design.json)", f"{trained}{exact}"),
+        (f"{m} of the files, training model ({training})", f"{r.readback_value:.6g}"),
+        (f"{m} of the files, simulation model ({r.model.label()})", f"{r.nominal_value:.6g}"),
+        ("model gap (simulation − training)", f"{r.model_gap:+.4g}"),
+        (f"mean under errors ({r.samples} samples)", f"{s['mean']:.4g}"),
+        ("std", f"{s['std']:.3g}"),
+        ("min", f"{s['min']:.4g}"),
+        ("5th percentile", f"{s['p5']:.4g}"))))
+    blocks += _model_blocks(r)
     active = r.config.errors.active()
     src = r.config.source or "the default model, no --errors file"
-    lines.append(f"Errors ({src}): " + (", ".join(
+    blocks.append(Para((f"Errors ({src}): " + (", ".join(
         f"{n} = {format_magnitude(getattr(r.config.errors, n), ERRORS[n].unit)}"
-        for n in active) or "none") + ".")
+        for n in active) or "none") + ".",)))
     if fab.notes:
-        lines.append("")
-        lines.extend(f"- {n}" for n in fab.notes)
+        blocks.append(Bullets(tuple(fab.notes)))
     if r.sweep:
-        lines += ["", "## Tolerance sweep (one error at a time)", "",
-                  f"{tol.statistic} {m} at each magnitude; the largest magnitude keeping the "
-                  f"drop within {r.max_drop:.4g}:", "",
-                  "| error | magnitudes | " + m + " | tolerated up to |",
-                  "| --- | --- | --- | --- |"]
-        for sw in r.sweep:
-            mags = ", ".join(format_magnitude(x, sw.unit) for x in sw.magnitudes)
-            vals = ", ".join(f"{v:.3g}" for v in sw.statistic)
-            lines.append(f"| {sw.name} | {mags} | {vals} | {tolerated_up_to(sw)} |")
+        blocks += [Heading(2, "Tolerance sweep (one error at a time)"),
+                   Para((f"{tol.statistic} {m} at each magnitude; the largest magnitude "
+                         f"keeping the drop within {r.max_drop:.4g}:",)),
+                   Table(("error", "magnitudes", m, "tolerated up to"), tuple(
+                       (sw.name, ", ".join(format_magnitude(x, sw.unit) for x in sw.magnitudes),
+                        ", ".join(f"{v:.3g}" for v in sw.statistic), tolerated_up_to(sw))
+                       for sw in r.sweep))]
     if figures:
-        lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in figures) + "."]
-    return "\n".join(lines) + "\n"
+        blocks.append(Figures(tuple((f, FIGURE_CAPTIONS.get(f, "")) for f in figures)))
+    return blocks
 
 
-def _model_lines(r: VerifyResult) -> list[str]:
+#: what each figure shows (report.html's captions)
+FIGURE_CAPTIONS = {
+    "sweep.png": "the metric vs each error's magnitude (band: min..max), with the tolerance",
+    "histogram.png": "the metric under the combined errors",
+    "outputs.png": "output intensities, nominal and one perturbed sample, viewed from the "
+                   "source towards the detector",
+    "layers.png": "phase of every layer's transmission, nominal and one perturbed sample",
+    "confusion.png": "confusion matrices, nominal and summed over the samples"}
+
+
+def report_markdown(r: VerifyResult, figures: list[str]) -> str:
+    """The short human-readable report (:func:`report_blocks` as Markdown)."""
+    return markdown(report_blocks(r, figures))
+
+
+def _md_row(cells: tuple[str, ...]) -> str:
+    return "|" + "".join(f" {c} |" if c else " |" for c in cells)
+
+
+def markdown(blocks: list[Block]) -> str:
+    """``blocks`` as Markdown, one blank line between blocks."""
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Para):
+            out.append("\n".join(b.lines))
+        elif isinstance(b, Table):
+            out.append("\n".join([_md_row(b.header), "|" + " --- |" * len(b.header),
+                                   *map(_md_row, b.rows)]))
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {x}" for x in b.items))
+        else:
+            out.append("Figures: " + ", ".join(f"[{f}]({f})" for f, _ in b.items) + ".")
+    return "\n\n".join(out) + "\n"
+
+
+def _model_blocks(r: VerifyResult) -> list[Block]:
     """How the files were simulated: the model, and the convergence ladder that chose it."""
     c = r.convergence
     if c is None:
-        return [f"Simulation model: {r.model.label()} (--fast: the training model; not "
-                "checked for convergence).", ""]
+        return [Para((f"Simulation model: {r.model.label()} (--fast: the training model; not "
+                      "checked for convergence).",))]
     state = "converged" if c.converged else "NOT converged (ladder exhausted)"
-    out = [f"Simulation model: {r.model.label()}, {state}: a step of the padding (x2) and of "
-           f"the oversampling (x2) from it changes the readings (detector energies) of the "
-           f"probe inputs by at most {100 * c.energy_tolerance:.3g} % (relative L2). Each "
-           f"layer is drawn with {r.model.oversample}x{r.model.oversample} samples per pixel.",
-           "",
-           f"| pad | samples/pixel | {r.metric} (every test image) | change of readings "
-           "| time |", "| --- | --- | --- | --- | --- |"]
+    rows = []
     for st in c.steps:
         val = "" if math.isnan(st.metric) else f"{st.metric:.6g}"
         de = "" if st.energy_change is None else f"{100 * st.energy_change:.3g} %"
-        out.append(f"| {st.model.pad:g} | {st.model.oversample} | {val} | "
-                   f"{de} | {st.seconds:.1f} s |")
-    out.append("")
-    return out
+        rows.append((f"{st.model.pad:g}", str(st.model.oversample), val, de,
+                     f"{st.seconds:.1f} s"))
+    return [Para((f"Simulation model: {r.model.label()}, {state}: a step of the padding (x2) "
+                  f"and of the oversampling (x2) from it changes the readings (detector "
+                  f"energies) of the probe inputs by at most {100 * c.energy_tolerance:.3g} % "
+                  f"(relative L2). Each layer is drawn with {r.model.oversample}x"
+                  f"{r.model.oversample} samples per pixel.",)),
+            Table(("pad", "samples/pixel", f"{r.metric} (every test image)",
+                   "change of readings", "time"), tuple(rows))]
 
 
 # ---------------------------------------------------------------------------- figures
@@ -363,14 +399,23 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
                                        for c in range(len(boxes))],
                            title=f"{name}, label {int(labels[i])}")
     else:
-        panels = [(ex["target"], "target")] if "target" in ex else []
-        panels += [(nom, "nominal output"), (smp, "sample 0 output")]
+        # the outputs share one colour scale (the colorbar beside the last); the task's zoom
+        # box (a lens's focus) is outlined and shown enlarged in panels of its own
+        zoom = task_of(r.fab.design).zoom_box()
+        scale = {"vmin": 0.0, "vmax": float(max(np.max(nom), np.max(smp)))}
+        outline = [zoom] if zoom is not None else []
+        panels = [(ex["target"], "target", {})] if "target" in ex else []
+        panels += [(nom, "nominal output", {**scale, "boxes": outline}),
+                   (smp, "sample 0 output", {**scale, "boxes": outline})]
+        if zoom is not None:
+            panels += [(nom, "nominal, focus", {**scale, "window": zoom}),
+                       (smp, "sample 0, focus", {**scale, "window": zoom})]
         fig = new_figure(3.4 * len(panels), 3.2, dpi=100)
         fig.set_layout_engine("constrained")
-        for i, (img, name) in enumerate(panels):
+        for i, (img, name, kw) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
             show_plane(ax, img, pitch=pitch, cmap="inferno", title=name,
-                       colorbar="intensity" if i == len(panels) - 1 else None)
+                       colorbar="intensity" if i == len(panels) - 1 else None, **kw)
     save_png(fig, path)
 
 
@@ -411,13 +456,13 @@ def _plot_confusion(r: VerifyResult, path: Path) -> None:
 
 #: every name :func:`write_report` may write: a previous report's entries by these names are
 #: replaced, any other entry of the report directory is kept
-REPORT_FILES = frozenset({"report.json", "report.md", "sweep.png", "histogram.png",
-                          "outputs.png", "layers.png", "confusion.png"})
+REPORT_FILES = frozenset({"report.json", "report.md", "report.html", "sweep.png",
+                          "histogram.png", "outputs.png", "layers.png", "confusion.png"})
 
 
 #: what an interrupted atomic write of one of them leaves (``fileio.atomic_path``)
 _PARTIAL = re.compile(r"^\.(" + "|".join(re.escape(Path(n).stem) for n in REPORT_FILES)
-                      + r")\.[a-z0-9_]{8}\.(json|md|png)$")
+                      + r")\.[a-z0-9_]{8}\.(json|md|html|png)$")
 
 
 def _report_owned(option: str) -> Callable[[Path], set[str]]:
@@ -474,7 +519,8 @@ def verdict(r: VerifyResult) -> bool:
 
 def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True,
                  option: str = "--report") -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and the figures into ``out_dir``, atomically.
+    """Write ``report.json``, ``report.md``, ``report.html`` and the figures into
+    ``out_dir``, atomically.
 
     The report is built in a hidden directory beside ``out_dir`` and swapped in at the end
     (:func:`optodesign.fileio.replace_dir`): an interrupted run leaves the previous report
@@ -505,6 +551,10 @@ def write_report(r: VerifyResult, out_dir: str | Path, *, plots: bool = True,
         data["figures"] = figures
         atomic_write_json(out / "report.json", data)
         written["report.json"] = final / "report.json"
-        atomic_write_text(out / "report.md", report_markdown(r, figures))
+        blocks = report_blocks(r, figures)
+        atomic_write_text(out / "report.md", markdown(blocks))
         written["report.md"] = final / "report.md"
+        atomic_write_text(out / "report.html",
+                          render_html(blocks, lambda name: (out / name).read_bytes()))
+        written["report.html"] = final / "report.html"
     return written
