@@ -186,5 +186,5 @@ def quickstart(out_dir: Path, device: str, samples: str, epochs: str | None, tin
     click.echo(f"  design       {run_dir / 'design.json'}  (+ design.npz, metrics.csv, plots/)")
     click.echo(f"  fabrication  {fab_dir}/layer*.gds|.oas|.stl, {fab_dir / 'manifest.json'}, "
                f"{fab_dir / 'drc.txt'}")
-    click.echo(f"  verify       {files['report.md']}  (+ report.json, "
+    click.echo(f"  verify       {files['report.md']}  (+ report.html, report.json, "
                f"{', '.join(n for n in files if n.endswith('.png'))})")

@@ -27,7 +27,8 @@ from ._common import MAX_SEED, check_output_dir, device_option, resolve_device, 
 @click.option("--report", "report_dir", required=True,
               type=click.Path(path_type=Path),
               help="Report directory (created, or a previous report replaced; other entries "
-                   "in it are kept): report.json, report.md, PNG figures.")
+                   "in it are kept): report.json, report.md, report.html (self-contained), PNG "
+                   "figures.")
 @click.option("--samples", type=int, default=100, show_default=True,
               help="Monte-Carlo samples of the combined errors.")
 @click.option("--errors", "errors_file", type=click.Path(path_type=Path),
