@@ -111,13 +111,16 @@ def _bilinear(a: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
 
 
 def place_drawn(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
-                rotations: np.ndarray | None = None, axis: tuple[float, float] | None = None,
-                coverage: int = 4) -> np.ndarray:
+                rotations: np.ndarray | None = None,
+                axis: tuple[float, float] | None = None) -> np.ndarray:
     """:func:`place` for a drawing of flat-topped cells (verify's drawn layers, ``s > 1``
-    samples per pixel), by exact geometry instead of interpolation.
+    samples per pixel), by exact transforms of its band-limited version instead of
+    interpolation (bilinear interpolation is 1-22 % off for rotations of 0.2-3°,
+    ``tests/test_rs_crosscheck.py``).
 
-    * A **rotation** draws each sample as the area-average of the rotated cells that cover it,
-      from ``coverage × coverage`` points per sample, each taking the cell it falls in.
+    * A **rotation** is three shears (:func:`_rotate_shears`), each a sub-sample phase-ramp
+      shift of every row or column: within 0.2 % of the analytic spectrum of the rotated
+      pixels (0.2° and 3°, 2 and 4 samples per pixel).
     * A **shift** multiplies the drawing's spectrum by ``exp(−2πi (fy·dy + fx·dx))`` (on a
       zero-padded window): the band-limited drawing of the moved element, exactly, for any
       sub-sample shift (a translation commutes with the band limit the drawing is read with,
@@ -136,7 +139,7 @@ def place_drawn(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
     out = np.array(t, dtype=np.complex128, copy=True)
     for k in range(K):
         if rot[k]:
-            out[k] = _rotate_cells(out[k], rot[k], cy, cx, coverage)
+            out[k] = _rotate_shears(out[k], rot[k], cy, cx)
         sy, sx = _snap(sh[k, 0] / grid.pitch), _snap(sh[k, 1] / grid.pitch)
         if float(sy).is_integer() and float(sx).is_integer():
             out[k] = _shift_int(out[k], int(sy), int(sx))
@@ -145,22 +148,34 @@ def place_drawn(t: np.ndarray, *, grid: Grid, shifts: np.ndarray | None = None,
     return out
 
 
-def _rotate_cells(a: np.ndarray, angle: float, cy: float, cx: float, q: int) -> np.ndarray:
+def _shear(a: np.ndarray, amount: float, centre: float, axis: int) -> np.ndarray:
+    """Move each line of ``a`` along ``axis`` by ``amount × (its index across − centre)``
+    samples, as a phase ramp of its spectrum (circular over ``a``: the caller pads)."""
+    n = a.shape[axis]
+    shift = amount * (np.arange(a.shape[1 - axis], dtype=np.float64) - centre)
+    f = np.fft.fftfreq(n)
+    if axis == 1:  # rows move along x
+        ramp = np.exp(-2j * np.pi * shift[:, None] * f[None, :])
+    else:
+        ramp = np.exp(-2j * np.pi * f[:, None] * shift[None, :])
+    return np.fft.ifft(np.fft.fft(a, axis=axis) * ramp, axis=axis)
+
+
+def _rotate_shears(a: np.ndarray, angle: float, cy: float, cx: float) -> np.ndarray:
+    """Rotate by three shears (x, y, x: ``R(θ) = Sx(−tan θ/2) Sy(sin θ) Sx(−tan θ/2)``), each
+    an exact sub-sample shift of every row or column, on a canvas twice the window with the
+    window in its middle (no shear pushes the element out of it): the band-limited drawing
+    rotated without interpolation (Unser, Thévenaz & Yaroslavsky, IEEE Trans. Image Process.
+    4, 1371 (1995))."""
     ny, nx = a.shape
-    c, s = math.cos(angle), math.sin(angle)
-    sub = (np.arange(q) + 0.5) / q - 0.5  # sub-points of a sample, in samples
-    acc = np.zeros((ny, nx), dtype=np.complex128)
-    y0 = np.arange(ny, dtype=np.float64)[:, None] - cy
-    x0 = np.arange(nx, dtype=np.float64)[None, :] - cx
-    for dy in sub:
-        for dx in sub:
-            y, x = y0 + dy, x0 + dx
-            # where in the unmoved element the point lies; sample i covers [i − ½, i + ½)
-            xx = np.floor(c * x + s * y + cx + 0.5).astype(np.int64)
-            yy = np.floor(-s * x + c * y + cy + 0.5).astype(np.int64)
-            ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-            acc += np.where(ok, a[np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)], 0)
-    return acc / (q * q)
+    oy, ox = ny // 2 + 1, nx // 2 + 1
+    canvas = np.zeros((2 * ny + 2, 2 * nx + 2), dtype=np.complex128)
+    canvas[oy:oy + ny, ox:ox + nx] = a
+    t = -math.tan(angle / 2)
+    canvas = _shear(canvas, t, cy + oy, axis=1)
+    canvas = _shear(canvas, math.sin(angle), cx + ox, axis=0)
+    canvas = _shear(canvas, t, cy + oy, axis=1)
+    return canvas[oy:oy + ny, ox:ox + nx]
 
 
 def _fourier_shift(a: np.ndarray, sy: float, sx: float) -> np.ndarray:
