@@ -71,6 +71,11 @@ class Evaluator:
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
         return self.task.input_field(images)
 
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, x)`` of the samples this evaluator propagates on, metres from the optical
+        axis (the centre of design pixel ``(ny // 2, nx // 2)``)."""
+        return self.grid.y(), self.grid.x()
+
     def test_split(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         assert self.dataset is not None
         n = self.task.test_samples or len(self.dataset.test_labels)

@@ -260,6 +260,13 @@ class Task(ABC):
 
         return torch.ones((1, *self.shape), dtype=torch.complex64, device=self.device)
 
+    def under(self, evaluator: Any) -> Task:
+        """This task with its references (e.g. a lens's ideal peak) recomputed under
+        ``evaluator``'s simulation model, so a metric compares like with like; called by
+        verify's drawn models (:class:`optodesign.verify.model.ModelEvaluator`). The default
+        has no model-dependent reference and returns the task itself."""
+        return self
+
     def initial_phase(self, grid: Grid, wavelength: float) -> np.ndarray | None:
         """A phase ``(ny, nx)`` to start every layer's training from (None: the quantizer's
         random start). A lens starts from the ideal lens."""

@@ -141,6 +141,12 @@ class ModelEvaluator(Evaluator):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.grid = self.model.grid(self.design.grid)
+        self.task = self.task.under(self)  # references (a lens's ideal peak) under this model
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        ay, ax = self.model.axis(self.design.grid)
+        ny, nx = self.grid.shape
+        return ((np.arange(ny) - ay) * self.grid.pitch, (np.arange(nx) - ax) * self.grid.pitch)
 
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
         s = self.model.oversample
