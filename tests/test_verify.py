@@ -663,3 +663,24 @@ def test_a_drawn_lens_is_scored_against_the_drawn_ideal_lens(lossless) -> None:
     assert ratio < 0.9  # the reference moved with the readout
     assert 0.8 < strehl < trained
     assert strehl * ratio < strehl - 0.1  # what the training model's reference would say
+
+
+def test_the_manifest_records_the_test_split_and_verify_checks_it(d2nn: Path) -> None:
+    """export hashes the test images a D2NN is scored on; verify refuses another split."""
+    import dataclasses
+
+    from optodesign.data.datasets import split_digest
+    from optodesign.errors import UserError
+    from optodesign.verify.montecarlo import _check_test_split
+
+    fab = read_fab(d2nn / "fab")
+    rec = fab.manifest.conventions["test_split"]
+    ev = Evaluator.from_design(fab.design)
+    images, labels = ev.test_split()
+    assert rec == {"count": len(labels), "sha256": split_digest(images, labels)}
+    _check_test_split(fab, ev)  # the same split: accepted
+    other = dataclasses.replace(ev.dataset, test_labels=np.roll(ev.dataset.test_labels, 1))
+    ev_other = Evaluator.from_design(fab.design, dataset=other)
+    with pytest.raises(UserError, match=r"^data: the test split read here .* not the one "
+                                        r"manifest.json records"):
+        _check_test_split(fab, ev_other)

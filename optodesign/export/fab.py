@@ -344,7 +344,8 @@ def _write_all(
         drc={"passed": report.passed, "file": "drc.json"},
         notes=tuple(notes),
         spacers=tuple(spacers),
-        conventions=conventions(pad=design.pad, setup=design.setup.to_json()),
+        conventions=conventions(pad=design.pad, setup=design.setup.to_json(),
+                                test_split=_test_split(design, notes)),
     )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report
@@ -354,6 +355,25 @@ def _created_by() -> str:
     import optodesign
 
     return f"optodesign {getattr(optodesign, '__version__', '?')}"
+
+
+def _test_split(design: Design, notes: list[str]) -> dict[str, Any] | None:
+    """``{"count", "sha256"}`` of a supervised design's test split (what verify scores), or
+    None (with a note) when its dataset cannot be read here."""
+    from ..data.datasets import split_digest
+    from ..tasks import task_of
+
+    task = task_of(design)
+    if not task.supervised:
+        return None
+    try:
+        data = task.load_dataset()
+    except UserError as e:
+        notes.append(f"test split not recorded (its dataset could not be read: {e})")
+        return None
+    n = task.test_samples or len(data.test_labels)
+    return {"count": int(min(n, len(data.test_labels))),
+            "sha256": split_digest(data.test_images[:n], data.test_labels[:n])}
 
 
 def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,
