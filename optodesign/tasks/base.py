@@ -184,6 +184,11 @@ class Task(ABC):
     needs_detectors: ClassVar[bool] = False
     #: what the loss is, in words (refine notes)
     loss_kind: ClassVar[str]
+    #: where the task reads its output (:data:`optodesign.models.functional.OUTPUT_PLANES`):
+    #: "near" (the last distance away), "far_field" (Fraunhofer: binned onto the design's
+    #: angular cells) or "orders" (the layer is one period of a grating); training, verify
+    #: and the Evaluator all propagate through it
+    output_plane: ClassVar[str] = "near"
 
     def __init__(self, setup: TaskSetup, *, shape: tuple[int, int],
                  target: np.ndarray | None = None,

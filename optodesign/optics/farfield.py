@@ -1,0 +1,152 @@
+"""The far field (Fraunhofer), or the back focal plane of an ideal lens: one centred FFT.
+
+A field ``u(x, y)`` leaving the last layer, observed at infinity (or in the back focal plane of
+an ideal lens of focal length ``f``), is its Fourier transform
+
+    U(νx, νy) = Σ u(x, y) exp(−2πi (νx x + νy y)),   sin θx = λ νx,   x_f = λ f νx,
+
+with ``(x, y)`` the grid's coordinates (the optical axis through the centre of pixel
+``(ny // 2, nx // 2)``, so the phase of ``U`` is referred to the axis) and ``θ`` the angle to
+the axis (direction cosines). :func:`far_field` evaluates it on the window zero-padded by the
+integer factor ``P = ceil(pad)``: ``(P ny, P nx)`` samples ``Δν = 1 / (P n p)`` apart, centred
+(zero frequency at index ``(P n) // 2``, the package's centre convention), Parseval-normalised
+(``Σ |U|² = Σ |u|²``: the FFT with ``norm="ortho"``).
+
+**The output plane of a far-field task** (:func:`far_field_intensity`) has the design's shape:
+*cell* ``(i, j)`` is the square of directions ``Δν = 1 / (n p)`` wide (``Δ sin θ = λ / (n p)``,
+``λ f / (n p)`` in the focal plane) centred on ``ν = (j − nx // 2) / (nx p)``, the native
+sampling of an ``n``-pixel aperture, and its value is the energy falling into it: the padded
+samples inside it summed (the ones on its edge shared half-half with the neighbour). As
+``pad`` grows this converges to the integral of the continuous far-field intensity over the
+cell (a camera pixel of that size), which is what verify's convergence ladder raises ``pad``
+for; the total is the field's energy (Parseval), so an efficiency is a plain sum / incident.
+
+**A periodic element** (``periodic=True``, a grating of period ``n p``, one period sampled):
+its far field is the discrete set of diffraction orders ``sin θ = m λ / (n p)``, and the
+efficiency of order ``m`` is exactly ``|c_m|²``, the squared DFT coefficient of one period's
+transmission (thin element, unit incident plane wave): the unpadded DFT, one cell per order,
+order ``(0, 0)`` at pixel ``(ny // 2, nx // 2)``. Padding would only sample the far field of a
+single isolated period, so ``pad`` is ignored.
+
+**Drawn models** (verify's ``oversample = s``: ``s`` samples per design pixel, pitch ``p / s``):
+the same window with finer pixels has ``s`` times more cells per axis (the far field of the
+flat-topped pixels, their sinc envelope included, up to ``|sin θ| < s λ / (2 p)``); the design's
+output plane is its central ``(ny, nx)`` cells, divided by ``s²`` (the energy scale of the
+design's pixels), which is what ``oversample`` does here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..grid import Grid
+
+__all__ = ["far_field", "far_field_intensity", "far_field_factor", "directions",
+           "focal_plane"]
+
+
+def far_field_factor(pad: float) -> int:
+    """The integer zero-padding factor of the far-field FFT: ``ceil(pad)``, at least 1."""
+    if not (math.isfinite(pad) and pad >= 1):
+        raise UserError(f"pad: must be a finite number >= 1, got {pad!r}")
+    return max(1, math.ceil(pad - 1e-9))
+
+
+def far_field(field: Tensor, grid: Grid, *, pad: float | None = None) -> Tensor:
+    """The centred, Parseval-normalised far field of ``field`` (see the module docstring).
+
+    Args:
+        field: complex ``(..., ny, nx)`` on ``grid`` (differentiable).
+        grid: the field's sampling.
+        pad: zero-padding factor (default ``grid.pad``), rounded up to an integer ``P``.
+
+    Returns:
+        complex ``(..., P ny, P nx)``: ``U`` at ``νx = (j − (P nx) // 2) / (P nx p)``.
+    """
+    if not isinstance(field, Tensor) or not field.is_complex() or field.ndim < 2:
+        raise UserError("field: expected a complex torch tensor (..., ny, nx)")
+    grid.check_field(field.shape)
+    p = far_field_factor(grid.pad if pad is None else pad)
+    ny, nx = grid.shape
+    # the axis pixel (ny//2, nx//2) to index 0 of the padded window: phases referred to the axis
+    u = torch.roll(field, shifts=(-(ny // 2), -(nx // 2)), dims=(-2, -1)) if p == 1 else \
+        _axis_first(field, (p * ny, p * nx))
+    spec = torch.fft.fft2(u, norm="ortho")
+    return torch.fft.fftshift(spec, dim=(-2, -1))
+
+
+def _axis_first(field: Tensor, padded: tuple[int, int]) -> Tensor:
+    """``field`` zero-padded to ``padded`` with its axis pixel at index (0, 0) (wrapped)."""
+    ny, nx = field.shape[-2:]
+    out = field.new_zeros((*field.shape[:-2], *padded))
+    out[..., :ny, :nx] = field
+    return torch.roll(out, shifts=(-(ny // 2), -(nx // 2)), dims=(-2, -1))
+
+
+def _bin(intensity: Tensor, n: int, p: int, dim: int) -> Tensor:
+    """Sum the ``p`` padded samples of each of the ``n`` cells along ``dim`` (edge samples of
+    an even ``p`` shared half-half), cell ``k`` centred on index ``(p n) // 2 + p (k − n // 2)``."""
+    if p == 1:
+        return intensity
+    c0 = (p * n) // 2 - p * (n // 2)  # index of cell 0's centre
+    h = p // 2
+    j = torch.roll(intensity, shifts=h - c0, dims=dim)  # cell k now spans p k .. p k + 2h
+    moved = j.movedim(dim, -1)
+    box = moved.reshape(*moved.shape[:-1], n, p).sum(-1)  # offsets -h .. p-1-h
+    if p % 2 == 0:  # trapezoid: offset -h counts half, offset +h (next cell's first) half
+        edge = moved[..., ::p]
+        box = box + 0.5 * (torch.roll(edge, -1, dims=-1) - edge)
+    return box.movedim(-1, dim)
+
+
+def far_field_intensity(field: Tensor, grid: Grid, *, pad: float | None = None,
+                        periodic: bool = False, oversample: int = 1) -> Tensor:
+    """Far-field energy per output cell (module docstring): real ``(..., ny / s, nx / s)``.
+
+    Args:
+        field: complex ``(..., ny, nx)`` leaving the last layer, on ``grid``.
+        pad: default ``grid.pad``; ignored when ``periodic``.
+        periodic: ``field`` is one period of a grating: the order efficiencies ``|c_m|²`` x
+            the incident energy, one cell per order (no padding).
+        oversample: ``s``, samples per design pixel of ``grid`` (verify's drawn models): the
+            central ``(ny / s, nx / s)`` cells, divided by ``s²``.
+    """
+    p = 1 if periodic else far_field_factor(grid.pad if pad is None else pad)
+    u = far_field(field, grid, pad=p)
+    inten = u.real**2 + u.imag**2
+    ny, nx = grid.shape
+    cells = _bin(_bin(inten, ny, p, -2), nx, p, -1)
+    if oversample == 1:
+        return cells
+    s = int(oversample)
+    if ny % s or nx % s:
+        raise UserError(f"oversample: {s} does not divide the grid {ny}x{nx}")
+    my, mx = ny // s, nx // s
+    y0, x0 = ny // 2 - my // 2, nx // 2 - mx // 2
+    return cells[..., y0:y0 + my, x0:x0 + mx] / (s * s)
+
+
+def directions(grid: Grid, wavelength: float, *, pad: float = 1.0) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """Direction sines ``(sin θy, sin θx)`` of the samples of :func:`far_field` with ``pad``
+    (``pad = 1``: the cells of :func:`far_field_intensity`, or a grating's orders):
+    ``sin θ = λ (j − m // 2) / (m p)`` with ``m = P n``. Values beyond 1 are evanescent."""
+    p = far_field_factor(pad)
+    out = []
+    for n in grid.shape:
+        m = p * n
+        out.append(wavelength * (np.arange(m) - m // 2) / (m * grid.pitch))
+    return out[0], out[1]
+
+
+def focal_plane(grid: Grid, wavelength: float, focal_length: float, *,
+                pad: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``(y, x)`` in metres in the back focal plane of an ideal (paraxial) lens of
+    focal length ``f``: ``x = λ f ν`` (:func:`directions` / λ × f); pitch ``λ f / (P n p)``."""
+    sy, sx = directions(grid, wavelength, pad=pad)
+    return sy * focal_length, sx * focal_length
