@@ -89,6 +89,7 @@ MODULE_TIER = {
     "test_import": "roundtrip",
     "test_compare": "e2e",
     "test_targets": "property",
+    "test_farfield": "physics",
 }
 
 

@@ -41,6 +41,7 @@ from .base import Prepared, SetupError, Task, TaskSetup, read_number
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ..grid import Grid
     from ..schema import Table
     from ..train.config import Config
 
@@ -239,6 +240,19 @@ class FanOut(Task):
             target[o.size // 2 + my, o.size // 2 + mx] = 1.0
         setup = FanOutSetup(period, tuple(orders), tuple(angles))
         return Prepared(setup, target)
+
+    def initial_phase(self, grid: Grid, wavelength: float) -> np.ndarray:
+        """The kinoform of the target orders: the phase of the sum of their plane waves with
+        fixed pseudo-random phases (seed 0), a start that already puts most of the light
+        into them (a random start spreads it over all n² orders and learns slowly)."""
+        from ..units import wrap_phase
+
+        ny, nx = grid.shape
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        psi = np.random.default_rng(0).random(len(self.setup.orders)) * 2 * np.pi
+        u = sum(np.exp(1j * (2 * np.pi * (mx * xx / nx + my * yy / ny) + s))
+                for (mx, my), s in zip(self.setup.orders, psi))
+        return wrap_phase(np.angle(u))
 
     # ------------------------------------------------------------------ reading
     def pixels(self) -> np.ndarray:

@@ -1,0 +1,311 @@
+"""The far-field hop (optics/farfield.py) against analytic results, and the two far-field tasks
+(Fourier hologram, fan-out grating) through training, the Evaluator, export and verify."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+from scipy.optimize import brentq
+
+from optodesign.design import Design
+from optodesign.errors import ConfigError
+from optodesign.evaluate import Evaluator
+from optodesign.grid import Grid
+from optodesign.optics.farfield import (
+    directions,
+    far_field,
+    far_field_intensity,
+    focal_plane,
+)
+from optodesign.schema import Table
+from optodesign.tasks import TASKS, FanOut, FanOutSetup, Fourier
+from optodesign.tasks.fanout import order_angles, orders_from_angles, orders_from_spots
+from optodesign.verify.model import ModelEvaluator, SimModel
+
+LAM = 633e-9
+
+
+def _c(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.complex128))
+
+
+def _rows(profile: np.ndarray) -> torch.Tensor:
+    """A 1-D transmission as a (1, n) field: its far field along x."""
+    return _c(profile[None, :])
+
+
+# ---------------------------------------------------------------------------- the hop
+@pytest.mark.parametrize("pad", [1.0, 1.5, 2.0, 3.0, 4.0])
+def test_parseval_every_pad_and_binning(pad: float) -> None:
+    g = Grid((12, 10), 3e-6, pad=pad)
+    u = _c(np.exp(2j * np.pi * np.random.default_rng(1).random((2, 12, 10)))
+           * np.random.default_rng(2).random((2, 12, 10)))
+    energy = (u.abs() ** 2).sum((-2, -1))
+    far = far_field(u, g)
+    p = math.ceil(pad)
+    assert far.shape[-2:] == (12 * p, 10 * p)
+    np.testing.assert_allclose((far.abs() ** 2).sum((-2, -1)), energy, rtol=1e-12)
+    cells = far_field_intensity(u, g)
+    assert cells.shape == u.shape
+    np.testing.assert_allclose(cells.sum((-2, -1)), energy, rtol=1e-12)
+
+
+def test_square_aperture_is_a_sampled_sinc_with_zeros_at_m_lambda_over_width() -> None:
+    """A uniform a-pixel square aperture: |U(ν)|² = |Σ_n e^{-2πiνnp}|² (the sampled sinc²,
+    -> (a sinc(ν a p))² near the axis), zeros at sin θ = m λ / (a p)."""
+    n, a, pad, p = 32, 8, 4.0, 5e-6
+    g = Grid((n, n), p, pad=pad)
+    t = np.zeros((n, n))
+    t[n // 2 - a // 2:n // 2 + a // 2, n // 2 - a // 2:n // 2 + a // 2] = 1
+    far = far_field(_c(t), g)
+    inten = (far.abs() ** 2).numpy()
+    sy, sx = directions(g, LAM, pad=pad)
+    nu = sx / LAM
+    dirichlet = np.array([a if abs(v) < 1e-9 else
+                          np.sin(np.pi * v * a * p) / np.sin(np.pi * v * p) for v in nu]) ** 2
+    m = 128  # padded samples per axis
+    row = inten[m // 2]  # sin θy = 0
+    np.testing.assert_allclose(row, dirichlet * a**2 / m**2, rtol=1e-9, atol=1e-15)
+    for k in (1, 2, 3):  # the zeros: sin θ = k λ / (a p)
+        j = int(np.argmin(np.abs(sx - k * LAM / (a * p))))
+        assert abs(sx[j] - k * LAM / (a * p)) < 1e-15
+        assert row[j] < 1e-12 * row.max()
+    c = m // 2  # near the axis, the sampled sinc is the continuous sinc
+    ratio = row[c + 1] / row[c]
+    assert ratio == pytest.approx(np.sinc(nu[c + 1] * a * p) ** 2, rel=2e-2)
+
+
+def test_focal_plane_coordinates_are_lambda_f_nu() -> None:
+    g = Grid((16, 16), 4e-6, pad=2)
+    y, x = focal_plane(g, LAM, 0.1, pad=2)
+    assert x[17] - x[16] == pytest.approx(LAM * 0.1 / (32 * 4e-6))
+    assert x[16] == 0 and y[16] == 0
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_blazed_grating_sends_everything_to_sin_theta_lambda_over_period(periodic) -> None:
+    """A linear phase ramp of period Λ = n p / q: all the light in order q, sin θ = λ / Λ
+    (the unpadded far field and a grating's orders alike)."""
+    n, q, p = 32, 3, 2e-6
+    g = Grid((n, n), p, pad=1)
+    x = np.arange(n)
+    ramp = np.exp(2j * np.pi * q * x / n)[None, :].repeat(n, 0)
+    cells = far_field_intensity(_c(ramp), g, periodic=periodic).numpy()
+    eff = cells / n**2
+    iy, ix = np.unravel_index(eff.argmax(), eff.shape)
+    assert eff.max() == pytest.approx(1.0, abs=1e-12)
+    sy, sx = directions(g, LAM)
+    assert sx[ix] == pytest.approx(LAM / (n * p / q), rel=1e-12) and sy[iy] == 0
+
+
+def test_binned_cells_converge_with_pad_to_the_cell_integral() -> None:
+    """The energy of a finite ramp (an aperture's sinc²) in its cell of width 1/(n p): the
+    binned sum converges with pad to ∫_{-1/2}^{1/2} sinc²(u) du = 0.7737 per axis."""
+    n, q = 64, 5
+    g = Grid((1, n), 1e-6)
+    ramp = _rows(np.exp(2j * np.pi * q * np.arange(n) / n))
+    exact = quad(lambda u: np.sinc(u) ** 2, -0.5, 0.5)[0]
+    errs = []
+    for pad in (2, 4, 8, 16):
+        e = far_field_intensity(ramp, g, pad=pad)[0, n // 2 + q].item() / n
+        errs.append(abs(e - exact))
+    assert all(b < a for a, b in zip(errs, errs[1:]))  # converges
+    assert errs[-1] < 2e-3
+    assert far_field_intensity(ramp, g, pad=1)[0, n // 2 + q].item() / n == pytest.approx(1)
+
+
+def test_binary_pi_grating_orders_are_four_over_pi_squared() -> None:
+    """0/π binary grating, 50 % duty: η±1 = (2/π)² = 40.5 %, η0 = 0, even orders 0."""
+    n = 512
+    t = np.where(np.arange(n) < n // 2, 1.0, -1.0)
+    eta = far_field_intensity(_rows(t), Grid((1, n), 1e-6), periodic=True)[0].numpy() / n
+    c = n // 2
+    assert eta[c] < 1e-20 and eta[c + 2] < 1e-20
+    assert eta[c + 1] == pytest.approx((2 / np.pi) ** 2, rel=1e-4)
+    assert eta[c - 1] == pytest.approx((2 / np.pi) ** 2, rel=1e-4)
+    assert eta[c + 3] == pytest.approx((2 / (3 * np.pi)) ** 2, rel=1e-3)
+
+
+def test_binary_dammann_1x3_reaches_66_percent() -> None:
+    """The 1x3 binary 0/π grating with equal orders 0, ±1 (one π segment of width d,
+    |1 − 2d| = 2 sin(πd)/π): 3 (1 − 2d)² = 66.4 % (Dammann & Görtler 1971)."""
+    d = brentq(lambda d: (1 - 2 * d) - 2 * np.sin(np.pi * d) / np.pi, 0.1, 0.45)
+    n = 4000
+    t = np.where(np.arange(n) < round(d * n), -1.0, 1.0)
+    eta = far_field_intensity(_rows(t), Grid((1, n), 1e-6), periodic=True)[0].numpy() / n
+    c = n // 2
+    three = eta[c - 1:c + 2]
+    assert three.sum() == pytest.approx(0.664, abs=2e-3)
+    assert (three.max() - three.min()) / (three.max() + three.min()) < 2e-3
+
+
+def test_oversampled_orders_carry_the_pixel_envelope() -> None:
+    """Verify's drawn model (s samples per pixel): a grating's order m loses the flat-topped
+    pixel's envelope [sin(π m / n) / (s sin(π m / (n s)))]², the central n orders kept."""
+    n, s, q = 16, 2, 3
+    design_levels = (np.arange(n) * q) % n  # a 16-level ramp: order q exactly
+    table = np.exp(2j * np.pi * np.arange(n) / n)
+    d = Design(setup=FanOutSetup(period=n * 1e-6, orders=((q, 0),)), wavelength=LAM,
+               pitch=1e-6, levels=np.broadcast_to(design_levels, (1, n, n)).copy(),
+               level_tables=table, distances=(0.0, 0.0), target=None)
+    ev = ModelEvaluator(d, torch.device("cpu"), None, model=SimModel(2.0, s))
+    t = np.repeat(np.repeat(d.transmissions()[0], s, 0), s, 1)
+    out = ev.output_intensity(ev.plane_wave(), _c(t[None]).to(torch.complex64))[0]
+    assert out.shape == (n, n)
+    env = (np.sin(np.pi * q / n) / (s * np.sin(np.pi * q / (n * s)))) ** 2
+    assert out[n // 2, n // 2 + q].item() / n**2 == pytest.approx(env, rel=1e-5)
+    base = Evaluator.from_design(d).evaluate(d.transmissions())
+    assert base["efficiency"] == pytest.approx(1.0, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- fan-out config
+def test_angles_become_orders_or_a_one_line_error_with_the_nearest_angle() -> None:
+    period = 20e-6
+    one = math.degrees(math.asin(LAM / period))
+    assert orders_from_angles([[0, 0], [one * 1.003, -one], [2 * one, 0]], period=period,
+                              wavelength=LAM) == [(0, 0), (1, -1), (2, 0)]
+    with pytest.raises(ConfigError, match=r"^grating.angles\[0\]: 1.9 deg along x is not an "
+                                          rf"order .* nearest is order 1 at {one:.4f} deg$"):
+        orders_from_angles([[1.9, 0]], period=period, wavelength=LAM)
+    with pytest.raises(ConfigError, match="beyond the last propagating order"):
+        orders_from_angles([[89.0, 0]], period=1.1e-6, wavelength=LAM)
+    assert order_angles([(1, 0)], period=period, wavelength=LAM)[0][0] == pytest.approx(one)
+
+
+def test_grating_table_reads_period_with_units_orders_or_angles() -> None:
+    kw = dict(size=16, pitch=1.25e-6, wavelength=LAM)
+    period, orders = FanOut.read_grating(
+        Table({"period": "20 um", "orders": [[-1, 0], [1, 0]]}, {"period", "orders", "angles"},
+              section="grating"), **kw)
+    assert period == pytest.approx(20e-6) and orders == [(-1, 0), (1, 0)]
+    _, orders = FanOut.read_grating(Table({"angles": [[1.8138, 0]]}, None, section="grating"),
+                                    **kw)
+    assert orders == [(1, 0)]
+    with pytest.raises(ConfigError, match="grating.period: 30 um is not optics.size x"):
+        FanOut.read_grating(Table({"period": "30 um", "orders": [[1, 0]]}, None,
+                                  section="grating"), **kw)
+    with pytest.raises(ConfigError, match="grating.orders: give either orders or angles"):
+        FanOut.read_grating(Table({}, None, section="grating"), **kw)
+    assert orders_from_spots((1, 2), 2) == [(-1, 0), (1, 0)]
+    with pytest.raises(ConfigError, match="target.spacing: a 1x2 array at spacing 1"):
+        orders_from_spots((1, 2), 1)
+
+
+# ---------------------------------------------------------------------------- training
+FANOUT = """
+task = "fanout"
+seed = 0
+[optics]
+wavelength = "633 nm"
+pitch = "2 um"
+size = 16
+layers = 1
+distances = ["0 m", "0 m"]
+[quantization]
+method = "psq-li"
+{quant}
+[target]
+kind = "spots"
+spots = [{spots}]
+spacing = 1
+[train]
+epochs = {epochs}
+steps_per_epoch = 20
+lr = 0.1
+"""
+
+FOURIER = """
+task = "fourier"
+seed = 0
+[optics]
+wavelength = "633 nm"
+pitch = "4 um"
+size = 32
+layers = 1
+distances = ["0 m", "0 m"]
+[quantization]
+method = "psq-li"
+{quant}
+[target]
+kind = "spots"
+spots = [2, 2]
+spacing = 8
+spot_size = 2
+[train]
+epochs = {epochs}
+steps_per_epoch = 20
+lr = 0.1
+"""
+
+
+def _train(text: str, out: Path):
+    import tomllib
+
+    from optodesign.train.config import parse_config
+    from optodesign.train.trainer import Trainer
+
+    return Trainer(parse_config(tomllib.loads(text)), out, progress=False).run()
+
+
+def test_tasks_registered_with_their_output_planes() -> None:
+    assert TASKS["fourier"] is Fourier and Fourier.output_plane == "far_field"
+    assert TASKS["fanout"] is FanOut and FanOut.output_plane == "orders"
+    assert TASKS["hologram"].output_plane == "near"
+
+
+@pytest.mark.slow
+def test_fanout_1x3_trains_past_the_plane_wave(tmp_path: Path) -> None:
+    """A 1x3 fan-out, 8 levels: the plane wave puts 1/3 of the target power in (all in order
+    0, uniformity 0); training beats it clearly (a continuous-phase 1x3 reaches 92.6 %)."""
+    res = _train(FANOUT.format(quant="levels = 8", spots="1, 3", epochs=2), tmp_path / "r")
+    m = res.design.metrics
+    assert m["efficiency"] > 0.6 and m["uniformity"] > 0.8, m
+    assert m["orders"] == [[-1, 0], [0, 0], [1, 0]]
+    assert m["angles_deg"][2][0] == pytest.approx(math.degrees(math.asin(LAM / 32e-6)), 1e-3)
+    again = Evaluator.from_design(Design.load(tmp_path / "r")).evaluate(
+        Design.load(tmp_path / "r").transmissions())
+    assert again["efficiency"] == pytest.approx(m["efficiency"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fourier_hologram_trains_past_a_random_phase(tmp_path: Path) -> None:
+    res = _train(FOURIER.format(quant="levels = 4", epochs=2), tmp_path / "r")
+    d = res.design
+    ev = Evaluator.from_design(d)
+    rng = np.random.default_rng(0)
+    rand = np.exp(2j * np.pi * rng.integers(0, 4, (1, 32, 32)) / 4)
+    base = ev.evaluate(rand)
+    m = d.metrics
+    assert m["psnr"] > base["psnr"] + 5 and m["efficiency"] > 2 * base["efficiency"], (m, base)
+    assert 0 < m["correlation"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.roundtrip
+@pytest.mark.parametrize("task", ["fanout", "fourier"])
+def test_train_export_verify_round_trip(task: str, tmp_path: Path) -> None:
+    """Train on the fused-silica level table, export GDS, read back: verify's read-back
+    metrics under the training model equal the trained ones; the convergence ladder runs."""
+    from optodesign.export.fab import export_design
+    from optodesign.process import load_process
+    from optodesign.variation.spec import ErrorConfig, ErrorModel, SweepSpec, Tolerance
+    from optodesign.verify.montecarlo import verify_fab
+
+    quant = 'levels = 4\nprocess = "fused-silica-etch4"'
+    text = (FANOUT.format(quant=quant, spots="3, 3", epochs=1) if task == "fanout" else
+            FOURIER.format(quant=quant, epochs=1))
+    res = _train(text, tmp_path / "run")
+    export_design(res.design, load_process("fused-silica-etch4"), tmp_path / "fab",
+                  formats=("gds",), design_dir=tmp_path / "run", plot=False)
+    zero = ErrorConfig(ErrorModel(), Tolerance(), SweepSpec())
+    r = verify_fab(tmp_path / "fab", errors=zero, samples=1, sweep=False)
+    metric = res.design.metrics
+    key = "efficiency"
+    assert r.readback[key] == pytest.approx(metric[key], rel=1e-4, abs=1e-6)
+    assert r.convergence is not None and r.convergence.steps
+    assert r.nominal[key] == pytest.approx(metric[key], rel=0.1)
