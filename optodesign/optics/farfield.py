@@ -10,7 +10,7 @@ with ``(x, y)`` the grid's coordinates (the optical axis through the centre of p
 the axis (direction cosines). :func:`far_field` evaluates it on the window zero-padded by the
 integer factor ``P = ceil(pad)``: ``(P ny, P nx)`` samples ``Δν = 1 / (P n p)`` apart, centred
 (zero frequency at index ``(P n) // 2``, the package's centre convention), Parseval-normalised
-(``Σ |U|² = Σ |u|²``: the FFT with ``norm="ortho"``).
+(``Σ |U|² = Σ |u|²``: the unnormalised FFT / sqrt(number of samples)).
 
 **The output plane of a far-field task** (:func:`far_field_intensity`) has the design's shape:
 *cell* ``(i, j)`` is the square of directions ``Δν = 1 / (n p)`` wide (``Δ sin θ = λ / (n p)``,
@@ -28,11 +28,21 @@ transmission (thin element, unit incident plane wave): the unpadded DFT, one cel
 order ``(0, 0)`` at pixel ``(ny // 2, nx // 2)``. Padding would only sample the far field of a
 single isolated period, so ``pad`` is ignored.
 
+**Pixels, not points.** A fabricated element is made of flat-topped pixels of width ``p``: its
+far field is the sampled one times one pixel's ``sinc²(p νx) sinc²(p νy)``, which
+:func:`far_field_intensity` applies (``pixels=True``): a grating's order ``m`` of an
+``n``-pixel period then carries ``sinc²(m / n)`` (an ``n``-step staircase ramp: the
+multilevel-optics result), and a 50 % binary 0/π grating exactly ``(2 / π)²`` in its first
+orders for any ``n``. The light outside ``|sin θ| < λ / (2 p)`` (the pixel lattice's own
+orders) is not on the output plane.
+
 **Drawn models** (verify's ``oversample = s``: ``s`` samples per design pixel, pitch ``p / s``):
-the same window with finer pixels has ``s`` times more cells per axis (the far field of the
-flat-topped pixels, their sinc envelope included, up to ``|sin θ| < s λ / (2 p)``); the design's
-output plane is its central ``(ny, nx)`` cells, divided by ``s²`` (the energy scale of the
-design's pixels), which is what ``oversample`` does here.
+the same window with finer pixels has ``s`` times more cells per axis; the design's output
+plane is its central ``(ny, nx)`` cells, divided by ``s²`` (the energy scale of the design's
+pixels), which is what ``oversample`` does here. The ``s`` sub-pixels' array factor times their
+``sinc²(p ν / s)`` is exactly one pixel's ``sinc²(p ν)``, so an undistorted drawing scores as
+under the training model; what oversampling adds is the drawing itself (line-width bias,
+sub-pixel shifts).
 """
 
 from __future__ import annotations
@@ -45,9 +55,10 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..grid import Grid
+from .propagation import _fft_dtype
 
-__all__ = ["far_field", "far_field_intensity", "far_field_factor", "directions",
-           "focal_plane"]
+__all__ = ["far_field", "far_field_intensity", "far_field_factor", "pixel_envelope",
+           "directions", "focal_plane"]
 
 
 def far_field_factor(pad: float) -> int:
@@ -76,8 +87,13 @@ def far_field(field: Tensor, grid: Grid, *, pad: float | None = None) -> Tensor:
     # the axis pixel (ny//2, nx//2) to index 0 of the padded window: phases referred to the axis
     u = torch.roll(field, shifts=(-(ny // 2), -(nx // 2)), dims=(-2, -1)) if p == 1 else \
         _axis_first(field, (p * ny, p * nx))
-    spec = torch.fft.fft2(u, norm="ortho")
-    return torch.fft.fftshift(spec, dim=(-2, -1))
+    # the unnormalised forward FFT, scaled here, in the dtype the platform check accepts for
+    # this size: some MKL builds mis-scale a *scaled* complex64 FFT of 2048² (norm="ortho"
+    # included; see propagation._fft_dtype and README, "Platform notes")
+    m = u.shape[-2] * u.shape[-1]
+    compute = _fft_dtype((u.shape[-2], u.shape[-1]), u.dtype, u.device)
+    spec = torch.fft.fft2(u.to(compute)) * (1.0 / math.sqrt(m))
+    return torch.fft.fftshift(spec, dim=(-2, -1)).to(field.dtype)
 
 
 def _axis_first(field: Tensor, padded: tuple[int, int]) -> Tensor:
@@ -104,8 +120,16 @@ def _bin(intensity: Tensor, n: int, p: int, dim: int) -> Tensor:
     return box.movedim(-1, dim)
 
 
+def pixel_envelope(n: int, p: int) -> np.ndarray:
+    """``sinc²(pitch · ν)`` at the ``p n`` padded samples of one axis: the far field of one
+    flat-topped pixel, relative to its value on the axis (``np.sinc(x) = sin(πx)/(πx)``)."""
+    m = p * n
+    return np.sinc((np.arange(m) - m // 2) / m) ** 2
+
+
 def far_field_intensity(field: Tensor, grid: Grid, *, pad: float | None = None,
-                        periodic: bool = False, oversample: int = 1) -> Tensor:
+                        periodic: bool = False, oversample: int = 1,
+                        pixels: bool = True) -> Tensor:
     """Far-field energy per output cell (module docstring): real ``(..., ny / s, nx / s)``.
 
     Args:
@@ -115,11 +139,21 @@ def far_field_intensity(field: Tensor, grid: Grid, *, pad: float | None = None,
             the incident energy, one cell per order (no padding).
         oversample: ``s``, samples per design pixel of ``grid`` (verify's drawn models): the
             central ``(ny / s, nx / s)`` cells, divided by ``s²``.
+        pixels: the samples are flat-topped pixels of the grid's pitch (a fabricated element),
+            not points: the far field is multiplied by one pixel's ``sinc²(p νx) sinc²(p νy)``,
+            which makes it the exact far field of the pixelated element (the energy beyond the
+            cells, in the pixel lattice's higher orders, is lost to the output plane). Exact
+            for any ``oversample``: ``s`` sub-pixels of pitch ``p / s`` times their envelope
+            are one pixel of pitch ``p``, so the drawn models agree with the training model.
     """
     p = 1 if periodic else far_field_factor(grid.pad if pad is None else pad)
     u = far_field(field, grid, pad=p)
     inten = u.real**2 + u.imag**2
     ny, nx = grid.shape
+    if pixels:
+        ey, ex = (torch.as_tensor(pixel_envelope(n, p), dtype=inten.dtype,
+                                  device=inten.device) for n in (ny, nx))
+        inten = inten * ey[:, None] * ex[None, :]
     cells = _bin(_bin(inten, ny, p, -2), nx, p, -1)
     if oversample == 1:
         return cells
