@@ -23,7 +23,7 @@ from optodesign.optics.farfield import (
     focal_plane,
 )
 from optodesign.schema import Table
-from optodesign.tasks import TASKS, FanOut, FanOutSetup, Fourier
+from optodesign.tasks import TASKS, FanOut, FanOutSetup, Fourier, FourierSetup
 from optodesign.tasks.fanout import order_angles, orders_from_angles, orders_from_spots
 from optodesign.verify.model import ModelEvaluator, SimModel
 
@@ -97,40 +97,47 @@ def test_focal_plane_coordinates_are_lambda_f_nu() -> None:
     assert x[16] == 0 and y[16] == 0
 
 
-@pytest.mark.parametrize("periodic", [True, False])
-def test_blazed_grating_sends_everything_to_sin_theta_lambda_over_period(periodic) -> None:
-    """A linear phase ramp of period Λ = n p / q: all the light in order q, sin θ = λ / Λ
-    (the unpadded far field and a grating's orders alike); sampled on flat-topped pixels (a
-    staircase of n / q steps per period) the order keeps sinc²(q / n), the multilevel result."""
+def test_blazed_grating_sends_everything_to_sin_theta_lambda_over_period() -> None:
+    """A linear phase ramp of period Λ = n p / q: all the light in order q, sin θ = λ / Λ;
+    sampled on flat-topped pixels (a staircase of n / q steps per period) the order keeps
+    sinc²(q / n), the multilevel result; a finite aperture of it peaks in the same cell."""
     n, q, p = 32, 3, 2e-6
-    g = Grid((n, n), p, pad=1)
+    g = Grid((n, n), p, pad=2)
     x = np.arange(n)
-    ramp = np.exp(2j * np.pi * q * x / n)[None, :].repeat(n, 0)
-    cells = far_field_intensity(_c(ramp), g, periodic=periodic, pixels=False).numpy()
-    eff = cells / n**2
+    ramp = _c(np.exp(2j * np.pi * q * x / n)[None, :].repeat(n, 0))
+    eff = far_field_intensity(ramp, g, periodic=True, pixels=False).numpy() / n**2
     iy, ix = np.unravel_index(eff.argmax(), eff.shape)
     assert eff.max() == pytest.approx(1.0, abs=1e-12)
-    staircase = far_field_intensity(_c(ramp), g, periodic=periodic).numpy() / n**2
-    assert staircase[iy, ix] == pytest.approx(np.sinc(q / n) ** 2, rel=1e-9)
     sy, sx = directions(g, LAM)
     assert sx[ix] == pytest.approx(LAM / (n * p / q), rel=1e-12) and sy[iy] == 0
+    staircase = far_field_intensity(ramp, g, periodic=True).numpy() / n**2
+    assert staircase[iy, ix] == pytest.approx(np.sinc(q / n) ** 2, rel=1e-9)
+    finite = far_field_intensity(ramp, g).numpy()
+    assert np.unravel_index(finite.argmax(), finite.shape) == (iy, ix)
 
 
-def test_binned_cells_converge_with_pad_to_the_cell_integral() -> None:
-    """The energy of a finite ramp (an aperture's sinc²) in its cell of width 1/(n p): the
-    binned sum converges with pad to ∫_{-1/2}^{1/2} sinc²(u) du = 0.7737 per axis."""
-    n, q = 64, 5
-    g = Grid((1, n), 1e-6)
-    ramp = _rows(np.exp(2j * np.pi * q * np.arange(n) / n))
-    exact = quad(lambda u: np.sinc(u) ** 2, -0.5, 0.5)[0]
-    errs = []
-    for pad in (2, 4, 8, 16):
-        e = far_field_intensity(ramp, g, pad=pad, pixels=False)[0, n // 2 + q].item() / n
-        errs.append(abs(e - exact))
-    assert all(b < a for a, b in zip(errs, errs[1:]))  # converges
-    assert errs[-1] < 2e-3
-    assert far_field_intensity(ramp, g, pad=1, pixels=False)[0, n // 2 + q].item() / n == \
-        pytest.approx(1)
+@pytest.mark.parametrize("pad", [1, 2, 3, 8])
+def test_cells_hold_the_exact_integral_of_the_far_field_at_any_pad(pad: int) -> None:
+    """A cell's value is ∫ |U(ν)|² over its Δν = 1/(n p) (a camera pixel), not |U|² at its
+    centre: against a quadrature of the continuous |Σ u_j exp(−2πiνjp)|², for a random field
+    and for a finite ramp (whose cell holds ∫_{-1/2}^{1/2} sinc² = 77 % of its energy per axis,
+    where the unpadded DFT would claim 100 %). The same at every pad."""
+    n, p = 24, 1.0  # ν in units of 1/p
+    rng = np.random.default_rng(3)
+    ramp = np.exp(2j * np.pi * 5 * np.arange(n) / n)
+    for u in (rng.normal(size=n) + 1j * rng.normal(size=n), ramp):
+        j = np.arange(n) - n // 2
+
+        def inten(nu: float, u: np.ndarray = u, j: np.ndarray = j) -> float:
+            return abs(np.sum(u * np.exp(-2j * np.pi * nu * j * p))) ** 2
+
+        cells = far_field_intensity(_rows(u), Grid((1, n), p, pad=pad), pixels=False)[0]
+        for k in (n // 2, n // 2 + 5, 3):
+            nu = (k - n // 2) / (n * p)
+            exact = quad(inten, nu - 0.5 / (n * p), nu + 0.5 / (n * p), limit=200)[0] * p
+            assert cells[k].item() == pytest.approx(exact, rel=1e-9), (pad, k)
+    ramp_cell = cells[n // 2 + 5].item() / n
+    assert ramp_cell == pytest.approx(quad(lambda t: np.sinc(t) ** 2, -0.5, 0.5)[0], rel=2e-3)
 
 
 @pytest.mark.parametrize("n", [8, 16, 512])
@@ -184,6 +191,27 @@ def test_drawn_models_agree_with_the_training_model() -> None:
     assert out[n // 2, n // 2 + q].item() / n**2 == pytest.approx(np.sinc(q / n) ** 2, rel=1e-5)
     base = Evaluator.from_design(d).evaluate(d.transmissions())
     assert base["efficiency"] == pytest.approx(np.sinc(q / n) ** 2, rel=1e-5)
+
+
+def test_drawn_far_field_agrees_with_the_training_model_within_a_percent() -> None:
+    """Off the grating orders the pixel envelope is applied at the cells' centres: a random
+    4-level design's far field (speckle, the hardest case) drawn with 2 and 4 samples per
+    pixel matches the training model to < 1 % (relative L2), the energy to 1e-3."""
+    n = 32
+    rng = np.random.default_rng(0)
+    target = np.zeros((n, n))
+    target[10:14, 8:20] = 1
+    d = Design(setup=FourierSetup(), wavelength=LAM, pitch=4e-6,
+               levels=rng.integers(0, 4, (1, n, n)), target=target,
+               level_tables=np.exp(2j * np.pi * np.arange(4) / 4), distances=(0.0, 0.0))
+    ev = Evaluator.from_design(d)
+    ref = ev.output_intensity(ev.plane_wave(), _c(d.transmissions()).to(torch.complex64))[0]
+    for s in (2, 4):
+        m = ModelEvaluator(d, torch.device("cpu"), None, model=SimModel(2.0, s))
+        t = np.repeat(np.repeat(d.transmissions(), s, 1), s, 2)
+        out = m.output_intensity(m.plane_wave(), _c(t).to(torch.complex64))[0]
+        assert ((out - ref).norm() / ref.norm()).item() < 1e-2
+        assert out.sum().item() == pytest.approx(ref.sum().item(), rel=1e-3)
 
 
 # ---------------------------------------------------------------------------- fan-out config
@@ -279,6 +307,20 @@ def test_tasks_registered_with_their_output_planes() -> None:
     assert TASKS["fourier"] is Fourier and Fourier.output_plane == "far_field"
     assert TASKS["fanout"] is FanOut and FanOut.output_plane == "orders"
     assert TASKS["hologram"].output_plane == "near"
+    setup = FanOutSetup(period=20e-6, orders=((1, 0),))
+    assert "ONE period (20 um)" in FanOut.export_notes(setup)[0]
+
+
+def test_refine_refuses_far_field_tasks_in_one_line() -> None:
+    from optodesign.errors import UserError
+    from optodesign.refine.objective import Objective
+
+    n = 8
+    d = Design(setup=FanOutSetup(period=n * 1e-6, orders=((1, 0), (-1, 0))), wavelength=LAM,
+               pitch=1e-6, levels=np.zeros((1, n, n), dtype=int),
+               level_tables=np.exp(1j * np.pi * np.arange(2)), distances=(0.0, 0.0))
+    with pytest.raises(UserError, match="^fanout: refine .* not implement"):
+        Objective(d)
 
 
 @pytest.mark.slow
@@ -313,7 +355,8 @@ def test_fourier_hologram_trains_past_a_random_phase(tmp_path: Path) -> None:
 @pytest.mark.parametrize("task", ["fanout", "fourier"])
 def test_train_export_verify_round_trip(task: str, tmp_path: Path) -> None:
     """Train on the fused-silica level table, export GDS, read back: verify's read-back
-    metrics under the training model equal the trained ones; the convergence ladder runs."""
+    metrics under the training model equal the trained ones; the convergence ladder's pad
+    steps change nothing (exact cell integrals, one period's orders) and it converges."""
     from optodesign.export.fab import export_design
     from optodesign.process import load_process
     from optodesign.variation.spec import ErrorConfig, ErrorModel, SweepSpec, Tolerance
@@ -330,5 +373,9 @@ def test_train_export_verify_round_trip(task: str, tmp_path: Path) -> None:
     metric = res.design.metrics
     key = "efficiency"
     assert r.readback[key] == pytest.approx(metric[key], rel=1e-4, abs=1e-6)
-    assert r.convergence is not None and r.convergence.steps
-    assert r.nominal[key] == pytest.approx(metric[key], rel=0.1)
+    conv = r.convergence
+    assert conv is not None and conv.converged
+    pad_steps = [st for st in conv.steps
+                 if st.model.oversample == 1 and st.energy_change is not None]
+    assert pad_steps and all(st.energy_change < 1e-5 for st in pad_steps)  # exact at any pad
+    assert r.nominal[key] == pytest.approx(metric[key], rel=1e-2)

@@ -15,11 +15,14 @@ integer factor ``P = ceil(pad)``: ``(P ny, P nx)`` samples ``Δν = 1 / (P n p)`
 **The output plane of a far-field task** (:func:`far_field_intensity`) has the design's shape:
 *cell* ``(i, j)`` is the square of directions ``Δν = 1 / (n p)`` wide (``Δ sin θ = λ / (n p)``,
 ``λ f / (n p)`` in the focal plane) centred on ``ν = (j − nx // 2) / (nx p)``, the native
-sampling of an ``n``-pixel aperture, and its value is the energy falling into it: the padded
-samples inside it summed (the ones on its edge shared half-half with the neighbour). As
-``pad`` grows this converges to the integral of the continuous far-field intensity over the
-cell (a camera pixel of that size), which is what verify's convergence ladder raises ``pad``
-for; the total is the field's energy (Parseval), so an efficiency is a plain sum / incident.
+sampling of an ``n``-pixel aperture, and its value is the energy falling into it (a camera
+pixel of that size): the integral of the continuous far-field intensity over the cell, not its
+value at the centre, so the light between the cells' centres counts too. It is computed
+exactly from the far field on the window zero-padded by at least 2: the intensity of an
+``n``-sample field is a trigonometric polynomial with lags below ``n`` (its autocorrelation),
+held without aliasing by ``2 n`` samples, and the cell average multiplies lag ``l`` by
+``sinc(l / n)``. A larger ``pad`` changes nothing but the cost (verify's convergence ladder
+raises it and sees no change, tested); the total is the field's energy (Parseval).
 
 **A periodic element** (``periodic=True``, a grating of period ``n p``, one period sampled):
 its far field is the discrete set of diffraction orders ``sin θ = m λ / (n p)``, and the
@@ -30,7 +33,8 @@ single isolated period, so ``pad`` is ignored.
 
 **Pixels, not points.** A fabricated element is made of flat-topped pixels of width ``p``: its
 far field is the sampled one times one pixel's ``sinc²(p νx) sinc²(p νy)``, which
-:func:`far_field_intensity` applies (``pixels=True``): a grating's order ``m`` of an
+:func:`far_field_intensity` applies at the cells' centres (``pixels=True``; it varies little
+across a cell): a grating's order ``m`` of an
 ``n``-pixel period then carries ``sinc²(m / n)`` (an ``n``-step staircase ramp: the
 multilevel-optics result), and a 50 % binary 0/π grating exactly ``(2 / π)²`` in its first
 orders for any ``n``. The light outside ``|sin θ| < λ / (2 p)`` (the pixel lattice's own
@@ -104,27 +108,29 @@ def _axis_first(field: Tensor, padded: tuple[int, int]) -> Tensor:
     return torch.roll(out, shifts=(-(ny // 2), -(nx // 2)), dims=(-2, -1))
 
 
-def _bin(intensity: Tensor, n: int, p: int, dim: int) -> Tensor:
-    """Sum the ``p`` padded samples of each of the ``n`` cells along ``dim`` (edge samples of
-    an even ``p`` shared half-half), cell ``k`` centred on index ``(p n) // 2 + p (k − n // 2)``."""
-    if p == 1:
-        return intensity
-    c0 = (p * n) // 2 - p * (n // 2)  # index of cell 0's centre
-    h = p // 2
-    j = torch.roll(intensity, shifts=h - c0, dims=dim)  # cell k now spans p k .. p k + 2h
-    moved = j.movedim(dim, -1)
-    box = moved.reshape(*moved.shape[:-1], n, p).sum(-1)  # offsets -h .. p-1-h
-    if p % 2 == 0:  # trapezoid: offset -h counts half, offset +h (next cell's first) half
-        edge = moved[..., ::p]
-        box = box + 0.5 * (torch.roll(edge, -1, dims=-1) - edge)
-    return box.movedim(-1, dim)
+def _cell_integral(intensity: Tensor, n: int, p: int, dim: int) -> Tensor:
+    """The energy in each of the ``n`` cells along ``dim`` of a centred far-field intensity
+    sampled ``p >= 2`` times per cell: exact for the far field of an ``n``-sample field.
 
-
-def pixel_envelope(n: int, p: int) -> np.ndarray:
-    """``sinc²(pitch · ν)`` at the ``p n`` padded samples of one axis: the far field of one
-    flat-topped pixel, relative to its value on the axis (``np.sinc(x) = sin(πx)/(πx)``)."""
+    ``I(ν)`` is then a trigonometric polynomial with lags ``|l| < n`` (the field's
+    autocorrelation), which ``p n >= 2 n`` samples hold without aliasing; its average over the
+    cell ``[ν_k − Δ/2, ν_k + Δ/2]`` (``Δ = 1 / (n p)``) multiplies lag ``l`` by ``sinc(l / n)``.
+    Returns ``p ×`` that average at the cell centres (so the cells sum to the samples' sum).
+    """
     m = p * n
-    return np.sinc((np.arange(m) - m // 2) / m) ** 2
+    moved = intensity.movedim(dim, -1).to(torch.float64)
+    a = torch.fft.ifft(torch.fft.ifftshift(moved, dim=-1))  # lags l, FFT order
+    lags = torch.fft.fftfreq(m, d=1.0 / m, dtype=torch.float64, device=a.device)
+    w = torch.where(lags.abs() < n, torch.sinc(lags / n), torch.zeros_like(lags))
+    smooth = torch.fft.fftshift(torch.fft.fft(a * w).real, dim=-1)
+    c0 = m // 2 - p * (n // 2)  # index of cell 0's centre
+    return (p * smooth[..., c0::p][..., :n]).to(intensity.dtype).movedim(-1, dim)
+
+
+def pixel_envelope(n: int) -> np.ndarray:
+    """``sinc²(p ν)`` at the ``n`` cell centres ``ν = (k − n // 2) / (n p)`` of one axis: the
+    far field of one flat-topped pixel relative to the axis (``np.sinc(x) = sin πx / πx``)."""
+    return np.sinc((np.arange(n) - n // 2) / n) ** 2
 
 
 def far_field_intensity(field: Tensor, grid: Grid, *, pad: float | None = None,
@@ -134,27 +140,31 @@ def far_field_intensity(field: Tensor, grid: Grid, *, pad: float | None = None,
 
     Args:
         field: complex ``(..., ny, nx)`` leaving the last layer, on ``grid``.
-        pad: default ``grid.pad``; ignored when ``periodic``.
+        pad: default ``grid.pad``; at least 2 is used (exact cell integrals), more changes
+            nothing but the cost; ignored when ``periodic``.
         periodic: ``field`` is one period of a grating: the order efficiencies ``|c_m|²`` x
             the incident energy, one cell per order (no padding).
         oversample: ``s``, samples per design pixel of ``grid`` (verify's drawn models): the
             central ``(ny / s, nx / s)`` cells, divided by ``s²``.
         pixels: the samples are flat-topped pixels of the grid's pitch (a fabricated element),
-            not points: the far field is multiplied by one pixel's ``sinc²(p νx) sinc²(p νy)``,
-            which makes it the exact far field of the pixelated element (the energy beyond the
-            cells, in the pixel lattice's higher orders, is lost to the output plane). Exact
-            for any ``oversample``: ``s`` sub-pixels of pitch ``p / s`` times their envelope
-            are one pixel of pitch ``p``, so the drawn models agree with the training model.
+            not points: each cell is multiplied by one pixel's ``sinc²(p νx) sinc²(p νy)`` at
+            its centre (exact for a grating's orders), the far field of the pixelated element
+            (the energy beyond the cells, in the pixel lattice's higher orders, is lost to the
+            output plane). ``s`` sub-pixels of pitch ``p / s`` times their envelope are one
+            pixel of pitch ``p``, so the drawn models agree with the training model.
     """
-    p = 1 if periodic else far_field_factor(grid.pad if pad is None else pad)
-    u = far_field(field, grid, pad=p)
-    inten = u.real**2 + u.imag**2
     ny, nx = grid.shape
+    if periodic:
+        u = far_field(field, grid, pad=1)
+        cells = u.real**2 + u.imag**2
+    else:
+        p = max(2, far_field_factor(grid.pad if pad is None else pad))
+        u = far_field(field, grid, pad=p)
+        cells = _cell_integral(_cell_integral(u.real**2 + u.imag**2, ny, p, -2), nx, p, -1)
     if pixels:
-        ey, ex = (torch.as_tensor(pixel_envelope(n, p), dtype=inten.dtype,
-                                  device=inten.device) for n in (ny, nx))
-        inten = inten * ey[:, None] * ex[None, :]
-    cells = _bin(_bin(inten, ny, p, -2), nx, p, -1)
+        ey, ex = (torch.as_tensor(pixel_envelope(n), dtype=cells.dtype, device=cells.device)
+                  for n in (ny, nx))
+        cells = cells * ey[:, None] * ex[None, :]
     if oversample == 1:
         return cells
     s = int(oversample)

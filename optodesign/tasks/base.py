@@ -218,6 +218,11 @@ class Task(ABC):
     def setup_from_config(cls, cfg: Config) -> Prepared:
         """The setup record (and target array, dataset) a training run of ``cfg`` uses."""
 
+    @classmethod
+    def export_notes(cls, setup: TaskSetup) -> list[str]:
+        """Lines for ``manifest.json``'s notes (a grating period: how to use it); none here."""
+        return []
+
     # ------------------------------------------------------------------ geometry
     @property
     def incident(self) -> float:

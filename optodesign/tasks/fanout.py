@@ -254,6 +254,12 @@ class FanOut(Task):
                 for (mx, my), s in zip(self.setup.orders, psi))
         return wrap_phase(np.angle(u))
 
+    @classmethod
+    def export_notes(cls, setup: TaskSetup) -> list[str]:
+        assert isinstance(setup, FanOutSetup)
+        return [f"fanout: each layer file is ONE period ({setup.period * 1e6:.6g} um) of the "
+                f"grating; array it (pitch = the period) over the aperture to be lit"]
+
     # ------------------------------------------------------------------ reading
     def pixels(self) -> np.ndarray:
         """Flat output indices of the target orders."""
