@@ -247,6 +247,25 @@ def test_grating_table_reads_period_with_units_orders_or_angles() -> None:
         orders_from_spots((1, 2), 1)
 
 
+def test_fanout_setup_reads_its_grating_section_from_the_config_source() -> None:
+    """[grating] (``FanOut.config_sections``) overrides the spots: orders from angles."""
+    import dataclasses
+    import tomllib
+
+    from optodesign.train.config import parse_config
+
+    cfg = parse_config(tomllib.loads(FANOUT.format(quant="levels = 8", spots="1, 3",
+                                                   epochs=1)))
+    one = math.degrees(math.asin(LAM / 32e-6))
+    src = dict(cfg.source, grating={"period": "32 um", "angles": [[one, 0], [0, one]]})
+    prep = FanOut.setup_from_config(dataclasses.replace(cfg, source=src))
+    assert prep.setup.orders == ((1, 0), (0, 1)) and prep.target.sum() == 2
+    assert FanOut.config_sections == ("grating",)
+    bad = dict(cfg.source, grating={"period": "32 um", "angles": [[one * 1.02, 0]]})
+    with pytest.raises(ConfigError, match=r"^grating.angles\[0\]: .* nearest is order 1"):
+        FanOut.setup_from_config(dataclasses.replace(cfg, source=bad))
+
+
 # ---------------------------------------------------------------------------- training
 FANOUT = """
 task = "fanout"

@@ -189,6 +189,9 @@ class Task(ABC):
     #: angular cells) or "orders" (the layer is one period of a grating); training, verify
     #: and the Evaluator all propagate through it
     output_plane: ClassVar[str] = "near"
+    #: config sections of the task's own, read by :meth:`setup_from_config` from
+    #: ``cfg.source`` (a fan-out grating's ``[grating]``)
+    config_sections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup: TaskSetup, *, shape: tuple[int, int],
                  target: np.ndarray | None = None,

@@ -172,6 +172,7 @@ class FanOut(Task):
     setup_type = FanOutSetup
     name = setup_type.name
     output_plane = "orders"
+    config_sections = ("grating",)
     loss_kind = "fan-out (-efficiency + std/mean of the order efficiencies)"
     primary_metric = "efficiency"
     metric_names = ("efficiency", "uniformity")
