@@ -21,7 +21,7 @@ from torch import Tensor
 from .data.datasets import Dataset
 from .design import Design
 from .grid import Grid
-from .models.functional import forward_stack
+from .models.functional import output_intensity
 from .tasks import Task, task_of
 
 __all__ = ["Evaluator"]
@@ -90,10 +90,17 @@ class Evaluator:
     def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
                          wavelength: float | None = None,
                          distances: Sequence[float] | None = None) -> Tensor:
+        """Intensity on the task's output plane (:attr:`~optodesign.tasks.Task.output_plane`:
+        the near field after the last distance, or the far field / the grating orders)."""
         d = self.design
-        u = forward_stack(field, transmissions, distances or d.distances, grid=self.grid,
-                          wavelength=wavelength or d.wavelength)
-        return u.real**2 + u.imag**2
+        return output_intensity(field, transmissions, distances or d.distances, grid=self.grid,
+                                wavelength=wavelength or d.wavelength,
+                                plane=self.task.output_plane, oversample=self.oversample)
+
+    @property
+    def oversample(self) -> int:
+        """Samples per design pixel of the fields scored (verify's drawn models: more)."""
+        return 1
 
     @torch.no_grad()
     def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,

@@ -184,6 +184,14 @@ class Task(ABC):
     needs_detectors: ClassVar[bool] = False
     #: what the loss is, in words (refine notes)
     loss_kind: ClassVar[str]
+    #: where the task reads its output (:data:`optodesign.models.functional.OUTPUT_PLANES`):
+    #: "near" (the last distance away), "far_field" (Fraunhofer: binned onto the design's
+    #: angular cells) or "orders" (the layer is one period of a grating); training, verify
+    #: and the Evaluator all propagate through it
+    output_plane: ClassVar[str] = "near"
+    #: config sections of the task's own, read by :meth:`setup_from_config` from
+    #: ``cfg.source`` (a fan-out grating's ``[grating]``)
+    config_sections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup: TaskSetup, *, shape: tuple[int, int],
                  target: np.ndarray | None = None,
@@ -212,6 +220,11 @@ class Task(ABC):
     @abstractmethod
     def setup_from_config(cls, cfg: Config) -> Prepared:
         """The setup record (and target array, dataset) a training run of ``cfg`` uses."""
+
+    @classmethod
+    def export_notes(cls, setup: TaskSetup) -> list[str]:
+        """Lines for ``manifest.json``'s notes (a grating period: how to use it); none here."""
+        return []
 
     # ------------------------------------------------------------------ geometry
     @property

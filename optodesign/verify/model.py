@@ -164,7 +164,13 @@ class ModelEvaluator(Evaluator):
             transmissions = [band_limited(t, s) for t in transmissions]
         inten = super().output_intensity(field, transmissions, wavelength=wavelength,
                                          distances=distances)
+        if self.task.output_plane != "near":  # already the design's far-field cells
+            return inten
         return pixel_mean(inten, self.model.oversample)
+
+    @property
+    def oversample(self) -> int:
+        return self.model.oversample
 
 
 def evaluator_for(ev: Evaluator, model: SimModel) -> Evaluator:
