@@ -398,3 +398,18 @@ def test_train_export_verify_round_trip(task: str, tmp_path: Path) -> None:
                  if st.model.oversample == 1 and st.energy_change is not None]
     assert pad_steps and all(st.energy_change < 1e-5 for st in pad_steps)  # exact at any pad
     assert r.nominal[key] == pytest.approx(metric[key], rel=1e-2)
+
+
+def test_a_task_section_of_another_task_is_refused_in_one_line() -> None:
+    """``[grating]`` belongs to the fan-out task: a hologram config with it is refused,
+    naming the section and the task it belongs to."""
+    import tomllib
+
+    from optodesign.errors import ConfigError
+    from optodesign.train.config import parse_config
+
+    text = (Path(__file__).parents[1] / "examples" / "hologram.toml").read_text()
+    raw = tomllib.loads(text + '\n[grating]\nperiod = "20 um"\n')
+    with pytest.raises(ConfigError, match=r"grating: a section of task fanout, not of task "
+                                          r"'hologram'"):
+        parse_config(raw)

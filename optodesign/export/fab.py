@@ -46,6 +46,7 @@ from ..fileio import (
 )
 from ..plotting import new_figure, save_png
 from ..process import Process
+from ..tasks import get_task, task_of
 from .drc import DRCReport, check_levels
 from .manifest import (
     FORMAT,
@@ -241,7 +242,8 @@ def _write_all(
     K, L = design.n_layers, design.n_levels
     origin = layout_origin((ny, nx), pitch, g.precision)
     stl_offset = centre_offset(pitch, g.precision)  # the STL part lies on the GDS layout
-    notes: list[str] = []
+    notes: list[str] = list(get_task(design.task).export_notes(design.setup))
+    test_split = _test_split(design, notes)
     want_stl = "stl" in formats
     if want_stl and structure.stl_refusal:
         notes.append(structure.stl_refusal)
@@ -345,7 +347,7 @@ def _write_all(
         notes=tuple(notes),
         spacers=tuple(spacers),
         conventions=conventions(pad=design.pad, setup=design.setup.to_json(),
-                                test_split=_test_split(design, notes)),
+                                test_split=test_split),
     )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report
@@ -361,7 +363,6 @@ def _test_split(design: Design, notes: list[str]) -> dict[str, Any] | None:
     """``{"count", "sha256"}`` of a supervised design's test split (what verify scores), or
     None (with a note) when its dataset cannot be read here."""
     from ..data.datasets import split_digest
-    from ..tasks import task_of
 
     task = task_of(design)
     if not task.supervised:
