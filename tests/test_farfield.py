@@ -413,3 +413,29 @@ def test_a_task_section_of_another_task_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"grating: a section of task fanout, not of task "
                                           r"'hologram'"):
         parse_config(raw)
+
+
+def test_far_field_planes_are_plotted_in_direction_sines() -> None:
+    """The output axes of a far-field plane: sin θ in steps of λ / (n p) (or, behind a lens
+    of focal length f, positions in steps of λ f / (n p)); a near-field plane keeps the
+    pitch. show_plane labels them."""
+    from optodesign.plotting import new_figure, show_plane
+    from optodesign.tasks import TASKS
+
+    near = next(t for t in TASKS.values() if t.output_plane == "near")
+    far = next(t for t in TASKS.values() if t.output_plane == "far_field")
+    lam, p, n = 633e-9, 2e-6, 32
+    far_task = far.__new__(far)
+    far_task.shape = (n, n)
+    assert far.output_axes(far_task, pitch=p, wavelength=lam) == (lam / (n * p), "sine")
+    assert far.output_axes(far_task, pitch=p, wavelength=lam, focal_length=0.1) == (
+        pytest.approx(lam * 0.1 / (n * p)), "length")
+    near_task = near.__new__(near)
+    near_task.shape = (n, n)
+    assert near.output_axes(near_task, pitch=p, wavelength=lam, focal_length=0.1) == (
+        p, "length")
+    fig = new_figure(3, 3)
+    ax = fig.add_subplot(1, 1, 1)
+    show_plane(ax, np.ones((n, n)), pitch=lam / (n * p), coordinate="sine")
+    assert ax.get_xlabel() == "sin θx" and ax.get_ylabel() == "sin θy"
+    assert ax.get_xlim()[1] == pytest.approx((n - n // 2 - 0.5) * lam / (n * p))

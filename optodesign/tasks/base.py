@@ -273,6 +273,18 @@ class Task(ABC):
 
         return torch.ones((1, *self.shape), dtype=torch.complex64, device=self.device)
 
+    def output_axes(self, *, pitch: float, wavelength: float,
+                    focal_length: float = 0.0) -> tuple[float, str]:
+        """``(step, coordinate)`` of the output plane's pixels for plots
+        (:func:`optodesign.plotting.show_plane`): the layer pitch in metres on a near-field
+        plane; on a far-field plane the step of the direction sines ``λ / (n p)``
+        (``"sine"``), or of the positions ``λ f / (n p)`` in the focal plane of a lens of
+        focal length ``f > 0`` (``"length"``)."""
+        if self.output_plane == "near":
+            return pitch, "length"
+        step = wavelength / (self.shape[1] * pitch)
+        return (step * focal_length, "length") if focal_length > 0 else (step, "sine")
+
     def under(self, evaluator: Any) -> Task:
         """This task with its references (e.g. a lens's ideal peak) recomputed under
         ``evaluator``'s simulation model, so a metric compares like with like; called by
