@@ -267,6 +267,15 @@ class FanOut(Task):
         ny, nx = self.shape
         return np.array([(ny // 2 + my) * nx + nx // 2 + mx for mx, my in self.setup.orders])
 
+    def zoom_box(self) -> list[int] | None:
+        """The target orders and two more on every side, enlarged in plots (None when that
+        is the whole order plane)."""
+        ny, nx = self.shape
+        m = max(max(abs(mx), abs(my)) for mx, my in self.setup.orders) + 2
+        if 2 * m + 1 >= min(ny, nx):
+            return None
+        return [ny // 2 - m, nx // 2 - m, 2 * m + 1, 2 * m + 1]
+
     def boxes(self) -> list[list[int]]:
         ny, nx = self.shape
         return [[ny // 2 + my, nx // 2 + mx, 1, 1] for mx, my in self.setup.orders]

@@ -93,7 +93,7 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
             if design.target is not None:
                 panels.insert(0, ("target", design.target, None))
             if zoom is not None:
-                panels.append(("focus (hard levels)", inten, zoom))
+                panels.append(("enlarged (hard levels)", inten, zoom))
             fig = new_figure(4.2 * len(panels), 3.8)
             fig.set_layout_engine("constrained")
             for ax, (title, img, window) in zip(_axes_row(fig, len(panels)), panels):

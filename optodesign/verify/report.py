@@ -411,8 +411,8 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         panels += [(nom, "nominal output", {**scale, "boxes": outline}),
                    (smp, "sample 0 output", {**scale, "boxes": outline})]
         if zoom is not None:
-            panels += [(nom, "nominal, focus", {**scale, "window": zoom}),
-                       (smp, "sample 0, focus", {**scale, "window": zoom})]
+            panels += [(nom, "nominal, enlarged", {**scale, "window": zoom}),
+                       (smp, "sample 0, enlarged", {**scale, "window": zoom})]
         fig = new_figure(3.4 * len(panels), 3.2, dpi=100)
         fig.set_layout_engine("constrained")
         for i, (img, name, kw) in enumerate(panels):
