@@ -450,8 +450,8 @@ class Trainer:
         made = sampler.nominal(stack.levels(), tables)  # the step's hard design as made
         losses = [nominal]
         for k in range(robust.samples):
-            r = sampler.sample(ts, made, scale=scale,
-                               index=(self._robust_step - 1) * robust.samples + k)
+            index = (self._epoch_now * 2**32 + self._robust_step - 1) * robust.samples + k
+            r = sampler.sample(ts, made, scale=scale, index=index)
             losses.append(ev.task.loss(ev.output_intensity(
                 field, r.transmissions, wavelength=r.wavelength, distances=r.distances), y))
         return aggregate(torch.stack(losses), robust.statistic)
@@ -478,7 +478,8 @@ class Trainer:
 
         n_epochs = tr.epochs if n_epochs is None else n_epochs
         self._evaluator = ev
-        self._epoch_now, self._n_epochs_now = epoch, n_epochs
+        # the error-aware sample numbers are functions of (epoch, step): a resume redraws them
+        self._epoch_now, self._n_epochs_now, self._robust_step = epoch, n_epochs, 0
         if self._step is None or self._stack_of_step() is not stack:
             self._step = self._make_step(stack)
         world, rank = distributed.world_size(), distributed.rank()
