@@ -195,3 +195,32 @@ def test_error_aware_training_trains_and_is_deterministic(tmp_path: Path) -> Non
     run("b", True, epochs=1)
     assert run("b", True, resume=True) == a
     assert run("c", False) != a
+
+
+@pytest.mark.parametrize("name,value", [("linewidth_bias", 10e-9), ("height_sigma", 20e-9),
+                                        ("index_error", 0.05), ("misalignment", 100e-9)])
+def test_pillars_realisation_is_verify_s(tmp_path: Path, name: str, value: float) -> None:
+    """The sampler is kind-agnostic: on a ``tio2-pillars`` metasurface (every meta-atom a
+    level) each error alone equals verify's rendering too."""
+    p = load_process("tio2-pillars")
+    table = p.level_table()
+    rng = np.random.default_rng(2)
+    d = Design(setup=HologramSetup(), wavelength=p.wavelength, pitch=325e-9,
+               levels=rng.integers(0, table.size, (1, 10, 10)), level_tables=table,
+               distances=(0.0, 5e-6), target=np.ones((10, 10)))
+    d.save(tmp_path / "run")
+    export_design(d, p, tmp_path / "fab", formats="gds", design_dir=tmp_path / "run",
+                  plot=False)
+    fab = read_fab(tmp_path / "fab")
+    model = ErrorModel(**{name: value})
+    dd = fab.design
+    sampler = ErrorSampler(model, process=fab.process, grid=dd.grid, wavelength=dd.wavelength,
+                           distances=dd.distances, seed=4, oversample=fab.physical.oversample)
+    levels = fab.levels.astype(np.int64)
+    nominal = sampler.nominal(levels, dd.level_tables)
+    hard = [torch.as_tensor(dd.level_tables[0][levels[0]].astype(np.complex64))]
+    r = sampler.sample(hard, nominal, scale=1.0, index=1)
+    phys = apply_random(apply_systematic(fab.physical, model), model, seed=4, sample=1)
+    want = render(fab, phys, SimModel.training(dd.grid))
+    assert np.abs(r.transmissions[0].numpy() - want[0]).max() < 1e-5
+    assert np.abs(want - fab.transmissions()).max() > 1e-3
