@@ -21,7 +21,7 @@ from torch import Tensor
 from .data.datasets import Dataset
 from .design import Design
 from .grid import Grid
-from .models.functional import forward_stack
+from .models.functional import output_intensity
 from .tasks import Task, task_of
 
 __all__ = ["Evaluator"]
@@ -71,6 +71,11 @@ class Evaluator:
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
         return self.task.input_field(images)
 
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, x)`` of the samples this evaluator propagates on, metres from the optical
+        axis (the centre of design pixel ``(ny // 2, nx // 2)``)."""
+        return self.grid.y(), self.grid.x()
+
     def test_split(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         assert self.dataset is not None
         n = self.task.test_samples or len(self.dataset.test_labels)
@@ -85,10 +90,17 @@ class Evaluator:
     def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
                          wavelength: float | None = None,
                          distances: Sequence[float] | None = None) -> Tensor:
+        """Intensity on the task's output plane (:attr:`~optodesign.tasks.Task.output_plane`:
+        the near field after the last distance, or the far field / the grating orders)."""
         d = self.design
-        u = forward_stack(field, transmissions, distances or d.distances, grid=self.grid,
-                          wavelength=wavelength or d.wavelength)
-        return u.real**2 + u.imag**2
+        return output_intensity(field, transmissions, distances or d.distances, grid=self.grid,
+                                wavelength=wavelength or d.wavelength,
+                                plane=self.task.output_plane, oversample=self.oversample)
+
+    @property
+    def oversample(self) -> int:
+        """Samples per design pixel of the fields scored (verify's drawn models: more)."""
+        return 1
 
     @torch.no_grad()
     def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,

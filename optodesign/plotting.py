@@ -38,7 +38,7 @@ def save_png(fig: Any, path: str | Path, *, dpi: int | None = None) -> Path:
 
 def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: str | None = None,
                boxes: Any = (), box_colors: Any = None, window: Any = None,
-               **imshow: Any) -> Any:
+               coordinate: str = "length", **imshow: Any) -> Any:
     """Draw a ``(ny, nx)`` plane in physical units, in the one viewing convention: looking
     from the source towards the detector, x to the right, y (row i) downwards, row 0 at the
     top, the centre of pixel ``(ny // 2, nx // 2)`` at (0, 0). Axes in mm or µm.
@@ -51,6 +51,9 @@ def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: st
         window: a pixel box ``(y0, x0, h, w)`` of ``img`` to show alone, enlarged (a zoomed
             view, e.g. :meth:`optodesign.tasks.base.Task.zoom_box`); its axes keep the
             plane's coordinates, in units chosen for the window's size.
+        coordinate: ``"length"`` (``pitch`` in metres; axes in mm or µm) or ``"sine"``
+            (a far field: ``pitch`` is the step of the direction sines, axes ``sin θx``,
+            ``sin θy``; :meth:`optodesign.tasks.base.Task.output_axes`).
         imshow: passed on (``cmap``, ``vmin``, ``vmax``).
     """
     from matplotlib.patches import Rectangle
@@ -58,7 +61,10 @@ def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: st
     ny, nx = img.shape[-2:]
     y0, x0, h, w = (0, 0, ny, nx) if window is None else (int(v) for v in window)
     span = max(h, w) * pitch
-    s, unit = (1e-3, "mm") if span >= 2e-3 else (1e-6, "µm")
+    if coordinate == "sine":
+        s, unit = 1.0, ""
+    else:
+        s, unit = (1e-3, "mm") if span >= 2e-3 else (1e-6, "µm")
     left, right = (x0 - nx // 2 - 0.5) * pitch / s, (x0 + w - nx // 2 - 0.5) * pitch / s
     top, bottom = (y0 - ny // 2 - 0.5) * pitch / s, (y0 + h - ny // 2 - 0.5) * pitch / s
     im = ax.imshow(img[..., y0:y0 + h, x0:x0 + w], origin="upper",
@@ -71,8 +77,12 @@ def show_plane(ax: Any, img: Any, *, pitch: float, title: str = "", colorbar: st
     if window is not None:
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
-    ax.set_xlabel(f"x ({unit})", fontsize=7)
-    ax.set_ylabel(f"y ({unit})", fontsize=7)
+    if coordinate == "sine":
+        ax.set_xlabel("sin θx", fontsize=7)
+        ax.set_ylabel("sin θy", fontsize=7)
+    else:
+        ax.set_xlabel(f"x ({unit})", fontsize=7)
+        ax.set_ylabel(f"y ({unit})", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.locator_params(nbins=4)
     if title:

@@ -646,3 +646,47 @@ def test_allow_edited_verifies_what_the_edited_files_make(d2nn: Path, tmp_path: 
     (fab / "design.json").write_text((fab / "design.json").read_text() + " ")
     res = invoke(fab, "--report", tmp_path / "r2", "--quiet", "--fast", "--allow-edited")
     assert res.exit_code == 2 and "design.json: SHA-256 differs" in res.output
+
+
+def test_a_drawn_lens_is_scored_against_the_drawn_ideal_lens(lossless) -> None:
+    """Under a drawn model the output is read as pixel averages, which lowers any focal peak
+    (here by 17 %: a focus of 1.5 pixels); the lens's Strehl reference, the ideal continuous
+    lens's peak, is simulated under the same model (:meth:`optodesign.tasks.lens.Lens.under`),
+    so the drawn Strehl of a 16-level lens (0.987 trained) measures what the flat-topped
+    pixels lose at NA 0.45 (0.87), not the readout (0.72 against the training reference)."""
+    import torch
+
+    from optodesign.verify.model import SimModel, evaluator_for
+
+    d = lens_design(lossless, n=32, L=16, focal=0.01)
+    ev = Evaluator.from_design(d)
+    trained = ev.evaluate(d.transmissions())["strehl"]
+    drawn = evaluator_for(ev, SimModel(4.0, 2))
+    t = torch.as_tensor(np.kron(np.asarray(d.transmissions()), np.ones((1, 2, 2))))
+    strehl = drawn.evaluate(t.to(torch.complex64))["strehl"]
+    ratio = drawn.task.setup.ideal_peak / ev.task.setup.ideal_peak
+    assert trained > 0.98
+    assert ratio < 0.9  # the reference moved with the readout
+    assert 0.8 < strehl < trained
+    assert strehl * ratio < strehl - 0.1  # what the training model's reference would say
+
+
+def test_the_manifest_records_the_test_split_and_verify_checks_it(d2nn: Path) -> None:
+    """export hashes the test images a D2NN is scored on; verify refuses another split."""
+    import dataclasses
+
+    from optodesign.data.datasets import split_digest
+    from optodesign.errors import UserError
+    from optodesign.verify.montecarlo import _check_test_split
+
+    fab = read_fab(d2nn / "fab")
+    rec = fab.manifest.conventions["test_split"]
+    ev = Evaluator.from_design(fab.design)
+    images, labels = ev.test_split()
+    assert rec == {"count": len(labels), "sha256": split_digest(images, labels)}
+    _check_test_split(fab, ev)  # the same split: accepted
+    other = dataclasses.replace(ev.dataset, test_labels=np.roll(ev.dataset.test_labels, 1))
+    ev_other = Evaluator.from_design(fab.design, dataset=other)
+    with pytest.raises(UserError, match=r"^data: the test split read here .* not the one "
+                                        r"manifest.json records"):
+        _check_test_split(fab, ev_other)

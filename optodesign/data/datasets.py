@@ -163,3 +163,14 @@ def load_dataset(name: str, path: str | Path | None = None) -> Dataset:
             raise UserError(f"data.path: required for dataset {name!r} (a directory of IDX files)")
         return _load_idx_dir(name, path)
     raise UserError(f"data.dataset: unknown dataset {name!r} (allowed: digits, mnist, fashion)")
+
+
+def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of a test split (images as float32, labels as int64, C order, in that order):
+    ``manifest.json`` records it, and verify refuses a dataset whose split differs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()

@@ -46,6 +46,7 @@ from ..fileio import (
 )
 from ..plotting import new_figure, save_png
 from ..process import Process
+from ..tasks import get_task, task_of
 from .drc import DRCReport, check_levels
 from .manifest import (
     FORMAT,
@@ -241,7 +242,8 @@ def _write_all(
     K, L = design.n_layers, design.n_levels
     origin = layout_origin((ny, nx), pitch, g.precision)
     stl_offset = centre_offset(pitch, g.precision)  # the STL part lies on the GDS layout
-    notes: list[str] = []
+    notes: list[str] = list(get_task(design.task).export_notes(design.setup))
+    test_split = _test_split(design, notes)
     want_stl = "stl" in formats
     if want_stl and structure.stl_refusal:
         notes.append(structure.stl_refusal)
@@ -344,7 +346,8 @@ def _write_all(
         drc={"passed": report.passed, "file": "drc.json"},
         notes=tuple(notes),
         spacers=tuple(spacers),
-        conventions=conventions(pad=design.pad, setup=design.setup.to_json()),
+        conventions=conventions(pad=design.pad, setup=design.setup.to_json(),
+                                test_split=test_split),
     )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report
@@ -354,6 +357,24 @@ def _created_by() -> str:
     import optodesign
 
     return f"optodesign {getattr(optodesign, '__version__', '?')}"
+
+
+def _test_split(design: Design, notes: list[str]) -> dict[str, Any] | None:
+    """``{"count", "sha256"}`` of a supervised design's test split (what verify scores), or
+    None (with a note) when its dataset cannot be read here."""
+    from ..data.datasets import split_digest
+
+    task = task_of(design)
+    if not task.supervised:
+        return None
+    try:
+        data = task.load_dataset()
+    except UserError as e:
+        notes.append(f"test split not recorded (its dataset could not be read: {e})")
+        return None
+    n = task.test_samples or len(data.test_labels)
+    return {"count": int(min(n, len(data.test_labels))),
+            "sha256": split_digest(data.test_images[:n], data.test_labels[:n])}
 
 
 def _write_spacers(design: Design, process: Process, d: Path, notes: list[str], *,

@@ -281,7 +281,8 @@ VIEWING = ("looking from the source towards the detector: x (column j) to the ri
            "y (row i) downwards, row 0 at the top")
 
 
-def conventions(*, pad: float, setup: Mapping[str, Any]) -> dict[str, Any]:
+def conventions(*, pad: float, setup: Mapping[str, Any],
+                test_split: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``conventions`` record of ``manifest.json``: what a third party needs besides the
     files to re-simulate them (docs/verify.md, "Re-simulating a fab directory").
 
@@ -289,8 +290,11 @@ def conventions(*, pad: float, setup: Mapping[str, Any]) -> dict[str, Any]:
         pad: the zero-padding factor training propagated with.
         setup: the task setup of design.json (input encoding, detector boxes, dataset,
             test split), copied as is.
+        test_split: ``{"count": N, "sha256": ...}`` of the test images a supervised task is
+            scored on (:func:`optodesign.data.datasets.split_digest`), when the dataset could
+            be read at export.
     """
-    return {
+    out = {
         "frame": ("right-handed (x, y, z): x along columns j, y along rows i, z the direction "
                   "of propagation, from the source to the detector; x = (j - nx // 2) * pitch, "
                   "y = (i - ny // 2) * pitch: the optical axis passes through the centre of "
@@ -309,6 +313,9 @@ def conventions(*, pad: float, setup: Mapping[str, Any]) -> dict[str, Any]:
                                            "exp(-2 pi kappa h / lambda) per pixel"},
         "setup": dict(setup),
     }
+    if test_split:
+        out["test_split"] = dict(test_split)
+    return out
 
 
 def file_entry(path: Path) -> FileRecord:

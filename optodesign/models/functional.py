@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
+from ..optics.farfield import far_field_intensity
 from ..optics.propagation import (
     LOSS_TOLERANCE,
     SamplingWarning,
@@ -20,8 +21,8 @@ from ..optics.propagation import (
     sampling_loss,
 )
 
-__all__ = ["forward_stack", "detector_energies", "auto_detectors", "place_images",
-           "stack_sampling", "check_stack_sampling"]
+__all__ = ["forward_stack", "output_intensity", "OUTPUT_PLANES", "detector_energies",
+           "auto_detectors", "place_images", "stack_sampling", "check_stack_sampling"]
 
 
 def forward_stack(
@@ -58,6 +59,34 @@ def forward_stack(
         grid.check_field(t.shape, what=f"transmissions[{k}]")
         u = propagate(u * t, d, grid=grid, wavelength=wavelength)
     return u
+
+
+#: where a task reads its output (:attr:`optodesign.tasks.Task.output_plane`): ``near``, the
+#: plane the last distance away (angular spectrum); ``far_field``, the far field (the back focal
+#: plane of an ideal lens, the last distance then only its focal length), binned onto the
+#: design's angular cells; ``orders``, the diffraction orders of a grating of which the layer
+#: is one period (:mod:`optodesign.optics.farfield`)
+OUTPUT_PLANES = ("near", "far_field", "orders")
+
+
+def output_intensity(field: Tensor, transmissions: Sequence[Tensor] | Tensor,
+                     distances: Sequence[float], *, grid: Grid, wavelength: float,
+                     plane: str = "near", oversample: int = 1) -> Tensor:
+    """Output intensity of :func:`forward_stack` on the plane a task reads (:data:`OUTPUT_PLANES`).
+
+    ``near``: ``|u|²`` after the last distance, on ``grid``. ``far_field`` / ``orders``: the
+    field leaving the last layer goes through the far-field hop instead of the last distance
+    (:func:`~optodesign.optics.farfield.far_field_intensity`, which with ``oversample = s``
+    returns the design's ``(ny / s, nx / s)`` cells); the last distance is not propagated.
+    """
+    if plane == "near":
+        u = forward_stack(field, transmissions, distances, grid=grid, wavelength=wavelength)
+        return u.real**2 + u.imag**2
+    if plane not in OUTPUT_PLANES:
+        raise ValueError(f"plane: must be one of {', '.join(OUTPUT_PLANES)}, got {plane!r}")
+    u = forward_stack(field, transmissions, (*distances[:-1], 0.0), grid=grid,
+                      wavelength=wavelength)
+    return far_field_intensity(u, grid, periodic=plane == "orders", oversample=oversample)
 
 
 @torch.no_grad()

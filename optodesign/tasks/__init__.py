@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .base import Box, Prepared, SetupError, Task, TaskSetup
 from .d2nn import D2NN, D2NNSetup
+from .fanout import FanOut, FanOutSetup
+from .fourier import Fourier, FourierSetup
 from .hologram import Hologram, HologramSetup
 from .imported import Imported
 from .lens import Lens, LensSetup
@@ -21,11 +23,13 @@ if TYPE_CHECKING:
     from ..design import Design
 
 __all__ = ["TASKS", "Box", "Prepared", "SetupError", "Task", "TaskSetup", "get_task",
-           "task_of", "D2NN", "D2NNSetup", "Hologram", "HologramSetup", "Lens", "LensSetup",
+           "task_of", "D2NN", "D2NNSetup", "FanOut", "FanOutSetup", "Fourier",
+           "FourierSetup", "Hologram", "HologramSetup", "Lens", "LensSetup",
            "Splitter", "SplitterSetup"]
 
 #: every task, by the name configs and designs use
-TASKS: dict[str, type[Task]] = {t.name: t for t in (D2NN, Hologram, Lens, Splitter, Imported)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (D2NN, Hologram, Lens, Splitter, Imported,
+                                                      Fourier, FanOut)}
 
 
 def get_task(name: str) -> type[Task]:

@@ -184,6 +184,14 @@ class Task(ABC):
     needs_detectors: ClassVar[bool] = False
     #: what the loss is, in words (refine notes)
     loss_kind: ClassVar[str]
+    #: where the task reads its output (:data:`optodesign.models.functional.OUTPUT_PLANES`):
+    #: "near" (the last distance away), "far_field" (Fraunhofer: binned onto the design's
+    #: angular cells) or "orders" (the layer is one period of a grating); training, verify
+    #: and the Evaluator all propagate through it
+    output_plane: ClassVar[str] = "near"
+    #: config sections of the task's own, read by :meth:`setup_from_config` from
+    #: ``cfg.source`` (a fan-out grating's ``[grating]``)
+    config_sections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup: TaskSetup, *, shape: tuple[int, int],
                  target: np.ndarray | None = None,
@@ -212,6 +220,11 @@ class Task(ABC):
     @abstractmethod
     def setup_from_config(cls, cfg: Config) -> Prepared:
         """The setup record (and target array, dataset) a training run of ``cfg`` uses."""
+
+    @classmethod
+    def export_notes(cls, setup: TaskSetup) -> list[str]:
+        """Lines for ``manifest.json``'s notes (a grating period: how to use it); none here."""
+        return []
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -259,6 +272,25 @@ class Task(ABC):
         import torch
 
         return torch.ones((1, *self.shape), dtype=torch.complex64, device=self.device)
+
+    def output_axes(self, *, pitch: float, wavelength: float,
+                    focal_length: float = 0.0) -> tuple[float, str]:
+        """``(step, coordinate)`` of the output plane's pixels for plots
+        (:func:`optodesign.plotting.show_plane`): the layer pitch in metres on a near-field
+        plane; on a far-field plane the step of the direction sines ``λ / (n p)``
+        (``"sine"``), or of the positions ``λ f / (n p)`` in the focal plane of a lens of
+        focal length ``f > 0`` (``"length"``)."""
+        if self.output_plane == "near":
+            return pitch, "length"
+        step = wavelength / (self.shape[1] * pitch)
+        return (step * focal_length, "length") if focal_length > 0 else (step, "sine")
+
+    def under(self, evaluator: Any) -> Task:
+        """This task with its references (e.g. a lens's ideal peak) recomputed under
+        ``evaluator``'s simulation model, so a metric compares like with like; called by
+        verify's drawn models (:class:`optodesign.verify.model.ModelEvaluator`). The default
+        has no model-dependent reference and returns the task itself."""
+        return self
 
     def initial_phase(self, grid: Grid, wavelength: float) -> np.ndarray | None:
         """A phase ``(ny, nx)`` to start every layer's training from (None: the quantizer's

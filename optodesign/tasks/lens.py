@@ -140,6 +140,32 @@ class Lens(Task):
         return ideal_lens_phase(grid, wavelength=wavelength,
                                 focal_length=self.setup.focal_length)
 
+    def under(self, evaluator: Any) -> Lens:
+        """The lens with its reference, the ideal lens's peak, simulated under
+        ``evaluator``'s model: the continuous hyperbolic phase drawn on the evaluator's own
+        samples about its optical axis (``evaluator.coordinates()``) and read as the design
+        is read (verify's drawn models average each pixel's samples), so the Strehl ratio of
+        a drawn model compares the drawn design with the drawn ideal lens."""
+        import dataclasses
+
+        import torch
+
+        f = self.setup.focal_length
+        if not f > 0:
+            return self
+        y, x = evaluator.coordinates()
+        lam = evaluator.design.wavelength
+        phase = -2 * np.pi / lam * (np.sqrt(y[:, None] ** 2 + x[None, :] ** 2 + f**2) - f)
+        t = torch.polar(torch.ones(phase.shape, dtype=torch.float64),
+                        torch.as_tensor(phase)).to(torch.complex64).to(evaluator.device)
+        with torch.no_grad():
+            inten = evaluator.output_intensity(evaluator.plane_wave(), [t])[0]
+        disk = torch.as_tensor(_disk(self.shape, self.setup.focus_radius), device=inten.device)
+        peak = float(inten[disk].max())
+        setup = dataclasses.replace(self.setup, ideal_peak=peak)
+        return type(self)(setup, shape=self.shape, target=self.target_array,
+                          device=self.device)
+
     #: half-width of the plots' zoomed view of the focus, in Airy radii (1.22 λ f / D)
     zoom_airy_radii: ClassVar[float] = 3.0
 

@@ -19,9 +19,12 @@ __all__ = ["build_quantizers", "check_optics", "fabrication_deck", "process_tabl
 
 def check_optics(cfg: Config) -> None:
     """Refuse geometries the sampling checks call meaningless (an aliased grid)."""
+    from ..tasks import get_task
+
     o, grid = cfg.optics, cfg.optics.grid
+    far = get_task(cfg.task).output_plane != "near"  # the last hop is not propagated
     for i, d in enumerate(o.distances):
-        if d == 0:
+        if d == 0 or (far and i == len(o.distances) - 1):
             continue
         rep = check_sampling(grid, d, wavelength=o.wavelength)
         if rep.fatal:

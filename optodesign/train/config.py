@@ -228,10 +228,15 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
     """
     from .memory import check_lower_bound, check_memory, parse_bytes
 
+    task_sections = {sec for t in TASKS.values() for sec in t.config_sections}
     top = Table(raw, {"task", "seed", "optics", "quantization", "train", "data", "detectors",
-                      "target", "fabrication"}, base_dir=base_dir)
+                      "target", "fabrication"} | task_sections, base_dir=base_dir)
     task = top.choice("task", tuple(TASKS), "d2nn")
     spec = get_task(task)
+    for sec in sorted(task_sections - set(spec.config_sections)):
+        if sec in top:
+            users = ", ".join(n for n, t in TASKS.items() if sec in t.config_sections)
+            raise top.error(sec, f"a section of task {users}, not of task {task!r}")
     seed = top.integer("seed", 0, low=0)
 
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",

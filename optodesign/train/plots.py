@@ -84,6 +84,9 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
                 written.append(save_png(fig, plots / "confusion.png"))
         else:
             inten = ev.output_intensity(ev.plane_wave(), transmissions)[0].cpu().numpy()
+            out_step, out_coord = ev.task.output_axes(pitch=design.pitch,
+                                                      wavelength=design.wavelength,
+                                                      focal_length=design.distances[-1])
             # the task's zoom box (a lens's focus): outlined, and enlarged in its own panel
             zoom = ev.task.zoom_box()
             panels = [("output intensity (hard levels)", inten, None)]
@@ -94,8 +97,8 @@ def plot_run(out_dir: Path, design: Design, history: list[dict[str, Any]], ev: E
             fig = new_figure(4.2 * len(panels), 3.8)
             fig.set_layout_engine("constrained")
             for ax, (title, img, window) in zip(_axes_row(fig, len(panels)), panels):
-                show_plane(ax, img, pitch=design.pitch, title=title, cmap="inferno",
-                           window=window,
+                show_plane(ax, img, pitch=out_step, coordinate=out_coord, title=title,
+                           cmap="inferno", window=window,
                            boxes=[zoom] if zoom and window is None and img is inten else (),
                            colorbar="intensity (|u|², incident = 1 per pixel)")
             m = ", ".join(f"{k} {v:.3g}" for k, v in design.metrics.items()

@@ -141,24 +141,42 @@ class ModelEvaluator(Evaluator):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.grid = self.model.grid(self.design.grid)
+        self.task = self.task.under(self)  # references (a lens's ideal peak) under this model
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        ay, ax = self.model.axis(self.design.grid)
+        ny, nx = self.grid.shape
+        return ((np.arange(ny) - ay) * self.grid.pitch, (np.arange(nx) - ax) * self.grid.pitch)
+
+    @property
+    def _cells(self) -> int:
+        """Samples per pixel of the drawings band-limited as cells (1: none). A far-field
+        task's output step integrates each cell's far field exactly itself
+        (:func:`~optodesign.optics.farfield.far_field_intensity`, the pixel envelope)."""
+        return self.model.oversample if self.task.output_plane == "near" else 1
 
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
         s = self.model.oversample
-        return band_limited(upsample(super().images_to_field(images), s), s)
+        return band_limited(upsample(super().images_to_field(images), s), self._cells)
 
     def plane_wave(self) -> Tensor:
         s = self.model.oversample
-        return band_limited(upsample(super().plane_wave(), s), s)
+        return band_limited(upsample(super().plane_wave(), s), self._cells)
 
     def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
                          wavelength: float | None = None,
                          distances: Sequence[float] | None = None) -> Tensor:
-        s = self.model.oversample
-        if s > 1:  # the drawn layers as flat-topped cells, band-limited to the grid
-            transmissions = [band_limited(t, s) for t in transmissions]
+        if self._cells > 1:  # the drawn layers as flat-topped cells, band-limited to the grid
+            transmissions = [band_limited(t, self._cells) for t in transmissions]
         inten = super().output_intensity(field, transmissions, wavelength=wavelength,
                                          distances=distances)
+        if self.task.output_plane != "near":  # already the design's far-field cells
+            return inten
         return pixel_mean(inten, self.model.oversample)
+
+    @property
+    def oversample(self) -> int:
+        return self.model.oversample
 
 
 def evaluator_for(ev: Evaluator, model: SimModel) -> Evaluator:

@@ -430,6 +430,22 @@ class VerifyResult:
         return self.readback_value == self.trained
 
 
+def _check_test_split(fab: FabStack, ev: Evaluator) -> None:
+    """Refuse a dataset whose test split differs from the one export recorded."""
+    from ..data.datasets import split_digest
+
+    recorded = fab.manifest.conventions.get("test_split")
+    if not recorded or not ev.task.supervised:
+        return
+    images, labels = ev.test_split()
+    if split_digest(images, labels) != recorded.get("sha256"):
+        raise UserError(
+            f"data: the test split read here ({len(labels)} images) is not the one "
+            f"manifest.json records ({recorded.get('count')} images, sha256 "
+            f"{str(recorded.get('sha256'))[:12]}...): verify would score other images; "
+            "point --data at the dataset the design was exported with")
+
+
 def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, samples: int = 100,
                seed: int = 0, device: str = "cpu", source: Source = "auto",
                data: str | Path | None = None, test_samples: int | None = None,
@@ -481,6 +497,7 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
     if data is not None:  # a supervised task's dataset from another directory
         dataset = task_of(fab.design).load_dataset(path=str(data))
     ev = Evaluator.from_design(fab.design, device=device, dataset=dataset)
+    _check_test_split(fab, ev)
 
     t1 = time.perf_counter()
     readback = ev.evaluate(fab.transmissions(), max_samples=test_samples)

@@ -401,7 +401,10 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
     else:
         # the outputs share one colour scale (the colorbar beside the last); the task's zoom
         # box (a lens's focus) is outlined and shown enlarged in panels of its own
-        zoom = task_of(r.fab.design).zoom_box()
+        d = r.fab.design
+        zoom = task_of(d).zoom_box()
+        out_step, out_coord = task_of(d).output_axes(pitch=pitch, wavelength=d.wavelength,
+                                                     focal_length=d.distances[-1])
         scale = {"vmin": 0.0, "vmax": float(max(np.max(nom), np.max(smp)))}
         outline = [zoom] if zoom is not None else []
         panels = [(ex["target"], "target", {})] if "target" in ex else []
@@ -414,8 +417,8 @@ def _plot_outputs(r: VerifyResult, path: Path) -> None:
         fig.set_layout_engine("constrained")
         for i, (img, name, kw) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), i + 1)
-            show_plane(ax, img, pitch=pitch, cmap="inferno", title=name,
-                       colorbar="intensity" if i == len(panels) - 1 else None, **kw)
+            show_plane(ax, img, pitch=out_step, coordinate=out_coord, cmap="inferno",
+                       title=name, colorbar="intensity" if i == len(panels) - 1 else None, **kw)
     save_png(fig, path)
 
 
