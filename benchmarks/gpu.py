@@ -294,7 +294,7 @@ def in_memory_fab(raw: dict[str, Any], *, levels: int = 4, seed: int = 0):
 def bench_mc(args: argparse.Namespace, device: torch.device, raw: dict[str, Any],
              rows: list[list[Any]]) -> None:
     from optodesign.evaluate import Evaluator
-    from optodesign.variation.geometry import place
+    from optodesign.optics.placement import place
     from optodesign.variation.perturb import apply_random, apply_systematic
     from optodesign.variation.spec import ErrorModel
     from optodesign.verify.montecarlo import MAX_BATCH_BYTES, Scorer, monte_carlo
@@ -366,8 +366,8 @@ def bench_mc(args: argparse.Namespace, device: torch.device, raw: dict[str, Any]
     t0 = time.perf_counter()
     for s in range(m):
         phys = apply_random(base, model, seed=0, sample=s)
-        place(element_transmissions(phys, fab.process, grid=d.grid), grid=d.grid,
-              shifts=phys.shifts, rotations=phys.rotations)
+        place(torch.as_tensor(element_transmissions(phys, fab.process, grid=d.grid)),
+              grid=d.grid, shifts=phys.shifts, rotations=phys.rotations)
     numpy_rate = m / (time.perf_counter() - t0)
     rows.append(["mc numpy part", "perturb + element_transmissions + place, per sample (CPU)",
                  round(numpy_rate, 2), "samples/s", None, None])

@@ -91,6 +91,7 @@ MODULE_TIER = {
     "test_targets": "property",
     "test_report_html": "e2e",
     "test_farfield": "physics",
+    "test_robust": "physics",
 }
 
 

@@ -248,36 +248,6 @@ def test_fabrication_process_sets_the_level_table_and_is_checked_when_read():
 
 
 # ---------------------------------------------------------------------------- error-aware
-def test_error_sampler_applies_the_error_model_to_a_thin_relief():
-    from optodesign.train.robust import ErrorSampler, Robust, aggregate
-    from optodesign.variation.spec import ErrorModel
-
-    lam, n, pitch = 633e-9, 1.457, 4e-6
-    phi = torch.rand(12, 12, generator=torch.Generator().manual_seed(0)) * 6.0
-    t = torch.polar(torch.ones_like(phi), phi)
-    none = ErrorSampler(ErrorModel(), n=n, wavelength=lam, pitch=pitch)
-    assert torch.allclose(none.sample([t], scale=1.0, step=0, sample=0)[0], t)
-    # a systematic 2 % height error scales every phase by 1.02
-    s = ErrorSampler(ErrorModel(height_scale=0.02), n=n, wavelength=lam, pitch=pitch)
-    out = s.sample([t], scale=1.0, step=0, sample=0)[0]
-    assert torch.allclose(torch.remainder(torch.angle(out), 2 * np.pi),
-                          torch.remainder(1.02 * phi, 2 * np.pi), atol=1e-4)
-    half = s.sample([t], scale=0.5, step=0, sample=0)[0]  # the curriculum scales it
-    assert torch.allclose(torch.remainder(torch.angle(half), 2 * np.pi),
-                          torch.remainder(1.01 * phi, 2 * np.pi), atol=1e-4)
-    # a misalignment of many pixels moves the layer by whole pixels
-    m = ErrorSampler(ErrorModel(misalignment=20 * pitch), n=n, wavelength=lam, pitch=pitch)
-    moved = m.sample([t], scale=1.0, step=3, sample=1)[0]
-    shifts = [(dy, dx) for dy in range(-12, 12) for dx in range(-12, 12)
-              if torch.allclose(torch.roll(t, (dy, dx), (-2, -1)), moved)]
-    assert len(shifts) >= 1
-    r = Robust("f.toml", ramp=0.5)
-    assert [r.scale(e, 4) for e in range(4)] == [0.5, 1.0, 1.0, 1.0]
-    losses = torch.arange(40.0)
-    assert float(aggregate(losses, "mean")) == pytest.approx(19.5)
-    assert float(aggregate(losses, "p5")) == pytest.approx(38.5)  # the worst 2 of 40
-
-
 def test_fabrication_errors_are_read_with_verify_s_reader():
     from optodesign.train.config import parse_config
 

@@ -147,11 +147,11 @@ def test_cell_drawing_converges_in_samples_per_pixel_to_the_point_sampled_limit(
 def test_subpixel_misalignment_matches_an_exact_fine_grid_shift() -> None:
     """Layers moved by 0.3 and 0.45 pixel (0.16 and 0.24 λ at the THz pitch) under verify's
     drawn model (4 samples per pixel: a phase ramp of the band-limited drawing,
-    :func:`~optodesign.variation.geometry.place_drawn`) against the same layers drawn on 20
+    :func:`~optodesign.optics.placement.place_drawn`) against the same layers drawn on 20
     samples per pixel and moved by a whole number of samples (exact): the outputs agree within
     1 % while the misalignment itself changes them by 46 %. Interpolating the shift (bilinear,
-    as the training model's :func:`~optodesign.variation.geometry.place` does) is 3 % off."""
-    from optodesign.variation.geometry import place, place_drawn
+    as the training model's :func:`~optodesign.optics.placement.place` does) is 3 % off."""
+    from optodesign.optics.placement import place, place_drawn
 
     n, z = 16, 0.01
     rng = np.random.default_rng(3)
@@ -168,7 +168,8 @@ def test_subpixel_misalignment_matches_an_exact_fine_grid_shift() -> None:
         grid = model.grid(design)
         drawn = np.stack([np.kron(t, np.ones((s, s))) for t in layers])
         if move is not None:
-            drawn = move(drawn, grid=grid, shifts=shifts, axis=model.axis(design))
+            drawn = move(torch.as_tensor(drawn), grid=grid, shifts=shifts,
+                         axis=model.axis(design)).numpy()
         f = band_limited(upsample(torch.as_tensor(inputs, dtype=torch.complex128), s), s)
         ts = [band_limited(torch.as_tensor(t), s) for t in drawn]
         u = forward_stack(f, ts, [z] * 3, grid=grid, wavelength=LAM)
@@ -217,11 +218,11 @@ def _rotated_exact(t: np.ndarray, s: int, theta: float, fc: float) -> np.ndarray
 @pytest.mark.parametrize("degrees", [0.2, 3.0])
 def test_rotation_of_a_drawn_layer_is_the_analytic_rotation(degrees: float) -> None:
     """A pixel pattern rotated by verify's drawn model (three Fourier shears,
-    :func:`~optodesign.variation.geometry.place_drawn`) against its analytic spectrum rotated,
+    :func:`~optodesign.optics.placement.place_drawn`) against its analytic spectrum rotated,
     both band-limited to 2/λ (what the next propagation reads): within 0.2 % at 2 and 4
-    samples per pixel. Bilinear interpolation (:func:`~optodesign.variation.geometry.place`)
+    samples per pixel. Bilinear interpolation (:func:`~optodesign.optics.placement.place`)
     is 1-22 % off, about as large as the rotation itself."""
-    from optodesign.variation.geometry import place, place_drawn
+    from optodesign.optics.placement import place, place_drawn
 
     n = 16
     fc = 2 * PITCH / LAM  # 2/λ in cycles per pixel
@@ -238,7 +239,8 @@ def test_rotation_of_a_drawn_layer_is_the_analytic_rotation(degrees: float) -> N
 
         errors = []
         for move in (place_drawn, place):
-            moved = move(drawn, grid=grid, rotations=np.array([theta]), axis=axis)[0]
+            moved = move(torch.as_tensor(drawn), grid=grid, rotations=np.array([theta]),
+                         axis=axis)[0].numpy()
             errors.append(float(np.linalg.norm(_band_limited(moved, s, fc) - exact)
                                 / np.linalg.norm(exact)))
         effect = float(np.linalg.norm(exact - still) / np.linalg.norm(exact))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,11 +23,11 @@ from optodesign.evaluate import Evaluator
 from optodesign.export.fab import export_design
 from optodesign.fileio import sha256_file
 from optodesign.grid import Grid, GridMismatchError
+from optodesign.optics import placement
 from optodesign.process import load_process
 from optodesign.raster import dilate_heights
 from optodesign.tasks import HologramSetup, LensSetup
 from optodesign.tasks.lens import focus_radius, ideal_lens_phase
-from optodesign.variation.geometry import place
 from optodesign.variation.perturb import apply_random, perturb
 from optodesign.variation.spec import (
     ERRORS,
@@ -68,6 +69,11 @@ base = "0.5 mm"
 """
 
 ZERO = ErrorConfig(ErrorModel(), Tolerance(), SweepSpec())
+
+
+def place(t: np.ndarray, **kw) -> np.ndarray:
+    """:func:`optodesign.optics.placement.place` on numpy arrays."""
+    return placement.place(torch.as_tensor(t), **kw).numpy()
 
 
 # ---------------------------------------------------------------------------- fixtures

@@ -7,34 +7,50 @@ epochs), scores each with the task loss and optimises a statistic of them: ``mea
 ``p5`` (the mean of the worst 5 % of the samples, at least one: the conditional value at risk
 whose limit is verify's 5th-percentile gate).
 
-THIN TORCH STAND-IN. The other developer (issue #12) is rewriting
-:mod:`optodesign.variation` as batched torch models that verify applies. Until those land,
-:class:`ErrorSampler` applies the current error model here, on the layers' transmissions, for
-a thin relief (phase ``φ = 2π (n − 1) h / λ``), and is to be REPLACED by the variation models
-(one implementation) when they do:
+A realisation is made by verify's own code, never a copy of it (:class:`ErrorSampler`):
 
-* ``height_sigma`` / ``height_scale`` / ``height_scale_sigma`` / ``height_offset``: phase
-  errors ``2π (n − 1) Δh / λ`` (per pixel, or proportional to the height);
-* ``index_error`` / ``index_sigma``: the phase scaled by ``(n + Δn − 1) / (n − 1)``;
-* ``wavelength_shift``: the phase scaled by ``λ / (λ + Δλ)``;
-* ``misalignment``: each layer shifted by a whole number of pixels drawn from ``N(0, σ)``;
-* ``linewidth_bias``: raised regions grown (or shrunk) by the fraction ``bias / pitch`` of a
-  one-pixel grey dilation (erosion) of the phase map;
-* ``rotation`` and ``spacing_sigma`` are not applied here (verify applies them).
+1. the step's hard design (the level maps export would write, the process's level table) is
+   the nominal :class:`~optodesign.process.physical.Physical`, built by the process's
+   structure as verify builds it from a fab directory;
+2. :func:`~optodesign.variation.perturb.apply_systematic` and
+   :func:`~optodesign.variation.perturb.apply_random` draw the realisation (every error of the
+   file: heights, index, κ, line-width bias, detuning, misalignment, rotation, spacing), from
+   verify's streams seeded by ``(seed, sample, error)``;
+3. the structure's :meth:`~optodesign.process.structure.Structure.element_transmissions`
+   (verify's element physics, for every process kind) gives the elements as made; each
+   trained layer is multiplied by the ratio of the made to the nominal elements, so a hard
+   layer becomes exactly what verify simulates and a soft one keeps its gradient (the
+   fabrication change of each pixel is held fixed within the step);
+4. the layers move by :func:`optodesign.optics.placement.place` (the training model:
+   bilinear, sub-pixel shifts and rotations about the optical axis) and propagate over the
+   realisation's own distances (spacing errors) at its wavelength (detuning).
+
+For a hard design the realisation equals verify's training-model rendering of the same
+``Physical`` (:func:`optodesign.verify.model.render`) to float precision
+(``tests/test_robust.py``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ErrorSampler", "Robust", "aggregate"]
+from ..grid import Grid
+from ..optics.placement import place
+from ..process.structure import take_levels
+from ..variation.perturb import apply_random, apply_systematic
+from ..variation.spec import ErrorModel
 
-TWO_PI = 2.0 * math.pi
+if TYPE_CHECKING:
+    from ..process import Physical, Process
+
+__all__ = ["ErrorSampler", "Realisation", "Robust", "aggregate", "scaled"]
 
 
 @dataclass(frozen=True)
@@ -69,57 +85,87 @@ def aggregate(losses: Tensor, statistic: str) -> Tensor:
     return torch.topk(losses, k).values.mean()
 
 
-class ErrorSampler:
-    """Draws fabricated realisations of the layers' transmissions (THIN STAND-IN, module
-    docstring).
+def scaled(model: ErrorModel, scale: float) -> ErrorModel:
+    """Every magnitude of ``model`` times ``scale`` (the curriculum)."""
+    return ErrorModel(**{k: v * scale for k, v in model.to_dict().items()})
 
-    Args:
-        model: an :class:`optodesign.variation.spec.ErrorModel` (SI units, rotation degrees).
-        n: the relief's refractive index; wavelength, pitch: metres.
-        seed: base seed; each call draws from ``(seed, step)``.
+
+@dataclass(frozen=True)
+class Realisation:
+    """One fabricated realisation of the trained layers.
+
+    Attributes:
+        transmissions: K complex ``(ny, nx)`` layers (differentiable in the trained ones).
+        distances: ``K + 1`` metres (spacing errors). wavelength: metres (detuning).
+        physical: the realisation as verify describes it.
     """
 
-    def __init__(self, model: object, *, n: float, wavelength: float, pitch: float,
-                 seed: int = 0) -> None:
-        self.m = model
-        self.n, self.wavelength, self.pitch, self.seed = float(n), float(wavelength), \
-            float(pitch), int(seed)
+    transmissions: list[Tensor]
+    distances: tuple[float, ...]
+    wavelength: float
+    physical: Physical
 
-    def _g(self, step: int, sample: int) -> torch.Generator:
-        return torch.Generator().manual_seed(hash((self.seed, step, sample)) & 0x7FFFFFFF)
 
-    def sample(self, ts: list[Tensor], *, scale: float, step: int, sample: int) -> list[Tensor]:
-        """One realisation of every layer ``(ny, nx)`` complex, errors scaled by ``scale``."""
-        m, g = self.m, self._g(step, sample)
-        k = TWO_PI * (self.n - 1.0) / self.wavelength  # phase per metre of height
-        out = []
-        for t in ts:
-            amp = t.abs()
-            phi = torch.remainder(torch.angle(t), TWO_PI)
-            dphi = torch.zeros_like(phi)
-            height = phi / k
-            factor = 1.0
-            z = float(torch.randn((), generator=g))
-            factor *= 1.0 + scale * (m.height_scale + m.height_scale_sigma * z)
-            dn = scale * (m.index_error + m.index_sigma * float(torch.randn((), generator=g)))
-            factor *= (self.n - 1.0 + dn) / (self.n - 1.0)
-            if m.wavelength_shift:
-                factor *= self.wavelength / (self.wavelength + scale * m.wavelength_shift)
-            dphi = dphi + (factor - 1.0) * phi + k * scale * m.height_offset
-            if m.height_sigma:
-                noise = torch.randn(phi.shape, generator=g).to(phi.device)
-                dphi = dphi + k * scale * m.height_sigma * noise
-            if m.linewidth_bias:
-                frac = min(1.0, abs(scale * m.linewidth_bias) / self.pitch)
-                h4 = height[None, None]
-                grown = (F.max_pool2d(h4, 3, 1, 1) if m.linewidth_bias > 0
-                         else -F.max_pool2d(-h4, 3, 1, 1))[0, 0]
-                dphi = dphi + k * frac * (grown - height)
-            u = torch.polar(amp, phi + dphi)
-            if m.misalignment:
-                sy, sx = (int(round(float(torch.randn((), generator=g)) * scale
-                                    * m.misalignment / self.pitch)) for _ in range(2))
-                if sy or sx:
-                    u = torch.roll(u, shifts=(sy, sx), dims=(-2, -1))
-            out.append(u)
-        return out
+@dataclass(frozen=True)
+class _Nominal:
+    physical: Physical
+    elements: np.ndarray
+
+
+class ErrorSampler:
+    """Draws fabricated realisations of the trained layers with verify's error models
+    (module docstring).
+
+    Args:
+        model: the errors file's :class:`~optodesign.variation.spec.ErrorModel`.
+        process: the process the design is made in (its structure is verify's physics).
+        grid: the layers' sampling. wavelength: the design's, metres. distances: ``K + 1``.
+        seed: the run's seed; realisation ``i`` is verify's sample ``i`` of this seed.
+        oversample: sub-pixels per pixel for the line-width bias (the errors file's
+            ``[sweep] oversample``, as verify uses it).
+    """
+
+    def __init__(self, model: ErrorModel, *, process: Process, grid: Grid, wavelength: float,
+                 distances: Sequence[float], seed: int = 0, oversample: int = 8) -> None:
+        self.model, self.process, self.grid = model, process, grid
+        self.wavelength, self.distances = float(wavelength), tuple(float(d) for d in distances)
+        self.seed, self.oversample = int(seed), int(oversample)
+        # the last made/nominal ratio, with the Physical it was made for (holding it keeps
+        # the ids in its element_key from being reused)
+        self._cache: tuple[Any, Physical, np.ndarray] | None = None
+
+    def nominal(self, levels: np.ndarray, tables: np.ndarray) -> _Nominal:
+        """The hard design as fabricated without errors: ``levels`` int ``(K, ny, nx)``,
+        ``tables`` complex ``(K, L)`` (the design's level tables)."""
+        structure = self.process.structure
+        tables = np.asarray(tables, dtype=np.complex128)
+        levels = np.asarray(levels).astype(np.int64)
+        values = np.stack([np.asarray(structure.level_values(tb), dtype=np.float64)
+                           for tb in tables])
+        phys = structure.physical(levels, take_levels(values, levels), values, tables,
+                                  wavelength=self.wavelength, distances=self.distances,
+                                  oversample=self.oversample)
+        self._cache = None
+        return _Nominal(phys, structure.element_transmissions(phys, pitch=self.grid.pitch))
+
+    def sample(self, ts: Sequence[Tensor], nominal: _Nominal, *, scale: float,
+               index: int) -> Realisation:
+        """Realisation ``index`` (verify's sample number) of the layers ``ts`` (K complex
+        ``(ny, nx)``, the trained transmissions of ``nominal``'s design), errors scaled by
+        ``scale``."""
+        m = scaled(self.model, scale)
+        base = nominal.physical
+        phys = apply_random(apply_systematic(base, m), m, seed=self.seed, sample=index)
+        t = torch.stack(list(ts))
+        if phys.element_key() != base.element_key():
+            key = phys.element_key()
+            if self._cache is None or self._cache[0] != key:
+                made = self.process.structure.element_transmissions(phys, pitch=self.grid.pitch)
+                e0 = nominal.elements
+                ok = np.abs(e0) > 1e-300
+                ratio = np.divide(made, e0, out=np.zeros_like(made), where=ok)
+                self._cache = (key, phys, ratio)
+            t = t * torch.as_tensor(self._cache[2], device=t.device).to(t.dtype)
+        t = place(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations)
+        return Realisation(list(t.unbind(0)), tuple(phys.distances), float(phys.wavelength),
+                           phys)

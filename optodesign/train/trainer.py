@@ -144,10 +144,11 @@ class Trainer:
 
         name = self.cfg.fabrication.process or self.cfg.quantization.process
         assert name is not None
-        process = load_process(name)
-        return ErrorSampler(load_errors(robust.errors).errors, n=process.material.n,
-                            wavelength=self.cfg.optics.wavelength, pitch=self.grid.pitch,
-                            seed=self.cfg.seed)
+        errors = load_errors(robust.errors)
+        o = self.cfg.optics
+        return ErrorSampler(errors.errors, process=load_process(name), grid=self.grid,
+                            wavelength=o.wavelength, distances=o.distances,
+                            seed=self.cfg.seed, oversample=errors.sweep.oversample)
 
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask
@@ -443,11 +444,16 @@ class Trainer:
         assert robust is not None and sampler is not None
         scale = robust.scale(self._epoch_now, self._n_epochs_now)
         self._robust_step += 1
+        stack, ev = self._stack_of_step(), self._evaluator
+        tables = stack.level_tables() if self.process_table is None else np.broadcast_to(
+            self.process_table, (len(stack), len(self.process_table)))
+        made = sampler.nominal(stack.levels(), tables)  # the step's hard design as made
         losses = [nominal]
         for k in range(robust.samples):
-            tk = sampler.sample(ts, scale=scale, step=self._robust_step, sample=k)
-            losses.append(self._evaluator.task.loss(
-                self._evaluator.output_intensity(field, tk), y))
+            index = (self._epoch_now * 2**32 + self._robust_step - 1) * robust.samples + k
+            r = sampler.sample(ts, made, scale=scale, index=index)
+            losses.append(ev.task.loss(ev.output_intensity(
+                field, r.transmissions, wavelength=r.wavelength, distances=r.distances), y))
         return aggregate(torch.stack(losses), robust.statistic)
 
     def _stack_of_step(self) -> DiffractiveStack:
@@ -472,7 +478,8 @@ class Trainer:
 
         n_epochs = tr.epochs if n_epochs is None else n_epochs
         self._evaluator = ev
-        self._epoch_now, self._n_epochs_now = epoch, n_epochs
+        # the error-aware sample numbers are functions of (epoch, step): a resume redraws them
+        self._epoch_now, self._n_epochs_now, self._robust_step = epoch, n_epochs, 0
         if self._step is None or self._stack_of_step() is not stack:
             self._step = self._make_step(stack)
         world, rank = distributed.world_size(), distributed.rank()

@@ -6,7 +6,10 @@ training can sample.
               :class:`~optodesign.variation.spec.SweepSpec`, default magnitudes;
 ``perturb``   perturbation physics: one realisation of a
               :class:`~optodesign.process.physical.Physical` stack per (seed, sample);
-``geometry``  moving layers on the pixel grid (misalignment, rotation about the optical axis).
+
+Moving layers on the pixel grid (misalignment, rotation about the optical axis) is torch
+geometry, :mod:`optodesign.optics.placement` (verify and training call the one
+implementation; this package stays numpy-only).
 
 The per-kind parts (what a perturbed stack transmits) belong to the process's structure
 (:mod:`optodesign.process.structure`).

@@ -6,7 +6,7 @@ Systematic errors (:func:`apply_systematic`) are the same in every sample; rando
 leaves the draws of the others unchanged. The result is a new
 :class:`~optodesign.process.physical.Physical`; its structure turns it into transmissions
 (:meth:`optodesign.process.structure.Structure.element_transmissions`) and
-:func:`optodesign.variation.geometry.place` moves them.
+:func:`optodesign.optics.placement.place` moves them.
 """
 
 from __future__ import annotations

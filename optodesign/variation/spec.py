@@ -51,7 +51,8 @@ Conventions (see ``docs/verify.md`` for the physics of each):
 
 All perturbations are pure numpy functions of the physical description
 (:class:`~optodesign.process.physical.Physical`) and the seed
-(:mod:`optodesign.variation.perturb`, :mod:`optodesign.variation.geometry`).
+(:mod:`optodesign.variation.perturb`; the placement of moved layers is
+:mod:`optodesign.optics.placement`, in torch).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ with ``oversample = s``:
 * each fabricated layer is **drawn** on a grid of pitch ``pitch / s`` (the structure's
   :meth:`~optodesign.process.structure.Structure.drawn_transmissions`: flat-topped pixels,
   level edges moved by the line-width bias) and moved by the geometry of a shift or a
-  rotation about the optical axis (:func:`~optodesign.variation.geometry.place_drawn`: a
+  rotation about the optical axis (:func:`~optodesign.optics.placement.place_drawn`: a
   shift exactly, as a phase ramp of the band-limited drawing; a rotation by the area each
   rotated cell covers);
 * the input (a test image's field, or the plane wave) is the training input held constant
@@ -42,7 +42,7 @@ from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import Grid
 from ..optics.cells import cell_band_limit
-from ..variation.geometry import place, place_drawn
+from ..optics.placement import place, place_drawn
 
 if TYPE_CHECKING:
     from ..process.physical import Physical
@@ -199,10 +199,15 @@ def render(fab: FabStack, phys: Physical, model: SimModel,
     g = fab.design.grid
     if elements is None:
         elements = draw_elements(fab, phys, model)
+    if phys.shifts is None and phys.rotations is None:
+        return elements
+    t = torch.as_tensor(elements)
     if model.oversample == 1:
-        return place(elements, grid=g, shifts=phys.shifts, rotations=phys.rotations)
-    return place_drawn(elements, grid=model.grid(g), shifts=phys.shifts,
-                       rotations=phys.rotations, axis=model.axis(g))
+        t = place(t, grid=g, shifts=phys.shifts, rotations=phys.rotations)
+    else:
+        t = place_drawn(t, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
+                        axis=model.axis(g))
+    return t.numpy()
 
 
 def draw_elements(fab: FabStack, phys: Physical, model: SimModel) -> np.ndarray:

@@ -44,7 +44,6 @@ from ..export.manifest import Manifest, ProcessRecord, check_files, load_manifes
 from ..fileio import parse_toml
 from ..grid import Grid
 from ..process import Physical, Process, load_process, process_from_dict
-from ..variation.geometry import place
 from ..variation.spec import Scales
 
 __all__ = ["FabStack", "read_fab", "element_transmissions", "transmissions", "Source",
@@ -398,6 +397,13 @@ def element_transmissions(phys: Physical, process: Process, *, grid: Grid) -> np
 
 def transmissions(phys: Physical, process: Process, *, grid: Grid) -> np.ndarray:
     """Complex128 ``(K, ny, nx)`` transmissions of a physical stack on ``grid``: the elements
-    (:func:`element_transmissions`), then moved (:func:`~optodesign.variation.geometry.place`)."""
+    (:func:`element_transmissions`), then moved (:func:`~optodesign.optics.placement.place`)."""
     t = element_transmissions(phys, process, grid=grid)
-    return place(t, grid=grid, shifts=phys.shifts, rotations=phys.rotations)
+    if phys.shifts is None and phys.rotations is None:
+        return t
+    import torch
+
+    from ..optics.placement import place
+
+    return place(torch.as_tensor(t), grid=grid, shifts=phys.shifts,
+                 rotations=phys.rotations).numpy()
