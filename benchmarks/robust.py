@@ -6,7 +6,7 @@ For the quickstart D2NN (digits, ``thz-printed``), the hologram and the lens exa
 * ``plain``: the example without ``[fabrication]`` (trained on the process's level table);
 * ``robust``: ``[fabrication] process`` (design rules: filter / legalizer / rule penalty as in
   the examples) plus ``errors`` (the realistic magnitudes below, error-aware training on the
-  p5 statistic with the thin torch stand-in of :mod:`optodesign.train.robust`);
+  p5 statistic, sampling verify's own error models: :mod:`optodesign.train.robust`);
 
 exports each (GDS) and verifies it with ``optodesign.verify.montecarlo.verify_fab`` (the
 verify model on main when this ran: per-sample numpy perturbation of the read-back
@@ -167,7 +167,7 @@ def main() -> None:
         "verify_model": "optodesign.verify.montecarlo.verify_fab on main 889fac0/e6b049d "
                         "(numpy per-sample perturbation; the converged torch verify of "
                         "issue #12 had not landed)",
-        "training_errors": "thin torch stand-in optodesign/train/robust.py (no rotation)",
+        "training_errors": "verify's error models (optodesign/train/robust.py ErrorSampler)",
         "metric": "d2nn accuracy, hologram PSNR dB, lens Strehl"})
 
 
