@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-__all__ = ["runs", "narrow_runs", "isolated_pixels", "diagonal_necks", "aspect_ratio_runs",
-           "dilate_heights"]
+__all__ = ["decimate_cells", "runs", "narrow_runs", "isolated_pixels", "diagonal_necks",
+           "aspect_ratio_runs", "dilate_heights"]
 
 
 def runs(labels: np.ndarray, *, axis: int = 1) -> tuple[np.ndarray, ...]:
@@ -184,3 +184,36 @@ def dilate_heights(h: np.ndarray, *, bias: float, pitch: float, oversample: int)
     if bias > 0:
         return ndimage.grey_dilation(fine, size=size, mode="nearest")
     return ndimage.grey_erosion(fine, size=size, mode="nearest")
+
+
+def decimate_cells(a: np.ndarray, q: int) -> np.ndarray:
+    """A drawing of flat-topped cells ``(..., Y, X)`` on ``q × q`` times finer samples, as
+    the samples of a ``q`` times coarser drawing with the same band-limited content.
+
+    The fine cells' exact spectrum (``sinc`` of each cell) is kept inside the coarse grid's
+    Nyquist zone and divided by the coarse cells' ``sinc`` (the coarse drawing is read as
+    cells, :func:`optodesign.optics.cells.cell_band_limit`), then sampled at the coarse cells'
+    centres; the window is zero-padded twice (opaque outside). A drawing whose edges lie on
+    the coarse grid comes back as its coarse drawing; an edge between coarse samples (a
+    sub-sample line-width bias) keeps its position, which a covered-fraction mix loses.
+    """
+    q = int(q)
+    *lead, Y, X = a.shape
+    if Y % q or X % q:
+        raise ValueError(f"decimate_cells: {q} does not divide {Y}x{X}")
+    ly, lx = 2 * Y, 2 * X
+    spec = np.fft.fft2(a, s=(ly, lx))
+    out_axes = []
+    for n in (ly, lx):
+        nu = np.fft.fftfreq(n)  # cycles per fine sample
+        k = np.rint(np.fft.fftfreq(n) * n).astype(np.int64)
+        zone = (k >= -(n // q) // 2) & (k < (n // q) - (n // q) // 2)  # the coarse bins
+        factor = np.where(zone, np.sinc(nu) / np.where(zone, np.sinc(nu * q), 1)
+                          * np.exp(1j * np.pi * nu * (q - 1)), 0)
+        out_axes.append((k % (n // q), zone, factor))
+    (iy, zy, fy), (ix, zx, fx) = out_axes
+    spec = spec * fy[:, None] * fx[None, :]
+    coarse = np.zeros((*lead, ly // q, lx // q), dtype=np.complex128)
+    sub = spec[..., zy, :][..., zx]
+    coarse[..., iy[zy][:, None], ix[zx][None, :]] = sub
+    return np.fft.ifft2(coarse)[..., :Y // q, :X // q] / (q * q)

@@ -246,3 +246,62 @@ def test_rotation_of_a_drawn_layer_is_the_analytic_rotation(degrees: float) -> N
         effect = float(np.linalg.norm(exact - still) / np.linalg.norm(exact))
         assert errors[0] < 2e-3 < 0.01 < errors[1], (s, effect, errors)
         assert effect > 0.02
+
+
+def test_subsample_linewidth_bias_matches_an_exact_fine_grid_drawing(tmp_path) -> None:
+    """Level regions grown by 0.1 pixel (40 µm at the THz pitch), drawn on 4 samples per pixel
+    (0.4 of a sample: drawn 5x finer and brought back band-limited,
+    :func:`optodesign.raster.decimate_cells`), against the same relief on 20 samples per
+    pixel where the bias is 2 whole samples: the outputs agree within 1 % while the bias
+    changes them by 67 %. Mixing the two nearest whole-sample drawings by the covered
+    fraction is 12 % off."""
+    from optodesign.process import Physical, load_process
+
+    proc_file = tmp_path / "lossless.toml"
+    proc_file.write_text(
+        'name = "lossless"\ndescription = "test"\nkind = "print"\nwavelength = "0.75 mm"\n'
+        '[material]\nn = 1.5\nkappa = 0.0\nn0 = 1.0\n[pitch]\nmin = "0.1 mm"\nmax = "2 mm"\n'
+        '[rules]\nmin_feature = "0.1 mm"\nisolated_pixels = "ignore"\n'
+        'diagonal_necks = "ignore"\n[gds]\nunit = "1 um"\nprecision = "1 nm"\n'
+        '[print]\nbase = "0.5 mm"\n')
+    structure = load_process(proc_file).structure
+    n, z = 16, 0.01
+    rng = np.random.default_rng(3)
+    heights = rng.integers(0, 4, (2, n, n)) * (LAM / 0.5 / 4)  # 4 levels of a 2π relief
+    inputs = np.zeros((4, n, n))
+    for b in range(4):
+        y, x = rng.integers(3, 8, 2)
+        inputs[b, y:y + 5, x:x + 5] = 1
+    design = Grid((n, n), PITCH)
+
+    def out(s: int, bias: float, **kw) -> np.ndarray:
+        phys = Physical(kind="thin", heights=heights, base=0.5e-3, n=1.5, n0=1.0,
+                        element_wavelength=LAM, wavelength=LAM, distances=(z,) * 3,
+                        bias=bias, oversample=s)
+        drawn = structure.drawn_transmissions(phys, pitch=PITCH, oversample=s, **kw)
+        grid = SimModel(4.0, s).grid(design)
+        f = band_limited(upsample(torch.as_tensor(inputs, dtype=torch.complex128), s), s)
+        ts = [band_limited(torch.as_tensor(t), s) for t in drawn]
+        u = forward_stack(f, ts, [z] * 3, grid=grid, wavelength=LAM)
+        return pixel_mean(u.abs() ** 2, s).numpy()
+
+    def change(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+    bias = 0.1 * PITCH
+    exact = out(20, bias)
+    assert change(out(4, bias), exact) < 0.01
+    assert change(out(20, 0.0), exact) > 0.5
+    assert change(out(4, bias, _subsample=False), exact) > 0.05
+
+
+@pytest.mark.parametrize(("s", "q"), [(1, 2), (2, 4), (4, 2), (2, 3)])
+def test_decimating_a_pixel_aligned_drawing_gives_the_coarse_drawing(s: int, q: int) -> None:
+    """Edges on the coarse grid: the band-limited decimation returns the coarse drawing
+    itself (the fine cells' spectrum over the coarse cells' is exactly the coarse one)."""
+    from optodesign.raster import decimate_cells
+
+    v = np.exp(1j * np.pi / 2 * np.random.default_rng(s * q).integers(0, 4, (12, 12)))
+    fine = np.kron(v, np.ones((s * q, s * q)))[None]
+    np.testing.assert_allclose(decimate_cells(fine, q)[0], np.kron(v, np.ones((s, s))),
+                               atol=1e-12)
