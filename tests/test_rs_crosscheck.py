@@ -21,6 +21,8 @@ point samples, which converge only as ``s⁻²``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -111,37 +113,55 @@ def test_cell_drawing_is_the_analytic_band_limited_pixel(s: int) -> None:
     assert np.abs(v[:, n // 2].real - want).max() > 0.05
 
 
+# a small stack shared by the drawing tests: two 4-level layers of 16² at the THz pitch,
+# 1 cm apart, four square inputs
+SMALL_N, SMALL_Z = 16, 0.01
+
+
+def _small_stack() -> tuple[np.ndarray, np.ndarray]:
+    """Level indices ``(2, n, n)`` of the two layers and the four inputs ``(4, n, n)``."""
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 4, (2, SMALL_N, SMALL_N))
+    inputs = np.zeros((4, SMALL_N, SMALL_N))
+    for b in range(4):
+        y, x = rng.integers(3, 8, 2)
+        inputs[b, y:y + 5, x:x + 5] = 1
+    return levels, inputs
+
+
+def _small_output(drawn: Any, inputs: np.ndarray, s: int, *, cells: bool = True) -> np.ndarray:
+    """Pixel-averaged output intensity of layers drawn on ``s`` samples per pixel, at pad 4
+    (as cells, band-limited, unless ``cells`` is False: point samples)."""
+    grid = SimModel(4.0, s).grid(Grid((SMALL_N, SMALL_N), PITCH))
+    f = upsample(torch.as_tensor(inputs, dtype=torch.complex128), s)
+    ts = [torch.as_tensor(t) for t in drawn]
+    if cells:
+        f, ts = band_limited(f, s), [band_limited(t, s) for t in ts]
+    u = forward_stack(f, ts, [SMALL_Z] * 3, grid=grid, wavelength=LAM)
+    return pixel_mean(u.abs() ** 2, s).numpy()
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
 def test_cell_drawing_converges_in_samples_per_pixel_to_the_point_sampled_limit() -> None:
     """Two 4-level layers at the THz pitch (0.53 λ), 1 cm apart: the pixel-averaged output
     intensity changes by 1.3 % (s 2 → 4) and 0.4 % (4 → 8) with cell drawings, by 9 %, 2 % and
     0.5 % (2 → 4 → 8 → 16) with point samples; and both reach the same limit (cells at s = 8
     within 0.5 % of point samples at s = 16)."""
-    n, z = 16, 0.01
-    rng = np.random.default_rng(3)
-    layers = np.exp(1j * np.pi / 2 * rng.integers(0, 4, (2, n, n)))
-    inputs = np.zeros((4, n, n))
-    for b in range(4):
-        y, x = rng.integers(3, 8, 2)
-        inputs[b, y:y + 5, x:x + 5] = 1
+    levels, inputs = _small_stack()
+    layers = np.exp(1j * np.pi / 2 * levels)
 
     def out(s: int, cells: bool) -> np.ndarray:
-        grid = SimModel(4.0, s).grid(Grid((n, n), PITCH))
-        f = upsample(torch.as_tensor(inputs, dtype=torch.complex128), s)
-        ts = [upsample(torch.as_tensor(t), s) for t in layers]
-        if cells:
-            f, ts = band_limited(f, s), [band_limited(t, s) for t in ts]
-        u = forward_stack(f, ts, [z] * 3, grid=grid, wavelength=LAM)
-        return pixel_mean(u.abs() ** 2, s).numpy()
+        drawn = [np.kron(t, np.ones((s, s))) for t in layers]
+        return _small_output(drawn, inputs, s, cells=cells)
 
     point = {s: out(s, False) for s in (2, 4, 8, 16)}
     cells = {s: out(s, True) for s in (2, 4, 8)}
-
-    def change(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-    assert change(cells[2], cells[4]) < 0.02 < 0.05 < change(point[2], point[4])
-    assert change(cells[4], cells[8]) < 0.006 < 0.015 < change(point[4], point[8])
-    assert change(cells[8], point[16]) < 0.006 < 0.02 < change(point[4], point[16])
+    assert _change(cells[2], cells[4]) < 0.02 < 0.05 < _change(point[2], point[4])
+    assert _change(cells[4], cells[8]) < 0.006 < 0.015 < _change(point[4], point[8])
+    assert _change(cells[8], point[16]) < 0.006 < 0.02 < _change(point[4], point[16])
 
 
 def test_subpixel_misalignment_matches_an_exact_fine_grid_shift() -> None:
@@ -153,35 +173,23 @@ def test_subpixel_misalignment_matches_an_exact_fine_grid_shift() -> None:
     as the training model's :func:`~optodesign.optics.placement.place` does) is 3 % off."""
     from optodesign.optics.placement import place, place_drawn
 
-    n, z = 16, 0.01
-    rng = np.random.default_rng(3)
-    layers = np.exp(1j * np.pi / 2 * rng.integers(0, 4, (2, n, n)))
-    inputs = np.zeros((4, n, n))
-    for b in range(4):
-        y, x = rng.integers(3, 8, 2)
-        inputs[b, y:y + 5, x:x + 5] = 1
-    design = Grid((n, n), PITCH)
+    levels, inputs = _small_stack()
+    layers = np.exp(1j * np.pi / 2 * levels)
+    design = Grid((SMALL_N, SMALL_N), PITCH)
     shifts = np.array([[0.3, -0.45], [0.0, 0.2]]) * PITCH
 
     def out(s: int, move) -> np.ndarray:
         model = SimModel(4.0, s)
-        grid = model.grid(design)
         drawn = np.stack([np.kron(t, np.ones((s, s))) for t in layers])
         if move is not None:
-            drawn = move(torch.as_tensor(drawn), grid=grid, shifts=shifts,
+            drawn = move(torch.as_tensor(drawn), grid=model.grid(design), shifts=shifts,
                          axis=model.axis(design)).numpy()
-        f = band_limited(upsample(torch.as_tensor(inputs, dtype=torch.complex128), s), s)
-        ts = [band_limited(torch.as_tensor(t), s) for t in drawn]
-        u = forward_stack(f, ts, [z] * 3, grid=grid, wavelength=LAM)
-        return pixel_mean(u.abs() ** 2, s).numpy()
-
-    def change(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        return _small_output(drawn, inputs, s)
 
     exact = out(20, place_drawn)  # 6, 9 and 4 samples: whole-sample shifts, exact
-    assert change(out(4, place_drawn), exact) < 0.01
-    assert change(out(20, None), exact) > 0.3
-    assert change(out(4, place), exact) > 0.02
+    assert _change(out(4, place_drawn), exact) < 0.01
+    assert _change(out(20, None), exact) > 0.3
+    assert _change(out(4, place), exact) > 0.02
 
 
 def _band_limited(d: np.ndarray, s: int, fc: float) -> np.ndarray:
@@ -265,34 +273,21 @@ def test_subsample_linewidth_bias_matches_an_exact_fine_grid_drawing(tmp_path) -
         'diagonal_necks = "ignore"\n[gds]\nunit = "1 um"\nprecision = "1 nm"\n'
         '[print]\nbase = "0.5 mm"\n')
     structure = load_process(proc_file).structure
-    n, z = 16, 0.01
-    rng = np.random.default_rng(3)
-    heights = rng.integers(0, 4, (2, n, n)) * (LAM / 0.5 / 4)  # 4 levels of a 2π relief
-    inputs = np.zeros((4, n, n))
-    for b in range(4):
-        y, x = rng.integers(3, 8, 2)
-        inputs[b, y:y + 5, x:x + 5] = 1
-    design = Grid((n, n), PITCH)
+    levels, inputs = _small_stack()
+    heights = levels * (LAM / 0.5 / 4)  # 4 levels of a 2π relief
 
     def out(s: int, bias: float, **kw) -> np.ndarray:
         phys = Physical(kind="thin", heights=heights, base=0.5e-3, n=1.5, n0=1.0,
-                        element_wavelength=LAM, wavelength=LAM, distances=(z,) * 3,
+                        element_wavelength=LAM, wavelength=LAM, distances=(SMALL_Z,) * 3,
                         bias=bias, oversample=s)
         drawn = structure.drawn_transmissions(phys, pitch=PITCH, oversample=s, **kw)
-        grid = SimModel(4.0, s).grid(design)
-        f = band_limited(upsample(torch.as_tensor(inputs, dtype=torch.complex128), s), s)
-        ts = [band_limited(torch.as_tensor(t), s) for t in drawn]
-        u = forward_stack(f, ts, [z] * 3, grid=grid, wavelength=LAM)
-        return pixel_mean(u.abs() ** 2, s).numpy()
-
-    def change(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        return _small_output(drawn, inputs, s)
 
     bias = 0.1 * PITCH
     exact = out(20, bias)
-    assert change(out(4, bias), exact) < 0.01
-    assert change(out(20, 0.0), exact) > 0.5
-    assert change(out(4, bias, _subsample=False), exact) > 0.05
+    assert _change(out(4, bias), exact) < 0.01
+    assert _change(out(20, 0.0), exact) > 0.5
+    assert _change(out(4, bias, _subsample=False), exact) > 0.05
 
 
 @pytest.mark.parametrize(("s", "q"), [(1, 2), (2, 4), (4, 2), (2, 3)])
