@@ -16,7 +16,8 @@ A Design is a directory with two files, readable with numpy and json alone (no t
     ``setup`` (the task's typed setup record, :class:`optodesign.tasks.TaskSetup`: detectors,
     encoding, image size, loss, lens focus, spot boxes, ...), ``wavelength``, ``pitch``,
     ``shape``, ``distances`` (K + 1 entries: input plane -> layer 1, layer i -> layer i+1, ...,
-    layer K -> output plane), ``pad``, ``layer_kind``, ``free_levels`` (levels a free pixel
+    layer K -> output plane), ``pad``, ``pixels`` (how training modelled a pixel: ``cells``,
+    or ``points`` when absent, :data:`PIXELS`), ``layer_kind``, ``free_levels`` (levels a free pixel
     may take; ``[]``: all), ``quantizer`` (a description), ``metrics`` (hard-quantized),
     ``extra``.
 
@@ -45,12 +46,17 @@ from .grid import Grid
 from .tasks import SetupError, TaskSetup, get_task
 from .units import wrap_phase
 
-__all__ = ["Design", "DesignError", "FORMAT", "LayerKind"]
+__all__ = ["Design", "DesignError", "FORMAT", "LayerKind", "Pixels", "PIXELS"]
 
 FORMAT = "optodesign.design/2"
 #: the format this module writes, and the older one it still reads
 FORMATS_READ = ("optodesign.design/1", FORMAT)
 LayerKind = Literal["phase", "complex"]
+#: how training modelled a pixel: ``cells``, a flat-topped cell band-limited to the grid
+#: (:func:`optodesign.optics.cells.cell_band_limit`); ``points``, a point sample (designs
+#: written before ``pixels`` existed)
+Pixels = Literal["cells", "points"]
+PIXELS = ("cells", "points")
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -119,6 +125,7 @@ class Design:
     distances: tuple[float, ...]
     layer_kind: LayerKind = "phase"
     pad: float = 2.0
+    pixels: Pixels = "cells"
     free_levels: tuple[int, ...] = ()
     quantizer: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -200,6 +207,8 @@ class Design:
             v = getattr(self, name)
             if not (_is_number(v) and math.isfinite(v) and v > 0):
                 raise DesignError(f"{name}: must be a length > 0 in metres, got {v!r}")
+        if self.pixels not in PIXELS:
+            raise DesignError(f"pixels: must be one of {', '.join(PIXELS)}, got {self.pixels!r}")
         if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
                               f"{self.pad!r}")
@@ -272,6 +281,7 @@ class Design:
             "n_levels": self.n_levels,
             "distances": list(self.distances),
             "pad": self.pad,
+            "pixels": self.pixels,
             "layer_kind": self.layer_kind,
             "free_levels": list(self.free_levels),
             "quantizer": self.quantizer,
@@ -347,6 +357,8 @@ class Design:
                 distances=meta["distances"],
                 layer_kind=meta.get("layer_kind", "phase"),
                 pad=meta.get("pad", 2.0),
+                # files written before pixels existed were trained on point samples
+                pixels=meta.get("pixels", "points"),
                 free_levels=free,
                 quantizer=meta.get("quantizer", {}),
                 metrics=meta.get("metrics", {}),

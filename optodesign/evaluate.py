@@ -22,6 +22,7 @@ from .data.datasets import Dataset
 from .design import Design
 from .grid import Grid
 from .models.functional import output_intensity
+from .optics.cells import cell_band_limit, pixel_mean, upsample
 from .tasks import Task, task_of
 
 __all__ = ["Evaluator"]
@@ -40,7 +41,12 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.task = task_of(self.design, device=self.device)
-        self.grid = self.design.grid
+        self.grid = self._sampling()
+        if self.cells:  # references (a lens's ideal peak) under this evaluator's model
+            self.task = self.task.under(self)
+
+    def _sampling(self) -> Grid:
+        return self.design.grid
 
     @classmethod
     def from_design(cls, design: Design, *, device: str | torch.device = "cpu",
@@ -66,10 +72,25 @@ class Evaluator:
         return self.task.incident
 
     def plane_wave(self) -> Tensor:
-        return self.task.plane_wave()
+        return self._drawn(self.task.plane_wave())
 
     def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
-        return self.task.input_field(images)
+        return self._drawn(self.task.input_field(images))
+
+    @property
+    def cells(self) -> bool:
+        """Whether samples are flat-topped cells band-limited to the grid
+        (:func:`~optodesign.optics.cells.cell_band_limit`, applied to the input and to every
+        layer): a near-field task of a design with ``pixels = "cells"``, and every drawn model
+        of verify (``oversample > 1``). A far-field task's output step integrates each cell's
+        far field exactly itself (:func:`~optodesign.optics.farfield.far_field_intensity`)."""
+        return self.task.output_plane == "near" and (
+            self.oversample > 1 or self.design.pixels == "cells")
+
+    def _drawn(self, x: Tensor) -> Tensor:
+        """Per-pixel values ``(..., ny, nx)`` held over the model's samples, as cells."""
+        x = upsample(x, self.oversample)
+        return cell_band_limit(x) if self.cells else x
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """``(y, x)`` of the samples this evaluator propagates on, metres from the optical
@@ -93,13 +114,19 @@ class Evaluator:
         """Intensity on the task's output plane (:attr:`~optodesign.tasks.Task.output_plane`:
         the near field after the last distance, or the far field / the grating orders)."""
         d = self.design
-        return output_intensity(field, transmissions, distances or d.distances, grid=self.grid,
-                                wavelength=wavelength or d.wavelength,
-                                plane=self.task.output_plane, oversample=self.oversample)
+        if self.cells:
+            transmissions = [cell_band_limit(t) for t in transmissions]
+        inten = output_intensity(field, transmissions, distances or d.distances, grid=self.grid,
+                                 wavelength=wavelength or d.wavelength,
+                                 plane=self.task.output_plane, oversample=self.oversample)
+        if self.task.output_plane != "near":  # already the design's far-field cells
+            return inten
+        return pixel_mean(inten, self.oversample)
 
     @property
     def oversample(self) -> int:
-        """Samples per design pixel of the fields scored (verify's drawn models: more)."""
+        """Samples per design pixel of the fields scored (verify's drawn models: more); the
+        output intensity is averaged back onto the design's pixels."""
         return 1
 
     @torch.no_grad()

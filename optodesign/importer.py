@@ -380,9 +380,11 @@ def _output_intensity(t: np.ndarray, grid: Any, wavelength: float,
     import torch
 
     from .models.functional import forward_stack
+    from .optics.cells import cell_band_limit
 
-    field = torch.ones((1, *grid.shape), dtype=torch.complex64)
-    ts = torch.as_tensor(t[None].astype(np.complex64))
+    # the model of every new design (pixels = "cells", optodesign.evaluate.Evaluator)
+    field = cell_band_limit(torch.ones((1, *grid.shape), dtype=torch.complex64))
+    ts = cell_band_limit(torch.as_tensor(t[None].astype(np.complex64)))
     with torch.no_grad():
         u = forward_stack(field, ts, (0.0, distance), grid=grid, wavelength=wavelength)[0]
     return (u.abs() ** 2).double().numpy()

@@ -191,6 +191,7 @@ CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("pad-bool", add("optics", "pad = true"), "optics.pad"),
     ("pad-small", add("optics", "pad = 0.5"), "optics.pad"),
     ("pad-nan", add("optics", "pad = nan"), "optics.pad"),
+    ("pixels-unknown", add("optics", 'pixels = "smooth"'), "optics.pixels"),
     # unit slips that used to train to chance accuracy without a word
     ("wavelength-GHz", replace('wavelength = "0.75 mm"', 'wavelength = "0.4 GHz"'),
      "optics.wavelength"),

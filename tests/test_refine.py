@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,9 @@ def _box_energies(inten: torch.Tensor, boxes) -> torch.Tensor:
 
 def _full_plane_loss(design: Design, levels: np.ndarray) -> float:
     """The training losses on the whole output plane, written out independently of
-    :mod:`optodesign.tasks` (whose training and refine paths must both equal them)."""
-    ev = Evaluator.from_design(design)
+    :mod:`optodesign.tasks` (whose training and refine paths must both equal them), under the
+    search's model: pixels as point samples (:mod:`optodesign.refine.objective`)."""
+    ev = Evaluator.from_design(replace(design, pixels="points"))
     ts = [torch.as_tensor(t.astype(np.complex64))
           for t in design.with_levels(levels).transmissions()]
     inten = ev.output_intensity(ev.plane_wave(), ts)[0]

@@ -574,6 +574,8 @@ def test_manifest_describes_how_to_resimulate(d2nn: Path) -> None:
     design = Design.load(d2nn / "run")
     assert c["viewing"] == VIEWING and "from the source towards the detector" in VIEWING
     assert c["training_model"]["pad"] == design.pad
+    assert c["training_model"]["pixels"] == design.pixels == "cells"
+    assert "sinc(pitch fx)" in c["training_model"]["pixel_model"]
     assert c["setup"] == json.loads(json.dumps(design.setup.to_json()))
     assert {"encoding", "detectors", "test_samples"} <= set(c["setup"])
     assert "detector" in c["faces"] and "distances[0]" in c["distances"]
@@ -653,7 +655,8 @@ def test_a_drawn_lens_is_scored_against_the_drawn_ideal_lens(lossless) -> None:
     (here by 17 %: a focus of 1.5 pixels); the lens's Strehl reference, the ideal continuous
     lens's peak, is simulated under the same model (:meth:`optodesign.tasks.lens.Lens.under`),
     so the drawn Strehl of a 16-level lens (0.987 trained) measures what the flat-topped
-    pixels lose at NA 0.45 (0.87), not the readout (0.72 against the training reference)."""
+    pixels lose at NA 0.45 (0.87), not the readout (0.72 against the point-sampled reference
+    of the design's setup)."""
     import torch
 
     from optodesign.verify.model import SimModel, evaluator_for
@@ -664,11 +667,13 @@ def test_a_drawn_lens_is_scored_against_the_drawn_ideal_lens(lossless) -> None:
     drawn = evaluator_for(ev, SimModel(4.0, 2))
     t = torch.as_tensor(np.kron(np.asarray(d.transmissions()), np.ones((1, 2, 2))))
     strehl = drawn.evaluate(t.to(torch.complex64))["strehl"]
-    ratio = drawn.task.setup.ideal_peak / ev.task.setup.ideal_peak
+    ratio = drawn.task.setup.ideal_peak / d.setup.ideal_peak
+    # the training model with pixels as cells reads its reference the same way
+    assert ev.task.setup.ideal_peak / d.setup.ideal_peak == pytest.approx(ratio, rel=0.01)
     assert trained > 0.98
     assert ratio < 0.9  # the reference moved with the readout
     assert 0.8 < strehl < trained
-    assert strehl * ratio < strehl - 0.1  # what the training model's reference would say
+    assert strehl * ratio < strehl - 0.1  # what the point-sampled reference would say
 
 
 def test_the_manifest_records_the_test_split_and_verify_checks_it(d2nn: Path) -> None:

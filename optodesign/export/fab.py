@@ -346,8 +346,8 @@ def _write_all(
         drc={"passed": report.passed, "file": "drc.json"},
         notes=tuple(notes),
         spacers=tuple(spacers),
-        conventions=conventions(pad=design.pad, setup=design.setup.to_json(),
-                                test_split=test_split),
+        conventions=conventions(pad=design.pad, pixels=design.pixels,
+                                setup=design.setup.to_json(), test_split=test_split),
     )
     write_manifest(d / "manifest.json", manifest)
     return manifest, report

@@ -281,13 +281,23 @@ VIEWING = ("looking from the source towards the detector: x (column j) to the ri
            "y (row i) downwards, row 0 at the top")
 
 
-def conventions(*, pad: float, setup: Mapping[str, Any],
+#: what each ``pixels`` value of a design means, for a third party re-simulating it
+PIXEL_MODELS = {
+    "cells": ("each pixel a flat-topped cell: the input and every layer are low-passed to the "
+              "grid's Nyquist zone with the spectrum sinc(pitch fx) sinc(pitch fy) (FFT on a "
+              "window zero-padded 2x), then sampled at the pixel centres"),
+    "points": "each pixel one point sample of the input and of every layer (no filter)",
+}
+
+
+def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
                 test_split: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``conventions`` record of ``manifest.json``: what a third party needs besides the
     files to re-simulate them (docs/verify.md, "Re-simulating a fab directory").
 
     Args:
         pad: the zero-padding factor training propagated with.
+        pixels: how training modelled a pixel (:data:`optodesign.design.PIXELS`).
         setup: the task setup of design.json (input encoding, detector boxes, dataset,
             test split), copied as is.
         test_split: ``{"count": N, "sha256": ...}`` of the test images a supervised task is
@@ -308,7 +318,8 @@ def conventions(*, pad: float, setup: Mapping[str, Any],
                       "thin-element plane (the relief's thickness is not a propagation)"),
         "training_model": {"method": "band-limited angular spectrum (Matsushima & "
                                      "Shimobaba 2009), zero-padded", "pad": float(pad),
-                           "samples_per_pixel": 1,
+                           "samples_per_pixel": 1, "pixels": pixels,
+                           "pixel_model": PIXEL_MODELS[pixels],
                            "transmission": "thin element: exp(i 2 pi (n - n0) h / lambda) "
                                            "exp(-2 pi kappa h / lambda) per pixel"},
         "setup": dict(setup),

@@ -23,6 +23,12 @@ last layer ``G_p`` is the padded angular-spectrum kernel shifted to ``p`` (a gat
 all). Only the "observed" output pixels that the loss reads are kept (detector boxes, focal
 disk, spot boxes; the whole plane for a hologram). Candidates are stacked along a leading
 dimension and scored together (on the GPU when the Objective lives there).
+
+The search runs on **point samples** (``pixels = "points"``): only there is a pixel's change
+a point source. Under the cells model of a design trained with ``pixels = "cells"``
+(:func:`~optodesign.optics.cells.cell_band_limit`) a changed pixel's cell reaches, band-limited,
+every pixel of the layer, and each candidate would cost a full propagation per input. ``refine``
+reports the metric before and after under the design's own model.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -89,7 +95,8 @@ class Objective:
     Args:
         design: the Design (its level tables, optics, task setup, target, dataset).
         evaluator: an :class:`~optodesign.evaluate.Evaluator` of the design (built with
-            ``device`` when None; a supervised task loads the design's dataset).
+            ``device`` when None; a supervised task loads the design's dataset); its device
+            and dataset are used with point-sampled pixels (module docstring).
         device: torch device for all computation ("cpu", "cuda").
         train_samples: supervised tasks: number of training images the loss averages over (a
             fixed random subset of the train split, drawn with ``seed``).
@@ -101,7 +108,11 @@ class Objective:
                  seed: int = 0) -> None:
         seed = check_seed(seed)
         self.design = design
-        self.evaluator = evaluator or Evaluator.from_design(design, device=device)
+        evaluator = evaluator or Evaluator.from_design(design, device=device)
+        if design.pixels != "points":  # the search model (module docstring)
+            evaluator = Evaluator(replace(design, pixels="points"), evaluator.device,
+                                  evaluator.dataset)
+        self.evaluator = evaluator
         self.device = self.evaluator.device
         self.task = self.evaluator.task
         #: the design's sampling (shape, pitch, zero padding) every propagation runs on

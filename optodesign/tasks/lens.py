@@ -158,8 +158,10 @@ class Lens(Task):
         phase = -2 * np.pi / lam * (np.sqrt(y[:, None] ** 2 + x[None, :] ** 2 + f**2) - f)
         t = torch.polar(torch.ones(phase.shape, dtype=torch.float64),
                         torch.as_tensor(phase)).to(torch.complex64).to(evaluator.device)
+        d = evaluator.design.distances  # one lens, at the last layer's focal distance
         with torch.no_grad():
-            inten = evaluator.output_intensity(evaluator.plane_wave(), [t])[0]
+            inten = evaluator.output_intensity(evaluator.plane_wave(), [t],
+                                               distances=(d[0], d[-1]))[0]
         disk = torch.as_tensor(_disk(self.shape, self.setup.focus_radius), device=inten.device)
         peak = float(inten[disk].max())
         setup = dataclasses.replace(self.setup, ideal_peak=peak)

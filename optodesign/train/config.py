@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..design import PIXELS
 from ..errors import ConfigError, UserError
 from ..fileio import read_toml
 from ..grid import Grid
@@ -36,6 +37,9 @@ class Optics:
     layers: int
     distances: tuple[float, ...]  # K + 1: input -> layer 1, ..., layer K -> output
     pad: float = 2.0
+    #: how a pixel is modelled (:data:`optodesign.design.PIXELS`): ``cells`` (flat-topped,
+    #: band-limited to the grid) or ``points`` (the model before it existed)
+    pixels: str = "cells"
 
     @property
     def grid(self) -> Grid:
@@ -240,7 +244,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
     seed = top.integer("seed", 0, low=0)
 
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
-                             "input_distance", "output_distance", "distances", "pad"})
+                             "input_distance", "output_distance", "distances", "pad",
+                             "pixels"})
     t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
                             "steps_per_epoch", "qat_start", "max_memory", "keep"})
     max_memory = (None if t.raw("max_memory", None) is None else
@@ -269,7 +274,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         din = o.length("input_distance", default_in, allow_zero=True, **units)
         dout = o.length("output_distance", d, **units)
         distances = (din,) + (d,) * (layers - 1) + (dout,)
-    optics = Optics(wavelength, pitch, size, layers, distances, pad)
+    optics = Optics(wavelength, pitch, size, layers, distances, pad,
+                    o.choice("pixels", PIXELS, "cells"))
     _check_wavelength(optics, o.raw("wavelength"))
     for w in wavelength_warnings:  # plausible enough to train: pass the warning on
         warnings.warn(w.message, UnitsWarning, stacklevel=2)

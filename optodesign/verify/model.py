@@ -30,7 +30,6 @@ computed on every test image under the training and the chosen model (the model 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +40,7 @@ from torch import Tensor
 from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import Grid
-from ..optics.cells import cell_band_limit
+from ..optics.cells import pixel_mean, upsample
 from ..optics.placement import place, place_drawn
 
 if TYPE_CHECKING:
@@ -108,28 +107,6 @@ class SimModel:
         return {"pad": self.pad, "oversample": self.oversample}
 
 
-def upsample(x: Tensor, s: int) -> Tensor:
-    """Hold each pixel of ``(..., ny, nx)`` over ``s × s`` samples."""
-    if s == 1:
-        return x
-    return x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
-
-
-def band_limited(x: Tensor, s: int) -> Tensor:
-    """A drawing on ``s`` samples per pixel as flat-topped cells, band-limited to the grid
-    (:func:`~optodesign.optics.cells.cell_band_limit`); unchanged for ``s = 1`` (the
-    training model)."""
-    return x if s == 1 else cell_band_limit(x)
-
-
-def pixel_mean(x: Tensor, s: int) -> Tensor:
-    """Average ``(..., ny·s, nx·s)`` over each pixel's ``s × s`` samples."""
-    if s == 1:
-        return x
-    *lead, nys, nxs = x.shape
-    return x.reshape(*lead, nys // s, s, nxs // s, s).mean(dim=(-3, -1))
-
-
 @dataclass
 class ModelEvaluator(Evaluator):
     """The :class:`~optodesign.evaluate.Evaluator` of a design under a :class:`SimModel`:
@@ -140,39 +117,16 @@ class ModelEvaluator(Evaluator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.grid = self.model.grid(self.design.grid)
-        self.task = self.task.under(self)  # references (a lens's ideal peak) under this model
+        if not self.cells:  # (with cells, Evaluator's own __post_init__ did it)
+            self.task = self.task.under(self)
+
+    def _sampling(self) -> Grid:
+        return self.model.grid(self.design.grid)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         ay, ax = self.model.axis(self.design.grid)
         ny, nx = self.grid.shape
         return ((np.arange(ny) - ay) * self.grid.pitch, (np.arange(nx) - ax) * self.grid.pitch)
-
-    @property
-    def _cells(self) -> int:
-        """Samples per pixel of the drawings band-limited as cells (1: none). A far-field
-        task's output step integrates each cell's far field exactly itself
-        (:func:`~optodesign.optics.farfield.far_field_intensity`, the pixel envelope)."""
-        return self.model.oversample if self.task.output_plane == "near" else 1
-
-    def images_to_field(self, images: np.ndarray | Tensor) -> Tensor:
-        s = self.model.oversample
-        return band_limited(upsample(super().images_to_field(images), s), self._cells)
-
-    def plane_wave(self) -> Tensor:
-        s = self.model.oversample
-        return band_limited(upsample(super().plane_wave(), s), self._cells)
-
-    def output_intensity(self, field: Tensor, transmissions: Sequence[Tensor] | Tensor, *,
-                         wavelength: float | None = None,
-                         distances: Sequence[float] | None = None) -> Tensor:
-        if self._cells > 1:  # the drawn layers as flat-topped cells, band-limited to the grid
-            transmissions = [band_limited(t, self._cells) for t in transmissions]
-        inten = super().output_intensity(field, transmissions, wavelength=wavelength,
-                                         distances=distances)
-        if self.task.output_plane != "near":  # already the design's far-field cells
-            return inten
-        return pixel_mean(inten, self.model.oversample)
 
     @property
     def oversample(self) -> int:
