@@ -87,6 +87,11 @@ class Evaluator:
         return self.task.output_plane == "near" and (
             self.oversample > 1 or self.design.pixels == "cells")
 
+    def layers(self, transmissions: Sequence[Tensor] | Tensor) -> Sequence[Tensor] | Tensor:
+        """The layers as this evaluator propagates them: band-limited as cells when
+        :attr:`cells`, else unchanged."""
+        return [cell_band_limit(t) for t in transmissions] if self.cells else transmissions
+
     def _drawn(self, x: Tensor) -> Tensor:
         """Per-pixel values ``(..., ny, nx)`` held over the model's samples, as cells."""
         x = upsample(x, self.oversample)
@@ -114,9 +119,8 @@ class Evaluator:
         """Intensity on the task's output plane (:attr:`~optodesign.tasks.Task.output_plane`:
         the near field after the last distance, or the far field / the grating orders)."""
         d = self.design
-        if self.cells:
-            transmissions = [cell_band_limit(t) for t in transmissions]
-        inten = output_intensity(field, transmissions, distances or d.distances, grid=self.grid,
+        inten = output_intensity(field, self.layers(transmissions), distances or d.distances,
+                                 grid=self.grid,
                                  wavelength=wavelength or d.wavelength,
                                  plane=self.task.output_plane, oversample=self.oversample)
         if self.task.output_plane != "near":  # already the design's far-field cells

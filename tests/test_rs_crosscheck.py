@@ -318,3 +318,35 @@ def test_decimating_a_pixel_aligned_drawing_gives_the_coarse_drawing(s: int, q: 
     fine = np.kron(v, np.ones((s * q, s * q)))[None]
     np.testing.assert_allclose(decimate_cells(fine, q)[0], np.kron(v, np.ones((s, s))),
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("pixels", ["cells", "points"])
+def test_the_evaluator_is_the_one_place_pixels_become_cells(pixels: str) -> None:
+    """Training, refine's scoring and verify go through :class:`~optodesign.evaluate.Evaluator`:
+    for a design with ``pixels = "cells"`` it band-limits the input and every layer as cells
+    (also :meth:`~optodesign.evaluate.Evaluator.layers`, which the per-plane sampling check of
+    training reads), for ``"points"`` it propagates the samples as they are."""
+    from optodesign.design import Design
+    from optodesign.evaluate import Evaluator
+    from optodesign.tasks import D2NNSetup
+
+    levels, inputs = _small_stack()
+    d = Design(setup=D2NNSetup(detectors=((2, 2, 3, 3), (10, 10, 3, 3)), image_size=8),
+               wavelength=LAM, pitch=PITCH, levels=levels,
+               level_tables=np.exp(1j * np.pi / 2 * np.arange(4)),
+               distances=(SMALL_Z,) * 3, pixels=pixels)
+    ev = Evaluator.from_design(d, dataset=None)
+    images = inputs[:, 4:12, 4:12]
+    ts = [torch.as_tensor(t.astype(np.complex64)) for t in d.transmissions()]
+    field = ev.task.input_field(images)
+    if pixels == "cells":
+        field, layers = cell_band_limit(field), [cell_band_limit(t) for t in ts]
+    else:
+        layers = ts
+    want = forward_stack(field, layers, d.distances, grid=d.grid, wavelength=LAM).abs() ** 2
+    got = ev.output_intensity(ev.images_to_field(images), ts)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-7 * want.max())
+    for a, b in zip(ev.layers(ts), layers):
+        assert torch.equal(a, b)
+    assert (pixels == "cells") == (not torch.equal(ev.images_to_field(images),
+                                                    ev.task.input_field(images)))

@@ -504,8 +504,9 @@ class Trainer:
                     idx, weight = batch[:1], 0.0
                 field = ev.images_to_field(images[idx])
                 if epoch == 0 and b == 0:  # sampling of the fields at every plane (issue #12)
-                    check_stack_sampling(field, stack.transmissions("hard"), ev.design.distances,
-                                         grid=ev.grid, wavelength=ev.design.wavelength)
+                    check_stack_sampling(field, ev.layers(stack.transmissions("hard")),
+                                         ev.design.distances, grid=ev.grid,
+                                         wavelength=ev.design.wavelength)
                 y = torch.as_tensor(labels[idx], device=self.device)
                 loss, inten = self._step(field, y, weight, qat)
                 opt.zero_grad(set_to_none=True)
