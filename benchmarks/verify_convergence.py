@@ -1,7 +1,8 @@
 """Benchmark: training-model vs converged-model gap of D2NN fab directories (issue #12).
 
-For each fab directory (default: a fresh ``optodesign quickstart`` design, trained and
-exported into a temporary directory), it reads the files back and reports:
+For each fab directory (default: the quickstart design, ``optodesign/data/quickstart.toml``,
+trained twice, with pixels as cells (the default) and as point samples (the old default), and
+exported with its process into a temporary directory), it reads the files back and reports:
 
 * the primary metric under the **training model** (the design's pad, one sample per pixel;
   reproduces the trained metric exactly);
@@ -12,13 +13,17 @@ exported into a temporary directory), it reads the files back and reports:
 * the model :func:`optodesign.verify.model.converge` chooses with its default caps, the gap
   to the training model, and the time of the ladder.
 
-Run: ``python benchmarks/verify_convergence.py [FAB_DIR ...] [--max-pad 16]``. Results:
-``benchmarks/results/verify_convergence.{txt,json}``.
+Run: ``python benchmarks/verify_convergence.py [FAB_DIR ...] [--max-pad 16]
+[--test-samples N] [--no-grid] [--results NAME]``. Results:
+``benchmarks/results/verify_convergence.{txt,json}`` (the quickstart, both pixel models) and
+``verify_convergence_mnist4.{txt,json}`` (``examples/d2nn_mnist4.toml`` trained and exported
+with ``thz-printed``, scored on its first 2000 test images, ``--no-grid``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -43,13 +48,18 @@ from optodesign.verify.model import (  # noqa: E402
 from optodesign.verify.readback import read_fab  # noqa: E402
 
 
-def ladder(fab_dir: Path, max_pad: float) -> list[list]:
+def ladder(fab_dir: Path, max_pad: float, test_samples: int = 0,
+           grid: bool = True) -> list[list]:
     fab = read_fab(fab_dir)
     ev = Evaluator.from_design(fab.design)
+    if test_samples and ev.dataset is not None:  # score on the first test_samples images
+        ds = ev.dataset
+        ev.dataset = dataclasses.replace(ds, test_images=ds.test_images[:test_samples],
+                                         test_labels=ds.test_labels[:test_samples])
     metric = ev.task.primary_metric
     g = fab.design.grid
     rows = []
-    models = [SimModel(p, s) for s in (1, 2) for p in (2.0, 4.0, 8.0) if p <= max_pad]
+    models = [SimModel(p, s) for s in (1, 2) for p in (2.0, 4.0, 8.0) if p <= max_pad and grid]
     training = SimModel.training(g)
     for m in models:
         t0 = time.perf_counter()
@@ -61,10 +71,14 @@ def ladder(fab_dir: Path, max_pad: float) -> list[list]:
                      round(time.perf_counter() - t0, 1)])
     t0 = time.perf_counter()
     c = converge(fab, ev, metric=metric)
-    gap = float(c.nominal[metric]) - float(ev.evaluate(fab.transmissions())[metric])
+    trained = float(ev.evaluate(fab.transmissions())[metric])
+    gap = float(c.nominal[metric]) - trained
     rows.append([fab_dir.name, f"chosen: {c.chosen.label()}",
-                 "converged" if c.converged else "NOT converged",
-                 f"gap {100 * gap:+.2f} pts", round(time.perf_counter() - t0, 1)])
+                 f"{'converged' if c.converged else 'NOT converged'}, gap {100 * gap:+.2f} pts",
+                 round(100 * float(c.nominal[metric]), 2), round(time.perf_counter() - t0, 1)])
+    if not grid:  # the training model's row is not in the grid
+        rows.insert(-1, [fab_dir.name, f"training: {training.label()}, {fab.design.pixels}",
+                         "training", round(100 * trained, 2), ""])
     for st in c.steps:
         if st.energy_change is not None:
             rows.append([fab_dir.name, f"ladder pad {st.model.pad:g}, s {st.model.oversample}",
@@ -73,10 +87,36 @@ def ladder(fab_dir: Path, max_pad: float) -> list[list]:
     return rows
 
 
+def quickstart_fab(work: Path, pixels: str) -> Path:
+    """The quickstart config trained with ``optics.pixels = pixels`` and exported with its
+    process: the fab directory ``work/qs-<pixels>``."""
+    from optodesign.commands.quickstart import PROCESS, quickstart_config_text
+
+    run, fab = work / f"run-{pixels}", work / f"qs-{pixels}"
+    run.mkdir()
+    text = quickstart_config_text().replace("[optics]\n", f'[optics]\npixels = "{pixels}"\n', 1)
+    (run / "config.toml").write_text(text)
+    t0 = time.perf_counter()
+    cli = [sys.executable, "-m", "optodesign"]
+    subprocess.run([*cli, "train", str(run / "config.toml"), "--out", str(run / "run"),
+                    "--quiet"], check=True)
+    subprocess.run([*cli, "export", str(run / "run"), "--process", PROCESS, "--out", str(fab)],
+                   check=True, stdout=subprocess.DEVNULL)
+    print(f"quickstart, pixels = {pixels}: trained and exported in "
+          f"{time.perf_counter() - t0:.0f} s")
+    return fab
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fabs", nargs="*", type=Path)
     ap.add_argument("--max-pad", type=float, default=16.0)
+    ap.add_argument("--test-samples", type=int, default=0,
+                    help="score on the first N test images (0: the design's test split)")
+    ap.add_argument("--results", default="verify_convergence",
+                    help="name of the results files under benchmarks/results/")
+    ap.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
+                    help="also score the fixed grid of models (pad 2, 4, 8 at s 1 and 2)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -84,16 +124,11 @@ def main() -> None:
     tmp = None
     if not fabs:
         tmp = tempfile.TemporaryDirectory()
-        out = Path(tmp.name) / "qs"
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "optodesign", "quickstart", "--out", str(out),
-                        "--quiet", "--samples", "1"], check=True)
-        print(f"quickstart (train, export, verify with 1 sample): "
-              f"{time.perf_counter() - t0:.0f} s")
-        fabs = [out / "fab"]
-    rows = [r for f in fabs for r in ladder(f, args.max_pad)]
+        fabs = [quickstart_fab(Path(tmp.name), pixels) for pixels in ("cells", "points")]
+    rows = [r for f in fabs for r in ladder(f, args.max_pad, args.test_samples, args.grid)]
     header = ["fab", "model", "note", "accuracy %", "seconds"]
-    save_table("verify_convergence", rows, header, {"max_pad": args.max_pad})
+    save_table(args.results, rows, header,
+               {"max_pad": args.max_pad, "test_samples": args.test_samples or "all"})
     if tmp is not None:
         tmp.cleanup()
 
