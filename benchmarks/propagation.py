@@ -21,6 +21,11 @@ fft2, the multiply, crop) and tries cheaper variants, to say where time goes bey
 Run: ``python benchmarks/propagation.py`` (about 3-5 min on 2 cores);
 ``--sizes 256 512 --no-peers`` for a quick look. Results go to
 ``benchmarks/results/propagation.{txt,json}``.
+
+``--batch-step`` instead times one propagation of a training batch forward and backward, as
+in ``throughput.py`` (32 fields of 200², pad 2, complex64, the CLI's malloc tuning), on 1 and 2
+threads: ``propagate`` as it runs, one batched ``fft2``/``ifft2``, and the pruned 1-D FFTs in
+cache-sized chunks, paired and interleaved (``results/propagation_batch.{txt,json}``).
 """
 
 from __future__ import annotations
@@ -372,8 +377,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip re-running ours/floor at N >= 1024 with tuned glibc malloc")
     parser.add_argument("--peer-budget", type=float, default=6.0,
                         help="seconds of timed calls per peer and N (repeats drop to >= 3)")
+    parser.add_argument("--batch-step", action="store_true",
+                        help="time a training batch's propagation (forward + backward) instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch_step:
+        batch_step(args.repeats)
+        return
     torch.set_num_threads(THREADS)
     if args.child:  # the allocator check: ours/floor only, JSON on stdout
         warnings.simplefilter("ignore")
@@ -588,6 +598,58 @@ def run(args: argparse.Namespace, sampling_warnings: list[warnings.WarningMessag
                         "FFTs; trust N >= 1024, the paired ratios and the min column, and rerun "
                         "on a quiet machine.")
     save_table("propagation", rows, header, meta, notes=notes)
+
+
+def batch_step(repeats: int, batch: int = 32, n: int = 200) -> None:
+    """``--batch-step``: see the module docstring. Pitch, distance and wavelength as in
+    throughput.py (36 µm, 0.3 m, 532 nm)."""
+    from optodesign.allocator import tune_malloc
+    from optodesign.optics import propagation as prop
+
+    malloc = tune_malloc()
+    grid, z, wl = Grid((n, n), 36e-6, pad=PAD), 0.3, 532e-9
+    g = torch.Generator().manual_seed(0)
+    field = torch.randn(batch, n, n, dtype=torch.complex64, generator=g)
+    weight = torch.rand(n, n, generator=g)
+    real_plan = prop._plan
+    chunk = max(1, min(batch, prop.CHUNK_BYTES // (PAD * n) ** 2 // 8))
+    variants = {"propagate": real_plan, "batched fft2": lambda *a: None,
+                "chunked pruned": lambda *a: ((n, n), tuple(sorted({chunk, batch % chunk} - {0})))}
+
+    def step(plan: Callable) -> torch.Tensor:
+        prop._plan = plan
+        x = field.clone().requires_grad_(True)
+        out = optodesign.propagate(x, z, grid=grid, wavelength=wl)
+        ((out.real**2 + out.imag**2) * weight).sum().backward()
+        return out.detach()
+
+    rows: list[list[object]] = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ref = step(variants["batched fft2"]).to(torch.complex128)
+            errs = {k: rel_l2(step(f), ref) for k, f in variants.items()}
+            # several threads and many small calls can be slow on shared cores: fewer repeats
+            raw = time_raw([lambda f=f: step(f) for f in variants.values()],
+                           repeats if threads == 1 else max(3, repeats // 3))
+            times = dict(zip(variants, raw, strict=True))
+            base = times["batched fft2"]
+            for k, t in times.items():
+                paired = statistics.median(b / a for a, b in zip(t, base, strict=True))
+                rows.append([threads, k, round(statistics.median(t) * 1e3, 1),
+                             round(min(t) * 1e3, 1), len(t), round(paired, 3), f"{errs[k]:.1e}"])
+    finally:
+        prop._plan = real_plan
+    header = ["threads", "variant", "median ms", "min ms", "reps", "x batched (paired)",
+              "rel L2 vs batched"]
+    meta = {**machine_info(), "batch": batch, "n": n, "pad": PAD, "chunk_fields": chunk,
+            "malloc": malloc, "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+    save_table("propagation_batch", rows, header, meta, notes=[
+        f"One propagation of {batch} fields {n}x{n} padded to {PAD * n}x{PAD * n}, complex64, "
+        "forward + backward (weighted intensity loss); medians over interleaved repeats; "
+        "'x batched' = median of batched/variant per repeat (> 1: faster than batched fft2).",
+        f"propagate() takes the chunked pruned path on 1 CPU thread ({chunk} field(s) per "
+        "chunk), the batched fft2 on more threads."])
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def tiny_d2nn_config(tmp_path: Path):
 TIERS = ("physics", "property", "roundtrip", "e2e")
 MODULE_TIER = {
     "test_propagation": "physics",
+    "test_propagation_pruned": "physics",
     "test_rs_crosscheck": "physics",
     "test_units_grid": "physics",
     "test_quantize_phase": "property",

@@ -198,54 +198,110 @@ def clear_transfer_cache() -> None:
     _cache.clear()
 
 
-#: (padded shape, dtype, device, threads) -> the complex dtype in which the FFTs run correctly
+#: (padded shape, dtype, device, threads, pruned plan) -> the complex dtype in which the FFTs
+#: run correctly
 _fft_checked: dict[tuple, torch.dtype] = {}
+
+#: padded bytes per chunk on one CPU thread: the batch is propagated a few fields at a time so
+#: each field's passes stay in cache (benchmarks/propagation.py, "chunked pruned")
+CHUNK_BYTES = 2 << 20
+
+
+def _plan(field_shape: tuple[int, ...], padded: tuple[int, int], itemsize: int,
+          device: torch.device) -> tuple[tuple[int, int], tuple[int, ...]] | None:
+    """How :func:`propagate` transforms a batch: None for one batched ``fft2``/``ifft2`` (GPU,
+    several CPU threads, or pad 1), else ``((ny, nx), chunk sizes)`` for the pruned 1-D
+    transforms of chunks of the batch (at most two sizes: the chunk and the remainder).
+
+    On one CPU thread the zero-padded transform is pruned (the zero rows are never
+    transformed, the cropped rows never computed: 3/4 of the work at pad 2) and the batch runs
+    in chunks of about :data:`CHUNK_BYTES` of padded field, which keeps every pass in cache;
+    batched, the strided 1-D passes are slower than MKL's fft2, and with several threads the
+    many small calls cost more than they save.
+    """
+    ny, nx = field_shape[-2:]
+    batch = math.prod(field_shape[:-2])
+    if device.type != "cpu" or torch.get_num_threads() != 1 or padded == (ny, nx) or \
+            batch == 0:
+        return None
+    size = max(1, min(batch, CHUNK_BYTES // (padded[0] * padded[1] * itemsize)))
+    return (ny, nx), tuple(sorted({size, batch % size} - {0}))
+
+
+def _pruned(x: Tensor, padded: tuple[int, int], h: Tensor) -> Tensor:
+    """``ifft2(fft2(x, s=padded) · h, norm="forward")[..., :ny, :nx]`` for ``x`` of shape
+    ``(k, ny, nx)``, skipping the zero input rows and the discarded output columns.
+
+    Forward: the y-pass only on the nx columns that are not zero padding, the x-pass on every
+    row; inverse: the x-pass on every row, keeping nx columns, then the y-pass on those.
+    """
+    ny, nx = x.shape[-2:]
+    spectrum = torch.fft.fft(torch.fft.fft(x, n=padded[0], dim=-2), n=padded[1], dim=-1)
+    # in place: fft's backward does not need its output, so this saves an allocation
+    rows = torch.fft.ifft(spectrum.mul_(h), dim=-1, norm="forward")[..., :nx]
+    return torch.fft.ifft(rows, dim=-2, norm="forward")[..., :ny, :]
 
 
 @torch.no_grad()
-def _round_trips(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether fft2 followed by an unnormalised ifft2 returns ``n`` times a random field, and
-    fft2 conserves energy (Parseval), exactly as :func:`propagate` calls them."""
+def _round_trips(padded: tuple[int, int], dtype: torch.dtype, device: torch.device,
+                 pruned: tuple | None = None) -> bool:
+    """Whether the forward transform :func:`propagate` runs conserves energy (Parseval) and its
+    unnormalised inverse returns ``n`` times a random field, with exactly the calls (lengths,
+    norms, batch sizes) that :func:`propagate` makes: ``fft2``/``ifft2`` of ``padded``, or for
+    a ``pruned`` plan from :func:`_plan`, the 1-D transforms of :func:`_pruned` per chunk size.
+    """
+    (ny, nx), chunks = pruned or ((0, 0), ())
     g = torch.Generator(device=device).manual_seed(12345)  # never touches the global RNG
     real = torch.float64 if dtype == torch.complex128 else torch.float32
-    x = torch.complex(torch.randn(shape, generator=g, device=device, dtype=real),
-                      torch.randn(shape, generator=g, device=device, dtype=real))
-    n = shape[0] * shape[1]
-    spectrum = torch.fft.fft2(x, s=shape)
-    parseval = (spectrum.abs().square().sum() / (n * x.abs().square().sum())).item()
-    back = torch.fft.ifft2(spectrum, norm="forward").div_(n)
-    err = ((back - x).norm() / x.norm()).item()
+    n = padded[0] * padded[1]
     tol = 1e-4 if dtype == torch.complex64 else 1e-10
-    return math.isfinite(err) and err < tol and abs(parseval - 1) < tol
+    for k in chunks or (None,):
+        shape = padded if k is None else (k, ny, nx)
+        x = torch.complex(torch.randn(shape, generator=g, device=device, dtype=real),
+                          torch.randn(shape, generator=g, device=device, dtype=real))
+        if k is None:
+            spectrum = torch.fft.fft2(x, s=padded)
+            back = torch.fft.ifft2(spectrum, norm="forward")
+        else:
+            spectrum = torch.fft.fft(torch.fft.fft(x, n=padded[0], dim=-2), n=padded[1], dim=-1)
+            rows = torch.fft.ifft(spectrum, dim=-1, norm="forward")[..., :nx]
+            back = torch.fft.ifft(rows, dim=-2, norm="forward")[..., :ny, :]
+        parseval = (spectrum.abs().square().sum() / (n * x.abs().square().sum())).item()
+        err = ((back.div(n) - x).norm() / x.norm()).item()
+        if not (math.isfinite(err) and err < tol and abs(parseval - 1) < tol):
+            return False
+    return True
 
 
-def _fft_dtype(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """The dtype to run :func:`propagate`'s FFTs in for this padded shape: ``dtype`` itself,
-    unless this platform's FFT fails the round trip there, then complex128.
+def _fft_dtype(padded: tuple[int, int], dtype: torch.dtype, device: torch.device,
+               pruned: tuple | None = None) -> torch.dtype:
+    """The dtype to run :func:`propagate`'s FFTs in for this padded shape and ``pruned`` plan
+    (from :func:`_plan`; None: batched ``fft2``): ``dtype`` itself, unless this platform's FFT
+    fails the round trip there, then complex128.
 
-    Checked once per (padded shape, dtype, device, thread count). Torch 2.13/2.14 CPU builds
-    (MKL) on AMD EPYC with 2 threads return a single complex64 ``ifft2`` of exactly 2048² scaled
-    by 1/2048² (see README, "Platform notes"); whichever size a library breaks next, the check
-    catches it instead of returning a silently wrong field.
+    Checked once per (padded shape, dtype, device, thread count, plan). Torch 2.13/2.14 CPU
+    builds (MKL) on AMD EPYC with 2 threads return a single complex64 ``ifft2`` of exactly
+    2048² scaled by 1/2048² (see README, "Platform notes"); whichever size or call a library
+    breaks next, the check catches it instead of returning a silently wrong field.
 
     Raises:
         FFTSelfCheckError: neither dtype round-trips.
     """
-    key = (shape, dtype, str(device), torch.get_num_threads())
+    key = (padded, dtype, str(device), torch.get_num_threads(), pruned)
     found = _fft_checked.get(key)
     if found is None:
         for candidate in dict.fromkeys((dtype, torch.complex128)):
-            if _round_trips(shape, candidate, device):
+            if _round_trips(padded, candidate, device, pruned):
                 found = candidate
                 break
         else:
             raise FFTSelfCheckError(
-                f"the FFT of this platform does not round-trip a {shape[0]}x{shape[1]} field "
+                f"the FFT of this platform does not round-trip a {padded[0]}x{padded[1]} field "
                 f"({dtype}, {device}, {torch.get_num_threads()} threads); try another pad or "
                 f"torch.set_num_threads(1)")
         if found != dtype:
             log.warning("platform FFT: %s %dx%d on %s with %d threads fails its round trip; "
-                        "propagating in %s instead", dtype, shape[0], shape[1], device,
+                        "propagating in %s instead", dtype, padded[0], padded[1], device,
                         torch.get_num_threads(), found)
         _fft_checked[key] = found
     return found
@@ -387,7 +443,12 @@ def propagate(
         if report.fatal:
             raise SamplingError(report.problems[0])
     nyp, nxp = grid.padded().shape
-    compute = _fft_dtype((nyp, nxp), field.dtype, field.device)
+    pruned = _plan(tuple(field.shape), (nyp, nxp), field.element_size(), field.device)
+    compute = _fft_dtype((nyp, nxp), field.dtype, field.device, pruned)
+    if pruned and compute != field.dtype:
+        # the fallback dtype has twice the bytes: chunk for it (and check that plan too)
+        pruned = _plan(tuple(field.shape), (nyp, nxp), 16, field.device)
+        compute = _fft_dtype((nyp, nxp), compute, field.device, pruned)
     # The inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse runs
     # unnormalised (norm="forward"): one pass fewer, and it avoids the scaled complex64 inverse
     # that some MKL builds get wrong (see _fft_dtype).
@@ -396,12 +457,21 @@ def propagate(
                           scale=1.0 / (nyp * nxp))
     # fft2 with s= zero-pads at the end of each axis; for a linear convolution the position of
     # the padding does not matter, and cropping [:ny, :nx] recovers the original window.
-    spectrum = torch.fft.fft2(field.to(compute), s=(nyp, nxp))
+    spectrum = None
     if first:
+        spectrum = torch.fft.fft2(field.detach().to(compute), s=(nyp, nxp)) if pruned else \
+            torch.fft.fft2(field.to(compute), s=(nyp, nxp))
         for problem in _field_problems(spectrum, report, grid=grid, distance=distance,
                                        wavelength=wavelength, bandlimit=bandlimit):
             warnings.warn(problem, SamplingWarning, stacklevel=2)
         _warned.add(key)
+    if pruned:
+        flat = field.reshape(-1, ny, nx).to(compute)
+        parts = [_pruned(part, (nyp, nxp), h) for part in flat.split(max(pruned[1]))]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.reshape(field.shape).to(field.dtype)
+    if spectrum is None:
+        spectrum = torch.fft.fft2(field.to(compute), s=(nyp, nxp))
     # in place: fft2's backward does not need its output, so this saves an allocation
     out = torch.fft.ifft2(spectrum.mul_(h), norm="forward")
     if (nyp, nxp) != (ny, nx):
