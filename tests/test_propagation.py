@@ -197,7 +197,18 @@ def test_padded_2048_complex64_matches_complex128() -> None:
         torch.set_num_threads(threads)
 
 
-def test_fft_self_check_catches_a_broken_fft_and_falls_back(monkeypatch, caplog) -> None:
+@pytest.fixture
+def batched_fft_path():
+    """Two torch threads: propagate() takes the batched fft2 path these tests break (on one
+    thread it takes the pruned 1-D path, tested in tests/test_propagation_pruned.py)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_fft_self_check_catches_a_broken_fft_and_falls_back(monkeypatch, caplog,
+                                                            batched_fft_path) -> None:
     """Whichever size a library breaks next: a mis-scaled complex64 inverse FFT at one padded
     shape is caught by the once-per-shape self-check, and propagate() stays right."""
     from optodesign.optics import propagation as prop
@@ -224,7 +235,7 @@ def test_fft_self_check_catches_a_broken_fft_and_falls_back(monkeypatch, caplog)
     assert chosen[((96, 96), torch.complex64)] == torch.complex128
 
 
-def test_fft_self_check_refuses_when_nothing_round_trips(monkeypatch) -> None:
+def test_fft_self_check_refuses_when_nothing_round_trips(monkeypatch, batched_fft_path) -> None:
     from optodesign.optics import propagation as prop
 
     real_ifft2 = torch.fft.ifft2
