@@ -12,8 +12,10 @@ with ``oversample = s``:
   rotated cell covers);
 * the input (a test image's field, or the plane wave) is the training input held constant
   over each design pixel;
-* for ``s > 1`` every sample of a drawing (layers and input) is a flat-topped cell: the
-  drawing is band-limited to the grid with each cell's exact spectrum
+* for ``s > 1``, and at ``s = 1`` for a design trained with ``pixels = "cells"`` (the
+  default; :attr:`optodesign.evaluate.Evaluator.cells`), every sample of a drawing (layers
+  and input) is a flat-topped cell: the drawing is band-limited to the grid with each cell's
+  exact spectrum
   (:func:`~optodesign.optics.cells.cell_band_limit`), so the model converges in ``s`` from
   ``s = 2`` (point samples converge as ``s⁻²``: 13 % change of the quickstart's detector
   energies from 2 to 4 samples per pixel, against 0.25 % with cells);
@@ -40,7 +42,6 @@ from torch import Tensor
 from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import Grid
-from ..optics.cells import pixel_mean, upsample
 from ..optics.placement import place, place_drawn
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from .readback import FabStack
 
 __all__ = ["SimModel", "ModelEvaluator", "evaluator_for", "render", "Convergence",
-           "ConvergenceStep", "converge", "upsample", "pixel_mean", "ENERGY_TOLERANCE",
+           "ConvergenceStep", "converge", "ENERGY_TOLERANCE",
            "MAX_PAD", "MAX_OVERSAMPLE"]
 
 #: convergence: largest relative change (L2 over every probe input) of the task's readings
