@@ -8,17 +8,20 @@ For the quickstart D2NN (digits, ``thz-printed``), the hologram and the lens exa
   the examples) plus ``errors`` (the realistic magnitudes below, error-aware training on the
   p5 statistic, sampling verify's own error models: :mod:`optodesign.train.robust`);
 
-exports each (GDS) and verifies it with ``optodesign.verify.montecarlo.verify_fab`` (the
-verify model on main when this ran: per-sample numpy perturbation of the read-back
-``Physical``), reporting the nominal metric, the DRC violations (errors + warnings), the
-metric under each single error (mean of ``--single`` samples) and under all of them combined
-(mean and 5th percentile of ``--samples`` samples, at least 100 for the table).
+exports each (GDS) and verifies it with ``optodesign.verify.montecarlo.verify_fab``
+(``--model converged``: the convergence ladder once per design, every error then under the
+chosen model; ``--model training``: the training model), reporting the nominal metric, the
+DRC violations (errors + warnings), the metric under each single error (mean of ``--single``
+samples) and under all of them combined (mean and 5th percentile of ``--samples`` samples, at
+least 100 for the table).
 
 Realistic magnitudes (issue #13): line-width bias ±¼ px (both signs are rows), misalignment
 ½ px per layer, rotation 0.2°, height σ 2 % of a 2π step.
 
-Run: ``python benchmarks/robust.py`` (about 10 minutes on 2 quiet cores);
-``--quick`` for a smoke run. Results: ``benchmarks/results/robust.{txt,json}``.
+Run: ``python benchmarks/robust.py [--model converged|training]`` (``training``: about 10
+minutes on 2 quiet cores; ``converged`` simulates the D2NN's 449 digits at pad 8, 2×2 samples
+per pixel for every one of its 140 samples, hours on 2 cores); ``--quick`` for a smoke run.
+Results: ``benchmarks/results/robust.{txt,json}``.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ def case_configs(name: str, size: int, quick: bool) -> tuple[dict, dict, str]:
 
 
 def evaluate(run: Path, process, pitch: float, *, samples: int, single: int,
-             tmp: Path) -> list[float]:
-    """[nominal, DRC count, single errors..., combined mean, combined p5]."""
+             tmp: Path, model: str) -> list[float]:
+    """[nominal, DRC count, single errors..., combined mean, combined p5], under verify's
+    converged model (the ladder climbed once per design, then reused) or the training
+    model."""
     from optodesign.design import Design
 
     design = Design.load(run)
@@ -110,15 +115,13 @@ def evaluate(run: Path, process, pitch: float, *, samples: int, single: int,
     fab = tmp / (run.name + "_fab")
     export_design(design, process, fab, formats=("gds",), design_dir=run, plot=False)
     out: list[float] = []
-    nominal = None
+    cfg = parse_errors({"errors": values_units(combined(process, pitch))})
+    res = verify_fab(fab, errors=cfg, samples=samples, sweep=False, fast=model == "training")
+    v, nominal, sim = res.combined.values, res.nominal_value, res.model
     for values in magnitudes(process, pitch).values():
         cfg = parse_errors({"errors": values_units(values)})
-        res = verify_fab(fab, errors=cfg, samples=single, sweep=False)
-        nominal = res.nominal_value
-        out.append(float(res.combined.values.mean()))
-    cfg = parse_errors({"errors": values_units(combined(process, pitch))})
-    res = verify_fab(fab, errors=cfg, samples=samples, sweep=False)
-    v = res.combined.values
+        single_res = verify_fab(fab, errors=cfg, samples=single, sweep=False, model=sim)
+        out.append(float(single_res.combined.values.mean()))
     return [float(nominal), float(n_drc), *out, float(v.mean()), float(np.percentile(v, 5))]
 
 
@@ -135,6 +138,9 @@ def main() -> None:
     ap.add_argument("--error-samples", type=int, default=2,
                     help="error realisations per training step (robust)")
     ap.add_argument("--quick", action="store_true", help="2 epochs, 10 samples (smoke run)")
+    ap.add_argument("--model", choices=("converged", "training"), default="converged",
+                    help="verify's model: the converged one (the ladder, once per design) or "
+                         "the training model (pad 2, one sample per pixel, cells)")
     args = ap.parse_args()
     if args.quick:
         args.samples, args.single = 10, 2
@@ -156,7 +162,7 @@ def main() -> None:
                 Trainer(cfg, run, progress=False).run()
                 train_s = time.perf_counter() - t0
                 vals = evaluate(run, process, pitch, samples=args.samples, single=args.single,
-                                tmp=tmp)
+                                tmp=tmp, model=args.model)
                 rows.append([case, label, *[round(v, 4) for v in vals], round(train_s, 1)])
                 print(rows[-1], flush=True)
     header = ["case", "training", "nominal", "DRC", "bias+1/4px", "bias-1/4px",
@@ -164,9 +170,9 @@ def main() -> None:
     save_table("robust", rows, header, {
         "size": args.size, "samples": args.samples, "single_samples": args.single,
         "error_samples_per_step": args.error_samples, "quick": args.quick,
-        "verify_model": "optodesign.verify.montecarlo.verify_fab on main 889fac0/e6b049d "
-                        "(numpy per-sample perturbation; the converged torch verify of "
-                        "issue #12 had not landed)",
+        "verify_model": f"optodesign.verify.montecarlo.verify_fab, {args.model} model "
+                        "(torch geometric error models of issue #12; designs trained with "
+                        "pixels = cells)",
         "training_errors": "verify's error models (optodesign/train/robust.py ErrorSampler)",
         "metric": "d2nn accuracy, hologram PSNR dB, lens Strehl"})
 
