@@ -21,7 +21,8 @@ Realistic magnitudes (issue #13): line-width bias ±¼ px (both signs are rows),
 Run: ``python benchmarks/robust.py [--model converged|training]`` (``training``: about 10
 minutes on 2 quiet cores; ``converged`` simulates the D2NN's 449 digits at pad 8, 2×2 samples
 per pixel for every one of its 140 samples, hours on 2 cores); ``--quick`` for a smoke run.
-Results: ``benchmarks/results/robust.{txt,json}``.
+Results: ``benchmarks/results/robust.{txt,json}`` (``--model training``, all three cases) and
+``robust_converged.{txt,json}`` (``--cases hologram,lens --results robust_converged``).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main() -> None:
     ap.add_argument("--error-samples", type=int, default=2,
                     help="error realisations per training step (robust)")
     ap.add_argument("--quick", action="store_true", help="2 epochs, 10 samples (smoke run)")
+    ap.add_argument("--results", default="robust",
+                    help="name of the results files under benchmarks/results/")
     ap.add_argument("--model", choices=("converged", "training"), default="converged",
                     help="verify's model: the converged one (the ladder, once per design) or "
                          "the training model (pad 2, one sample per pixel, cells)")
@@ -167,7 +170,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     header = ["case", "training", "nominal", "DRC", "bias+1/4px", "bias-1/4px",
               "misalign1/2px", "rot0.2deg", "height2%", "all mean", "all p5", "train s"]
-    save_table("robust", rows, header, {
+    save_table(args.results, rows, header, {
         "size": args.size, "samples": args.samples, "single_samples": args.single,
         "error_samples_per_step": args.error_samples, "quick": args.quick,
         "verify_model": f"optodesign.verify.montecarlo.verify_fab, {args.model} model "
