@@ -214,6 +214,7 @@ def main() -> None:
     missing = [f for f in asked if f not in frameworks]
     allocs = allocators()
     res: dict[tuple[str, str], list[float]] = {}
+    by_round: dict[tuple[str, str], dict[int, float]] = {}
     versions: dict[str, str] = {}
     mallocs: dict[tuple[str, str], set[str]] = {}
     t0 = time.perf_counter()
@@ -233,6 +234,7 @@ def main() -> None:
                 rec = json.loads(proc.stdout.strip().splitlines()[-1])
                 versions[fw] = rec["version"]
                 res.setdefault((fw, alloc), []).append(rec["samples_per_s"])
+                by_round.setdefault((fw, alloc), {})[r] = rec["samples_per_s"]
                 if rec["malloc"] is not None:
                     mallocs.setdefault((fw, alloc), set()).add(rec["malloc"])
                 print(f"round {r + 1}: {fw:11s} {alloc:30s} {rec['samples_per_s']:7.2f} "
@@ -243,13 +245,19 @@ def main() -> None:
         for alloc, *_ in allocs:
             if (fw, alloc) not in med:
                 continue
-            peer = med.get(("lightridge", _peer_alloc(alloc, allocs)))
-            ratio = round(med[(fw, alloc)] / peer, 2) if peer and fw != "lightridge" else None
+            peer_key = ("lightridge", _peer_alloc(alloc, allocs))
+            peer = med.get(peer_key)
+            ratio = paired = None
+            if peer and fw != "lightridge":
+                ratio = round(med[(fw, alloc)] / peer, 2)
+                ours, theirs = by_round[(fw, alloc)], by_round[peer_key]
+                both = [ours[r] / theirs[r] for r in ours if r in theirs]
+                paired = round(statistics.median(both), 2) if both else None
             rows.append([f"{fw} {versions.get(fw, '')}".strip(), alloc,
-                         round(med[(fw, alloc)], 2), ratio,
+                         round(med[(fw, alloc)], 2), ratio, paired,
                          " ".join(f"{v:.1f}" for v in res[(fw, alloc)])])
     header = ["framework", "allocator", "samples/s", "x LightRidge (same allocator)",
-              "per round"]
+              "x LightRidge, paired", "per round"]
     meta = {"network": f"{LAYERS} phase layers {N}x{N}, pitch {PITCH * 1e6:g} um, "
                        f"wavelength {WAVELENGTH * 1e9:g} nm, {DIST} m spacing, "
                        f"padded to {N + 2 * PAD}x{N + 2 * PAD}",
@@ -263,7 +271,9 @@ def main() -> None:
     notes = [
         "samples/s = batch / median step time (forward + CE loss + backward + Adam), median "
         "over rounds of fresh processes (each round's value in the last column); rounds "
-        "interleave every configuration.",
+        "interleave every configuration. 'x LightRidge' = ratio of the medians; 'paired' = "
+        "median over rounds of the ratio within a round (the two processes ran minutes "
+        "apart, so a slow spell of the shared machine hits both).",
         "allocator = what the worker process ran with; ours always goes through the CLI's "
         "tune_malloc(): 'glibc default' is ours with OPTODESIGN_NO_MALLOC_TUNING=1 (the "
         "opt-out), 'glibc tuned by the CLI (mallopt)' is ours as `optodesign train` runs by "

@@ -198,6 +198,7 @@ def test_error_aware_training_trains_and_is_deterministic(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("name,value", [("linewidth_bias", 10e-9), ("height_sigma", 20e-9),
+                                        ("linewidth_bias_sigma", 10e-9),
                                         ("index_error", 0.05), ("misalignment", 100e-9)])
 def test_pillars_realisation_is_verify_s(tmp_path: Path, name: str, value: float) -> None:
     """The sampler is kind-agnostic: on a ``tio2-pillars`` metasurface (every meta-atom a

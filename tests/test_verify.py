@@ -354,6 +354,28 @@ def test_linewidth_bias_single_pixel_analytic(lossless) -> None:
     assert fine.shape == (56, 56) and (fine > 0).sum() == 10 * 10
 
 
+def test_linewidth_bias_sigma_is_a_signed_bias_per_sample() -> None:
+    """``linewidth_bias_sigma`` draws one bias per sample from N(0, σ²), of either sign, added
+    to the systematic ``linewidth_bias``; switching it on leaves the other draws unchanged."""
+    from optodesign.process import Physical
+
+    phys = Physical(kind="thin", heights=np.zeros((2, 5, 5)), base=0.5e-3, n=1.5, n0=1.0,
+                    element_wavelength=0.75e-3, wavelength=0.75e-3, distances=(0.0, 0.01, 0.01),
+                    bias=0.0, oversample=8)
+    sigma = 1e-5
+    drawn = np.array([perturb(phys, ErrorModel(linewidth_bias_sigma=sigma), seed=3,
+                              sample=i).bias for i in range(400)])
+    assert (drawn > 0).any() and (drawn < 0).any()
+    assert abs(drawn.mean()) < 4 * sigma / 20 and drawn.std() == pytest.approx(sigma, rel=0.15)
+    both = perturb(phys, ErrorModel(linewidth_bias=2e-5, linewidth_bias_sigma=sigma), seed=3,
+                   sample=7)
+    assert both.bias == pytest.approx(2e-5 + drawn[7], abs=1e-18)
+    alone = perturb(phys, ErrorModel(misalignment=1e-4), seed=3, sample=7)
+    with_bias = perturb(phys, ErrorModel(misalignment=1e-4, linewidth_bias_sigma=sigma), seed=3,
+                        sample=7)
+    np.testing.assert_array_equal(alone.shift_array(), with_bias.shift_array())
+
+
 def test_spacing_sigma_perturbs_nonzero_distances_only(tmp_path: Path, lossless) -> None:
     d = lens_design(lossless)
     fab = read_fab(export(d, lossless, tmp_path))

@@ -75,6 +75,9 @@ def apply_random(phys: Physical, model: ErrorModel, *, seed: int, sample: int) -
     if model.rotation:
         a = math.radians(model.rotation) * _rng(seed, sample, "rotation").standard_normal(K)
         changes["rotations"] = phys.rotation_array() + a
+    if model.linewidth_bias_sigma:
+        z = _rng(seed, sample, "linewidth_bias_sigma").standard_normal()
+        changes["bias"] = phys.bias + model.linewidth_bias_sigma * float(z)
     if model.spacing_sigma:
         z = _rng(seed, sample, "spacing_sigma").standard_normal(len(phys.distances))
         changes["distances"] = tuple(

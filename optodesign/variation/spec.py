@@ -14,6 +14,7 @@ An errors file (TOML) has up to three tables; every magnitude is in physical uni
     misalignment = "40 um"         # lateral offset of each layer, σ per axis
     rotation = 0.05                # in-plane rotation of each layer about its centre, σ, degrees
     linewidth_bias = "10 um"       # dilation (> 0) / erosion (< 0) of raised regions, per edge
+    linewidth_bias_sigma = "10 um" # line-width bias drawn per sample (run to run), σ
     spacing_sigma = "100 um"       # error of every non-zero distance (layer spacing), σ
     wavelength_shift = "0 nm"      # source detuning Δλ (systematic)
     kappa = 0.0                    # extra extinction coefficient κ of the material
@@ -121,6 +122,8 @@ ERRORS: dict[str, ErrorSpec] = {s.name: s for s in (
     ErrorSpec("rotation", "angle", True, "deg", "rotation of each layer (σ)"),
     ErrorSpec("linewidth_bias", "signed_length", False, "m",
               "line-width bias: dilation (> 0) / erosion (< 0) per edge"),
+    ErrorSpec("linewidth_bias_sigma", "length", True, "m",
+              "line-width bias drawn per sample (run to run, σ)"),
     ErrorSpec("spacing_sigma", "length", True, "m", "layer-spacing error (σ per distance)"),
     ErrorSpec("wavelength_shift", "signed_length", False, "m", "wavelength detuning Δλ"),
     ErrorSpec("kappa", "kappa", False, "", "extra extinction coefficient κ"),
@@ -128,7 +131,7 @@ ERRORS: dict[str, ErrorSpec] = {s.name: s for s in (
 
 #: stable ids of the random streams (never renumber: seeds would change meaning)
 STREAM = {"height_sigma": 1, "height_scale_sigma": 2, "index_sigma": 3, "misalignment": 4,
-           "rotation": 5, "spacing_sigma": 6}
+           "rotation": 5, "spacing_sigma": 6, "linewidth_bias_sigma": 7}
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class ErrorModel:
     misalignment: float = 0.0
     rotation: float = 0.0
     linewidth_bias: float = 0.0
+    linewidth_bias_sigma: float = 0.0
     spacing_sigma: float = 0.0
     wavelength_shift: float = 0.0
     kappa: float = 0.0
@@ -382,6 +386,7 @@ def reference_magnitude(name: str, scales: Scales) -> float:
         "misalignment": 0.1 * s.pitch,
         "rotation": math.degrees(0.1 / (s.size / 2)),
         "linewidth_bias": s.pitch / 16,
+        "linewidth_bias_sigma": s.pitch / 16,
         "spacing_sigma": 0.005 * s.distance,
         "wavelength_shift": 0.005 * s.wavelength,
         "kappa": -math.log(0.95) * s.wavelength / (2 * math.pi * s.height_2pi),
