@@ -439,3 +439,57 @@ def test_far_field_planes_are_plotted_in_direction_sines() -> None:
     show_plane(ax, np.ones((n, n)), pitch=lam / (n * p), coordinate="sine")
     assert ax.get_xlabel() == "sin θx" and ax.get_ylabel() == "sin θy"
     assert ax.get_xlim()[1] == pytest.approx((n - n // 2 - 0.5) * lam / (n * p))
+
+
+# ---------------------------------------------------------------------------- placement
+def test_a_grating_period_moves_its_neighbours_in_instead_of_zero_filling() -> None:
+    """One period of a grating (``periodic``): an integer shift is a roll, a sub-sample shift
+    of the drawing keeps every order's power (|DFT| of the period) exactly, and a rotation
+    leaves no empty corners; without ``periodic`` the window is an opaque aperture."""
+    from optodesign.optics.placement import place, place_drawn
+
+    rng = np.random.default_rng(1)
+    n = 12
+    t = torch.as_tensor(np.exp(2j * np.pi * rng.integers(0, 4, (1, n, n)) / 4))
+    grid = Grid((n, n), 1e-6)
+    shift = np.array([[2e-6, -3e-6]])
+    rolled = torch.roll(t, (2, -3), dims=(-2, -1))
+    np.testing.assert_allclose(place(t, grid=grid, shifts=shift, periodic=True), rolled,
+                               atol=1e-12)
+    assert not torch.allclose(place(t, grid=grid, shifts=shift), rolled)
+    np.testing.assert_allclose(place_drawn(t, grid=grid, shifts=shift, periodic=True), rolled,
+                               atol=1e-9)
+    orders = torch.fft.fft2(t).abs()
+    sub = np.array([[0.37e-6, -1.21e-6]])
+    for fn in (place, place_drawn):
+        moved = torch.fft.fft2(fn(t, grid=grid, shifts=sub, periodic=True)).abs()
+        np.testing.assert_allclose(moved, orders, atol=1e-9)
+    open_ = torch.fft.fft2(place_drawn(t, grid=grid, shifts=sub)).abs()
+    assert (open_ - orders).abs().max() > 0.5
+    ones = torch.ones((1, n, n), dtype=torch.complex128)
+    turned = place(ones, grid=grid, rotations=np.array([0.05]), periodic=True)
+    np.testing.assert_allclose(turned, ones, atol=1e-12)
+    assert place(ones, grid=grid, rotations=np.array([0.05]))[0, 0, -1].abs() < 0.9
+
+
+def test_fanout_verify_misalignment_keeps_the_order_efficiencies(tmp_path: Path) -> None:
+    """Verify moves a grating as the infinite grating moves: under the converged drawn model
+    a misaligned fan-out keeps its efficiency (a lateral shift changes no order's power)."""
+    from optodesign.export.fab import export_design
+    from optodesign.process import load_process
+    from optodesign.variation.spec import parse_errors
+    from optodesign.verify.montecarlo import verify_fab
+
+    p = load_process("fused-silica-etch4")
+    n = 16
+    rng = np.random.default_rng(3)
+    d = Design(setup=FanOutSetup(period=n * 2e-6, orders=((1, 0), (-1, 0), (0, 0))),
+               wavelength=p.wavelength, pitch=2e-6, levels=rng.integers(0, 4, (1, n, n)),
+               level_tables=p.level_table(), distances=(0.0, 0.0))
+    d.save(tmp_path / "run")
+    export_design(d, p, tmp_path / "fab", formats=("gds",), design_dir=tmp_path / "run",
+                  plot=False)
+    cfg = parse_errors({"errors": {"misalignment": "0.7 um"}})
+    r = verify_fab(tmp_path / "fab", errors=cfg, samples=4, sweep=False)
+    v = r.combined.values
+    assert np.allclose(v, r.nominal_value, rtol=1e-4), (v, r.nominal_value)

@@ -55,7 +55,7 @@ def _axis(ny: int, nx: int, axis: tuple[float, float] | None) -> tuple[float, fl
 
 
 def place(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = None,
-          axis: tuple[float, float] | None = None) -> Tensor:
+          axis: tuple[float, float] | None = None, periodic: bool = False) -> Tensor:
     """Move each layer's transmission: rotate about the optical axis, then shift; zero-fill.
 
     The moved element is sampled at the (fixed) pixel centres by bilinear interpolation of
@@ -77,6 +77,9 @@ def place(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = None,
             grid samples a design more finely than its pixels (verify's drawn layers: the
             centre of the design's pixel ``(ny // 2, nx // 2)`` lies at ``(ny // 2 · s +
             (s − 1) / 2, …)`` on ``s`` samples per pixel); default ``(ny // 2, nx // 2)``.
+        periodic: the window is one period of an infinite element (a grating,
+            :attr:`optodesign.tasks.Task.periodic`): what leaves the window on one side
+            re-enters on the other, as the neighbouring periods move in (:func:`_periodic`).
 
     Returns:
         ``t``'s shape and dtype (``t`` itself when nothing moves); differentiable in ``t``.
@@ -87,6 +90,8 @@ def place(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = None,
     moves = _moves(t, grid, shifts, rotations)
     if moves is None:
         return t
+    if periodic:
+        return _periodic(t, grid, shifts, rotations, axis)
     flat, sh, rot = moves
     B, ny, nx = flat.shape
     dev = t.device
@@ -131,8 +136,40 @@ def _bilinear(a: Tensor, yy: Tensor, xx: Tensor) -> Tensor:
     return torch.view_as_complex(out).reshape(B, ny, nx)
 
 
+def _periodic(t: Tensor, grid: Grid, shifts: Any, rotations: Any,
+              axis: tuple[float, float] | None) -> Tensor:
+    """:func:`place` for a window that is one period of an infinite element.
+
+    A rotation tiles the element 3 × 3, rotates it about the central tile's axis and reads
+    the central tile back, so the neighbouring periods turn into the window (a rotated
+    grating is no longer periodic in the window: this is the rotated infinite grating seen
+    through it). A shift is a circular phase ramp of the period's spectrum: the order
+    amplitudes of the moved grating, exactly, for any sub-pixel shift (bilinear interpolation
+    would smooth the period and change its orders)."""
+    ny, nx = t.shape[-2:]
+    if rotations is not None and np.any(_numpy(rotations)):
+        cy, cx = _axis(ny, nx, axis)
+        tiled = t.repeat(*([1] * (t.ndim - 2)), 3, 3)
+        big = Grid((3 * ny, 3 * nx), grid.pitch, pad=grid.pad)
+        t = place(tiled, grid=big, rotations=rotations,
+                  axis=(cy + ny, cx + nx))[..., ny:2 * ny, nx:2 * nx]
+    moves = _moves(t, grid, shifts, None)
+    if moves is None:
+        return t
+    flat, sh, _ = moves
+    compute = _compute((ny, nx), flat)
+    f64 = dict(dtype=torch.float64, device=t.device)
+    sy = torch.as_tensor(sh[:, 0], **f64)[:, None, None]
+    sx = torch.as_tensor(sh[:, 1], **f64)[:, None, None]
+    fy = torch.fft.fftfreq(ny, **f64)[None, :, None]
+    fx = torch.fft.fftfreq(nx, **f64)[None, None, :]
+    ramp = torch.exp(-2j * math.pi * (fy * sy + fx * sx)).to(compute)
+    out = torch.fft.ifft2(torch.fft.fft2(flat.to(compute)) * ramp)
+    return out.to(t.dtype).reshape(t.shape)
+
+
 def place_drawn(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = None,
-                axis: tuple[float, float] | None = None) -> Tensor:
+                axis: tuple[float, float] | None = None, periodic: bool = False) -> Tensor:
     """:func:`place` for a drawing of flat-topped cells (verify's drawn layers, ``s > 1``
     samples per pixel), by exact transforms of its band-limited version instead of
     interpolation (bilinear interpolation is 1-22 % off for rotations of 0.2-3°,
@@ -147,7 +184,9 @@ def place_drawn(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = N
       :func:`optodesign.optics.cells.cell_band_limit`). What leaves the window is dropped and
       what enters it is 0 (the holder's opaque aperture), as in :func:`place`.
 
-    Same arguments and conventions as :func:`place` (rotate about ``axis``, then shift); the
+    Same arguments and conventions as :func:`place` (rotate about ``axis``, then shift;
+    ``periodic``: the window is one period, rotated as a 3 × 3 tiling and shifted
+    circularly, exact for the band-limited drawing of a periodic element); the
     FFTs run in a dtype this platform's FFT round-trips
     (:func:`~optodesign.optics.propagation._fft_dtype`), at least complex128 for a
     complex128 drawing.
@@ -161,10 +200,16 @@ def place_drawn(t: Tensor, *, grid: Grid, shifts: Any = None, rotations: Any = N
     out = []
     for b in range(B):
         a = flat[b]
-        if rot[b]:
+        if rot[b] and periodic:
+            # the rotated infinite element seen through the window: rotate a 3 x 3 tiling
+            a = _rotate_shears(a.repeat(3, 3), float(rot[b]), cy + ny, cx + nx)
+            a = a[ny:2 * ny, nx:2 * nx]
+        elif rot[b]:
             a = _rotate_shears(a, float(rot[b]), cy, cx)
         sy, sx = float(sh[b, 0]), float(sh[b, 1])
-        if sy.is_integer() and sx.is_integer():
+        if periodic and (sy or sx):
+            a = _fourier_shift(a, sy, sx, circular=True)
+        elif sy.is_integer() and sx.is_integer():
             a = _shift_int(a, int(sy), int(sx))
         elif sy or sx:
             a = _fourier_shift(a, sy, sx)
@@ -222,9 +267,15 @@ def _rotate_shears(a: Tensor, angle: float, cy: float, cx: float) -> Tensor:
     return canvas[oy:oy + ny, ox:ox + nx]
 
 
-def _fourier_shift(a: Tensor, sy: float, sx: float) -> Tensor:
+def _fourier_shift(a: Tensor, sy: float, sx: float, circular: bool = False) -> Tensor:
+    """Shift by ``(sy, sx)`` samples as a phase ramp of the spectrum: on a zero-padded window
+    (what leaves is dropped, 0 enters), or ``circular`` on the window itself (one period of a
+    periodic element: exact for the band-limited drawing)."""
     ny, nx = a.shape
-    ly, lx = 2 * ny + 2 * math.ceil(abs(sy)), 2 * nx + 2 * math.ceil(abs(sx))
+    if circular:
+        ly, lx = ny, nx
+    else:
+        ly, lx = 2 * ny + 2 * math.ceil(abs(sy)), 2 * nx + 2 * math.ceil(abs(sx))
     spec = torch.fft.fft2(a.to(_compute((ly, lx), a)), s=(ly, lx))
     f64 = dict(dtype=torch.float64, device=a.device)
     fy = torch.fft.fftfreq(ly, **f64)[:, None]

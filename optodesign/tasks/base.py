@@ -189,6 +189,10 @@ class Task(ABC):
     #: angular cells) or "orders" (the layer is one period of a grating); training, verify
     #: and the Evaluator all propagate through it
     output_plane: ClassVar[str] = "near"
+    #: the layer is one period of an infinite element (a grating): misalignment and rotation
+    #: move the neighbouring periods into the window instead of zero-filling it
+    #: (:func:`optodesign.optics.placement.place`)
+    periodic: ClassVar[bool] = False
     #: config sections of the task's own, read by :meth:`setup_from_config` from
     #: ``cfg.source`` (a fan-out grating's ``[grating]``)
     config_sections: ClassVar[tuple[str, ...]] = ()

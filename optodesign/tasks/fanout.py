@@ -172,6 +172,7 @@ class FanOut(Task):
     setup_type = FanOutSetup
     name = setup_type.name
     output_plane = "orders"
+    periodic = True
     config_sections = ("grating",)
     loss_kind = "fan-out (-efficiency + std/mean of the order efficiencies)"
     primary_metric = "efficiency"

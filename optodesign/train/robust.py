@@ -123,11 +123,15 @@ class ErrorSampler:
         seed: the run's seed; realisation ``i`` is verify's sample ``i`` of this seed.
         oversample: sub-pixels per pixel for the line-width bias (the errors file's
             ``[sweep] oversample``, as verify uses it).
+        periodic: the layer is one period of a grating (the task's
+            :attr:`~optodesign.tasks.Task.periodic`, as verify places it).
     """
 
     def __init__(self, model: ErrorModel, *, process: Process, grid: Grid, wavelength: float,
-                 distances: Sequence[float], seed: int = 0, oversample: int = 8) -> None:
+                 distances: Sequence[float], seed: int = 0, oversample: int = 8,
+                 periodic: bool = False) -> None:
         self.model, self.process, self.grid = model, process, grid
+        self.periodic = bool(periodic)
         self.wavelength, self.distances = float(wavelength), tuple(float(d) for d in distances)
         self.seed, self.oversample = int(seed), int(oversample)
         # the last made/nominal ratio, with the Physical it was made for (holding it keeps
@@ -166,6 +170,7 @@ class ErrorSampler:
                 ratio = np.divide(made, e0, out=np.zeros_like(made), where=ok)
                 self._cache = (key, phys, ratio)
             t = t * torch.as_tensor(self._cache[2], device=t.device).to(t.dtype)
-        t = place(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations)
+        t = place(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations,
+                  periodic=self.periodic)
         return Realisation(list(t.unbind(0)), tuple(phys.distances), float(phys.wavelength),
                            phys)

@@ -148,7 +148,8 @@ class Trainer:
         o = self.cfg.optics
         return ErrorSampler(errors.errors, process=load_process(name), grid=self.grid,
                             wavelength=o.wavelength, distances=o.distances,
-                            seed=self.cfg.seed, oversample=errors.sweep.oversample)
+                            seed=self.cfg.seed, oversample=errors.sweep.oversample,
+                            periodic=self.task_type.periodic)
 
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask

@@ -42,7 +42,8 @@ Conventions (see ``docs/verify.md`` for the physics of each):
   the moved pixel centres; pixels the plate no longer covers transmit **nothing** (zero-fill:
   the simulation window is the fixed, opaque aperture of the holder). An integer-pixel shift
   is therefore exactly a zero-filled shift (not a roll). Shifts within 1e-9 px of an integer
-  are treated as integers so such a shift is exact to the bit.
+  are treated as integers so such a shift is exact to the bit. One period of a grating
+  (``Task.periodic``, the fan-out) moves as the infinite grating: its neighbours move in.
 * Line-width bias acts on the height map on a grid oversampled ``oversample`` times: a
   grayscale dilation (``> 0``; raised material grows by ``bias`` at every edge) or erosion
   (``< 0``) with a square footprint, then the thin-element transmission of every sub-pixel,

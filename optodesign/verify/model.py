@@ -43,6 +43,7 @@ from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import Grid
 from ..optics.placement import place, place_drawn
+from ..tasks import get_task
 
 if TYPE_CHECKING:
     from ..process.physical import Physical
@@ -157,11 +158,12 @@ def render(fab: FabStack, phys: Physical, model: SimModel,
     if phys.shifts is None and phys.rotations is None:
         return elements
     t = torch.as_tensor(elements)
+    periodic = get_task(fab.design.task).periodic
     if model.oversample == 1:
-        t = place(t, grid=g, shifts=phys.shifts, rotations=phys.rotations)
+        t = place(t, grid=g, shifts=phys.shifts, rotations=phys.rotations, periodic=periodic)
     else:
         t = place_drawn(t, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
-                        axis=model.axis(g))
+                        axis=model.axis(g), periodic=periodic)
     return t.numpy()
 
 

@@ -104,7 +104,10 @@ class FabStack:
 
     def transmissions(self, phys: Physical | None = None) -> np.ndarray:
         """Complex128 ``(K, ny, nx)`` transmissions of ``phys`` (default: the nominal)."""
-        return transmissions(phys or self.physical, self.process, grid=self.design.grid)
+        from ..tasks import get_task
+
+        return transmissions(phys or self.physical, self.process, grid=self.design.grid,
+                             periodic=get_task(self.design.task).periodic)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -395,9 +398,11 @@ def element_transmissions(phys: Physical, process: Process, *, grid: Grid) -> np
     return t
 
 
-def transmissions(phys: Physical, process: Process, *, grid: Grid) -> np.ndarray:
+def transmissions(phys: Physical, process: Process, *, grid: Grid,
+                  periodic: bool = False) -> np.ndarray:
     """Complex128 ``(K, ny, nx)`` transmissions of a physical stack on ``grid``: the elements
-    (:func:`element_transmissions`), then moved (:func:`~optodesign.optics.placement.place`)."""
+    (:func:`element_transmissions`), then moved (:func:`~optodesign.optics.placement.place`;
+    ``periodic``: the window is one period of a grating)."""
     t = element_transmissions(phys, process, grid=grid)
     if phys.shifts is None and phys.rotations is None:
         return t
@@ -406,4 +411,4 @@ def transmissions(phys: Physical, process: Process, *, grid: Grid) -> np.ndarray
     from ..optics.placement import place
 
     return place(torch.as_tensor(t), grid=grid, shifts=phys.shifts,
-                 rotations=phys.rotations).numpy()
+                 rotations=phys.rotations, periodic=periodic).numpy()
