@@ -470,6 +470,10 @@ def test_a_grating_period_moves_its_neighbours_in_instead_of_zero_filling() -> N
     turned = place(ones, grid=grid, rotations=np.array([0.05]), periodic=True)
     np.testing.assert_allclose(turned, ones, atol=1e-12)
     assert place(ones, grid=grid, rotations=np.array([0.05]))[0, 0, -1].abs() < 0.9
+    # the drawn model's shears of a 3 x 3 tiling: within the ringing of the tiling's edge
+    turned = place_drawn(ones, grid=grid, rotations=np.array([0.05]), periodic=True)
+    assert (turned - 1).abs().max() < 0.05
+    assert (place_drawn(ones, grid=grid, rotations=np.array([0.05])) - 1).abs().max() > 0.2
 
 
 def test_fanout_verify_misalignment_keeps_the_order_efficiencies(tmp_path: Path) -> None:
