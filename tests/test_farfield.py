@@ -330,16 +330,53 @@ def test_tasks_registered_with_their_output_planes() -> None:
     assert "ONE period (20 um)" in FanOut.export_notes(setup)[0]
 
 
-def test_refine_refuses_far_field_tasks_in_one_line() -> None:
+def test_refine_refuses_the_far_field_hologram_in_one_line() -> None:
     from optodesign.errors import UserError
     from optodesign.refine.objective import Objective
 
     n = 8
-    d = Design(setup=FanOutSetup(period=n * 1e-6, orders=((1, 0), (-1, 0))), wavelength=LAM,
-               pitch=1e-6, levels=np.zeros((1, n, n), dtype=int),
-               level_tables=np.exp(1j * np.pi * np.arange(2)), distances=(0.0, 0.0))
-    with pytest.raises(UserError, match="^fanout: refine .* not implement"):
+    d = Design(setup=FourierSetup(), wavelength=LAM, pitch=1e-6,
+               levels=np.zeros((1, n, n), dtype=int),
+               level_tables=np.exp(1j * np.pi * np.arange(2)), distances=(0.0, 0.0),
+               target=np.ones((n, n)))
+    with pytest.raises(UserError, match="^fourier: refine .* does not implement"):
         Objective(d)
+
+
+def test_refine_scores_fanout_orders_exactly_and_improves_them() -> None:
+    """The fan-out's order amplitudes are linear in every pixel: refine's candidate losses
+    equal the task loss of the changed period, recomputed whole, and a search lowers it."""
+    from optodesign.refine.objective import Objective
+    from optodesign.refine.solvers import direct_binary_search
+
+    n = 16
+    rng = np.random.default_rng(5)
+    d = Design(setup=FanOutSetup(period=n * 2e-6, orders=((1, 0), (-1, 0), (0, 0))),
+               wavelength=LAM, pitch=2e-6, levels=rng.integers(0, 4, (1, n, n)),
+               level_tables=np.exp(2j * np.pi * np.arange(4) / 4)[None], distances=(0.0, 0.0))
+    obj = Objective(d)
+    ev = Evaluator.from_design(d)
+    lv = d.levels.astype(np.int64)
+
+    def whole(levels: np.ndarray) -> float:
+        ts = [torch.as_tensor(t.astype(np.complex64))
+              for t in d.with_levels(levels).transmissions()]
+        return float(ev.task.loss(ev.output_intensity(ev.plane_wave(), ts)))
+
+    assert obj.loss(lv) == pytest.approx(whole(lv), rel=1e-5)
+    state = obj.state(lv, 0)
+    pix = np.stack([rng.choice(n * n, 3, replace=False) for _ in range(6)])
+    new = rng.integers(0, 4, (6, 3))
+    got = obj.candidate_losses(state, pix, new).numpy()
+    want = []
+    for m in range(6):
+        changed = lv.copy()
+        changed[0].reshape(-1)[pix[m]] = new[m]
+        want.append(whole(changed))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    r = direct_binary_search(obj, lv, budget=3000, batch=16, seed=0)
+    assert r.loss_after < r.loss_before - 0.2 and r.loss_after == pytest.approx(
+        whole(r.levels.astype(np.int64)), rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -24,6 +24,13 @@ all). Only the "observed" output pixels that the loss reads are kept (detector b
 disk, spot boxes; the whole plane for a hologram). Candidates are stacked along a leading
 dimension and scored together (on the GPU when the Objective lives there).
 
+A fan-out grating (output plane ``orders``) is read the same way: its order amplitudes,
+``far_field`` of one period times the square root of the pixel envelope, are linear in every
+pixel, so ``G_p`` is the period's Fourier kernel at the target orders. The far-field hologram
+(``far_field``) is not: its output cells integrate the intensity over each cell, which no
+single amplitude per cell reproduces, so refine refuses it in one line (its task's
+``observed``).
+
 The search runs on **point samples** (``pixels = "points"``): only there is a pixel's change
 a point source. Under the cells model of a design trained with ``pixels = "cells"``
 (:func:`~optodesign.optics.cells.cell_band_limit`) a changed pixel's cell reaches, band-limited,
@@ -45,6 +52,7 @@ from torch import Tensor
 from ..design import Design
 from ..errors import UserError
 from ..evaluate import Evaluator
+from ..optics.farfield import far_field, pixel_envelope
 from ..optics.propagation import propagate, transfer_function
 
 log = logging.getLogger(__name__)
@@ -162,6 +170,17 @@ class Objective:
     def _propagate(self, u: Tensor, distance: float) -> Tensor:
         return propagate(u, distance, grid=self.grid, wavelength=self.design.wavelength)
 
+    def _readout(self, v: Tensor) -> Tensor:
+        """The output amplitudes ``(..., ny*nx)`` of the fields ``v`` leaving the last layer
+        and its distance: the field itself, or a grating's order amplitudes (their squared
+        moduli are the order cells of :func:`~optodesign.optics.farfield.far_field_intensity`)."""
+        if self.task.output_plane == "near":
+            return v.flatten(-2)
+        ny, nx = self.shape
+        env = torch.as_tensor(np.sqrt(np.outer(pixel_envelope(ny), pixel_envelope(nx))),
+                              dtype=torch.float32, device=v.device)
+        return (far_field(v, self.grid, pad=1) * env).flatten(-2)
+
     # ------------------------------------------------------------------ loss
     def reduce(self, intensity: Tensor) -> Tensor:
         """Loss from observed output intensities.
@@ -196,7 +215,7 @@ class Objective:
         v = self._propagate(incident * ts[layer], d.distances[layer + 1])
         for j in range(layer + 1, self.n_layers):
             v = self._propagate(v * ts[j], d.distances[j + 1])
-        out = v.flatten(-2)[:, self.obs]
+        out = self._readout(v)[:, self.obs]
         loss = float(self.reduce(out.real**2 + out.imag**2))
         return LayerState(layer, incident.flatten(-2), ts[layer].flatten().clone(), out, loss,
                           ts[layer + 1:])
@@ -226,7 +245,7 @@ class Objective:
         """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``."""
         ny, nx = self.shape
         py, px = pixels // nx, pixels % nx
-        if state.layer == self.n_layers - 1:
+        if state.layer == self.n_layers - 1 and self.task.output_plane == "near":
             k = self._last_kernel()
             nyp, nxp = k.shape
             iy = torch.remainder(self.obs_y[None, :] - py[:, None], nyp)
@@ -243,7 +262,7 @@ class Objective:
             v = self._propagate(v.view(-1, ny, nx), d.distances[state.layer + 1])
             for j, t in enumerate(state.later):
                 v = self._propagate(v * t, d.distances[state.layer + 2 + j])
-            out.append(v.flatten(-2)[:, self.obs])
+            out.append(self._readout(v)[:, self.obs])
         return torch.cat(out)
 
     def _delta(self, state: LayerState, pixels: Tensor, new: Tensor) -> Tensor:

@@ -282,8 +282,9 @@ class FanOut(Task):
         return [[ny // 2 + my, nx // 2 + mx, 1, 1] for mx, my in self.setup.orders]
 
     def observed(self) -> np.ndarray:
-        raise UserError(f"{self.name}: refine scores the near field pixel by pixel and does not "
-                        f"implement the diffraction-order output plane yet")
+        """The target orders' cells, in the order of ``setup.orders`` (refine reads their
+        amplitudes, which are linear in every pixel of the period)."""
+        return self.pixels()
 
     def read(self, intensity: Tensor) -> Tensor:
         """Order efficiencies ``(..., B, C)`` of order planes ``(..., B, ny, nx)``."""

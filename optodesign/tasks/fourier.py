@@ -99,8 +99,8 @@ class Fourier(Hologram):
         return Prepared(FourierSetup(focal_length=f), target)
 
     def observed(self) -> np.ndarray:
-        raise UserError(f"{self.name}: refine scores the near field pixel by pixel and does not "
-                        f"implement the far-field output plane yet")
+        raise UserError(f"{self.name}: refine scores output amplitudes pixel by pixel; the "
+                        f"far-field cells integrate intensity, so refine does not implement them")
 
     def metrics(self, intensity: Tensor) -> dict[str, Any]:
         """The hologram's PSNR and efficiency, and the normalised correlation with the target."""
