@@ -177,8 +177,9 @@ class Objective:
         if self.task.output_plane == "near":
             return v.flatten(-2)
         ny, nx = self.shape
-        env = torch.as_tensor(np.sqrt(np.outer(pixel_envelope(ny), pixel_envelope(nx))),
-                              dtype=torch.float32, device=v.device)
+        env = self.task.tensor("order_envelope", lambda: torch.as_tensor(
+            np.sqrt(np.outer(pixel_envelope(ny), pixel_envelope(nx))), dtype=torch.float32,
+            device=self.device))
         return (far_field(v, self.grid, pad=1) * env).flatten(-2)
 
     # ------------------------------------------------------------------ loss
