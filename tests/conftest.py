@@ -58,6 +58,7 @@ TIERS = ("physics", "property", "roundtrip", "e2e")
 MODULE_TIER = {
     "test_propagation": "physics",
     "test_propagation_pruned": "physics",
+    "test_propagation_separable": "physics",
     "test_rs_crosscheck": "physics",
     "test_units_grid": "physics",
     "test_quantize_phase": "property",
