@@ -57,10 +57,9 @@ def ladder(fab_dir: Path, max_pad: float, test_samples: int = 0,
         ev.dataset = dataclasses.replace(ds, test_images=ds.test_images[:test_samples],
                                          test_labels=ds.test_labels[:test_samples])
     metric = ev.task.primary_metric
-    g = fab.design.grid
     rows = []
     models = [SimModel(p, s) for s in (1, 2) for p in (2.0, 4.0, 8.0) if p <= max_pad and grid]
-    training = SimModel.training(g)
+    training = SimModel.training(fab.design)
     for m in models:
         t0 = time.perf_counter()
         e = evaluator_for(ev, m)

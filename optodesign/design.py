@@ -126,6 +126,9 @@ class Design:
     layer_kind: LayerKind = "phase"
     pad: float = 2.0
     pixels: Pixels = "cells"
+    #: samples per pixel per axis of the training model (verify's ``oversample``): the layers
+    #: and the input are held over ``s × s`` samples of pitch ``pitch / s``
+    oversample: int = 1
     free_levels: tuple[int, ...] = ()
     quantizer: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -209,6 +212,9 @@ class Design:
                 raise DesignError(f"{name}: must be a length > 0 in metres, got {v!r}")
         if self.pixels not in PIXELS:
             raise DesignError(f"pixels: must be one of {', '.join(PIXELS)}, got {self.pixels!r}")
+        if not (isinstance(self.oversample, int) and not isinstance(self.oversample, bool)
+                and self.oversample >= 1):
+            raise DesignError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
         if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
                               f"{self.pad!r}")
@@ -282,6 +288,7 @@ class Design:
             "distances": list(self.distances),
             "pad": self.pad,
             "pixels": self.pixels,
+            "oversample": self.oversample,
             "layer_kind": self.layer_kind,
             "free_levels": list(self.free_levels),
             "quantizer": self.quantizer,
@@ -359,6 +366,7 @@ class Design:
                 pad=meta.get("pad", 2.0),
                 # files written before pixels existed were trained on point samples
                 pixels=meta.get("pixels", "points"),
+                oversample=int(meta.get("oversample", 1)),
                 free_levels=free,
                 quantizer=meta.get("quantizer", {}),
                 metrics=meta.get("metrics", {}),

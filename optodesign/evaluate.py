@@ -22,7 +22,7 @@ from .data.datasets import Dataset
 from .design import Design
 from .grid import Grid
 from .models.functional import output_intensity
-from .optics.cells import cell_band_limit, pixel_mean, upsample
+from .optics.cells import cell_band_limit, fine_axis, fine_grid, pixel_mean, upsample
 from .tasks import Task, task_of
 
 __all__ = ["Evaluator"]
@@ -46,7 +46,7 @@ class Evaluator:
             self.task = self.task.under(self)
 
     def _sampling(self) -> Grid:
-        return self.design.grid
+        return fine_grid(self.design.grid, self.oversample)
 
     @classmethod
     def from_design(cls, design: Design, *, device: str | torch.device = "cpu",
@@ -88,8 +88,13 @@ class Evaluator:
             self.oversample > 1 or self.design.pixels == "cells")
 
     def layers(self, transmissions: Sequence[Tensor] | Tensor) -> Sequence[Tensor] | Tensor:
-        """The layers as this evaluator propagates them: band-limited as cells when
-        :attr:`cells`, else unchanged."""
+        """The layers as this evaluator propagates them: a layer given on the design's pixels
+        held over ``s × s`` samples (:attr:`oversample`), then band-limited as cells when
+        :attr:`cells`; else unchanged."""
+        s = self.oversample
+        if s > 1:
+            transmissions = [upsample(t, s) if tuple(t.shape[-2:]) == self.design.shape else t
+                             for t in transmissions]
         return [cell_band_limit(t) for t in transmissions] if self.cells else transmissions
 
     def _drawn(self, x: Tensor) -> Tensor:
@@ -100,7 +105,9 @@ class Evaluator:
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """``(y, x)`` of the samples this evaluator propagates on, metres from the optical
         axis (the centre of design pixel ``(ny // 2, nx // 2)``)."""
-        return self.grid.y(), self.grid.x()
+        ay, ax = fine_axis(self.design.shape, self.oversample)
+        ny, nx = self.grid.shape
+        return ((np.arange(ny) - ay) * self.grid.pitch, (np.arange(nx) - ax) * self.grid.pitch)
 
     def test_split(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         assert self.dataset is not None
@@ -129,9 +136,10 @@ class Evaluator:
 
     @property
     def oversample(self) -> int:
-        """Samples per design pixel of the fields scored (verify's drawn models: more); the
-        output intensity is averaged back onto the design's pixels."""
-        return 1
+        """Samples per design pixel of the fields scored (the design's training model, or
+        verify's drawn models); the output intensity is averaged back onto the design's
+        pixels."""
+        return self.design.oversample
 
     @torch.no_grad()
     def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,

@@ -120,7 +120,7 @@ def test_training_realisation_is_verify_s(fab, name: str) -> None:
             for k in range(levels.shape[0])]
     r = sampler.sample(hard, nominal, scale=1.0, index=3)
     phys = apply_random(apply_systematic(fab.physical, model), model, seed=7, sample=3)
-    want = render(fab, phys, SimModel.training(d.grid))
+    want = render(fab, phys, SimModel.training(d))
     got = torch.stack(r.transmissions).numpy()
     assert np.abs(got - want).max() < 1e-5, name
     assert r.distances == phys.distances and r.wavelength == phys.wavelength
@@ -132,7 +132,7 @@ def test_training_realisation_is_verify_s(fab, name: str) -> None:
     m2 = ErrorModel(**{name: ONE_ERROR[name] / 2})
     p2 = apply_random(apply_systematic(fab.physical, m2), m2, seed=7, sample=3)
     assert np.abs(torch.stack(half.transmissions).numpy()
-                  - render(fab, p2, SimModel.training(d.grid))).max() < 1e-5
+                  - render(fab, p2, SimModel.training(d))).max() < 1e-5
     assert half.distances == p2.distances
 
 
@@ -222,6 +222,6 @@ def test_pillars_realisation_is_verify_s(tmp_path: Path, name: str, value: float
     hard = [torch.as_tensor(dd.level_tables[0][levels[0]].astype(np.complex64))]
     r = sampler.sample(hard, nominal, scale=1.0, index=1)
     phys = apply_random(apply_systematic(fab.physical, model), model, seed=4, sample=1)
-    want = render(fab, phys, SimModel.training(dd.grid))
+    want = render(fab, phys, SimModel.training(dd))
     assert np.abs(r.transmissions[0].numpy() - want[0]).max() < 1e-5
     assert np.abs(want - fab.transmissions()).max() > 1e-3

@@ -165,14 +165,14 @@ def test_trained_metric_reproduced_exactly(d2nn: Path, source: str) -> None:
     assert r.readback["accuracy"] == trained.metrics["accuracy"]
     # beside it, the converged model's number and the gap between them
     assert r.convergence is not None and r.model == r.convergence.chosen
-    assert not r.model.is_training(trained.grid)
+    assert not r.model.is_training(trained)
     assert r.model_gap == r.nominal["accuracy"] - r.readback["accuracy"]
     assert r.round_trip_exact is True
     # no errors: the combined errors reproduce the nominal of the simulation model
     assert r.combined.values.tolist() == [r.nominal["accuracy"]]
     fast = verify_fab(d2nn / "fab", errors=ZERO, samples=1, source=source, sweep=False,
                       fast=True)
-    assert fast.convergence is None and fast.model.is_training(trained.grid)
+    assert fast.convergence is None and fast.model.is_training(trained)
     assert fast.nominal == fast.readback and fast.model_gap == 0
     assert fast.combined.values.tolist() == [trained.metrics["accuracy"]]
 
@@ -717,3 +717,82 @@ def test_the_manifest_records_the_test_split_and_verify_checks_it(d2nn: Path) ->
     with pytest.raises(UserError, match=r"^data: the test split read here .* not the one "
                                         r"manifest.json records"):
         _check_test_split(fab, ev_other)
+
+
+def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Path) -> None:
+    """``optics.oversample = 2`` (issue #12): training propagates each layer and the input
+    held over 2 × 2 samples, which is verify's drawn model at s = 2; verify reproduces the
+    trained metric from the files exactly, and the manifest and design say so."""
+    import tomllib
+
+    from optodesign.train.config import parse_config
+    from optodesign.train.trainer import Trainer
+    from optodesign.verify.model import ModelEvaluator, SimModel
+
+    text = TINY_D2NN.format(method="psq-li").replace(
+        "levels = 4", 'levels = 4\nprocess = "thz-printed"').replace(
+        "epochs = 2", "epochs = 1").replace("train_samples = 128", "train_samples = 64").replace(
+        "[optics]\n", "[optics]\noversample = 2\n").replace("\nsize = 32", "\nsize = 16").replace(
+        "size = 3\n", "size = 2\n").replace("image_size = 16", "image_size = 8")
+    res = Trainer(parse_config(tomllib.loads(text)), tmp_path / "run", progress=False).run()
+    design = res.design
+    assert design.oversample == 2 and Design.load(tmp_path / "run").oversample == 2
+    ev = Evaluator.from_design(design)
+    assert ev.grid.shape == (32, 32) and ev.grid.pitch == design.pitch / 2
+    # the training evaluator is verify's model at (pad 2, s 2) given the upsampled layers
+    drawn = ModelEvaluator(design, ev.device, ev.dataset, model=SimModel(design.pad, 2))
+    images, _ = ev.test_split(8)
+    t = torch.as_tensor(design.transmissions().astype(np.complex64))
+    mine = ev.output_intensity(ev.images_to_field(images), t)
+    theirs = drawn.output_intensity(drawn.images_to_field(images),
+                                    t.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    assert mine.shape == (8, 16, 16) and torch.allclose(mine, theirs, rtol=1e-5, atol=1e-9)
+    # ... and not the one-sample model it replaces
+    one_ev = Evaluator(replace_oversample(design, 1), ev.device, ev.dataset)
+    assert one_ev.oversample == 1
+    assert (one_ev.output_intensity(one_ev.images_to_field(images), t) - mine).abs().max() > \
+        1e-3 * mine.abs().max()
+    export_design(design, load_process("thz-printed"), tmp_path / "fab",
+                  design_dir=tmp_path / "run", plot=False)
+    m = json.loads((tmp_path / "fab" / "manifest.json").read_text())
+    assert m["conventions"]["training_model"]["samples_per_pixel"] == 2
+    r = verify_fab(tmp_path / "fab", samples=2, sweep=False, fast=True)
+    assert r.model == SimModel(design.pad, 2) and r.model.is_training(design)
+    assert r.readback["accuracy"] == design.metrics["accuracy"]
+
+
+def replace_oversample(design: Design, s: int) -> Design:
+    import dataclasses
+
+    return dataclasses.replace(design, oversample=s)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("oversample = 0", r"optics\.oversample.*>= 1"),
+    ("oversample = 9", r"optics\.oversample: must be 1 to 8"),
+    ('oversample = "2"', r"optics\.oversample"),
+])
+def test_bad_oversample_is_refused_naming_the_field(extra: str, message: str) -> None:
+    import tomllib
+
+    from optodesign.errors import ConfigError
+    from optodesign.train.config import parse_config
+
+    text = TINY_D2NN.format(method="psq-li").replace("[optics]\n", f"[optics]\n{extra}\n")
+    with pytest.raises(ConfigError, match=message):
+        parse_config(tomllib.loads(text))
+
+
+def test_error_aware_training_at_two_samples_per_pixel_is_refused(tmp_path: Path) -> None:
+    import tomllib
+
+    from optodesign.errors import ConfigError
+    from optodesign.train.config import parse_config
+
+    errors = tmp_path / "errors.toml"
+    errors.write_text('[errors]\nheight_sigma = "10 um"\n')
+    text = TINY_D2NN.format(method="psq-li").replace("[optics]\n", "[optics]\noversample = 2\n")
+    text += f'\n[fabrication]\nprocess = "thz-printed"\nerrors = "{errors}"\n'
+    with pytest.raises(ConfigError, match=r"fabrication: errors: not supported with "
+                                          r"optics\.oversample > 1"):
+        parse_config(tomllib.loads(text))

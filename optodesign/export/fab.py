@@ -347,6 +347,7 @@ def _write_all(
         notes=tuple(notes),
         spacers=tuple(spacers),
         conventions=conventions(pad=design.pad, pixels=design.pixels,
+                                oversample=design.oversample,
                                 setup=design.setup.to_json(), test_split=test_split),
     )
     write_manifest(d / "manifest.json", manifest)

@@ -291,6 +291,7 @@ PIXEL_MODELS = {
 
 
 def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
+                oversample: int = 1,
                 test_split: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``conventions`` record of ``manifest.json``: what a third party needs besides the
     files to re-simulate them (docs/verify.md, "Re-simulating a fab directory").
@@ -298,6 +299,8 @@ def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
     Args:
         pad: the zero-padding factor training propagated with.
         pixels: how training modelled a pixel (:data:`optodesign.design.PIXELS`).
+        oversample: samples per pixel per axis training propagated (each layer and the input
+            held over them, the output intensity averaged back onto the pixels).
         setup: the task setup of design.json (input encoding, detector boxes, dataset,
             test split), copied as is.
         test_split: ``{"count": N, "sha256": ...}`` of the test images a supervised task is
@@ -318,7 +321,7 @@ def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
                       "thin-element plane (the relief's thickness is not a propagation)"),
         "training_model": {"method": "band-limited angular spectrum (Matsushima & "
                                      "Shimobaba 2009), zero-padded", "pad": float(pad),
-                           "samples_per_pixel": 1, "pixels": pixels,
+                           "samples_per_pixel": int(oversample), "pixels": pixels,
                            "pixel_model": PIXEL_MODELS[pixels],
                            "transmission": "thin element: exp(i 2 pi (n - n0) h / lambda) "
                                            "exp(-2 pi kappa h / lambda) per pixel"},

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..grid import Grid
 from .propagation import _fft_dtype
 
 __all__ = ["cell_band_limit", "upsample", "pixel_mean"]
@@ -68,6 +69,20 @@ def cell_band_limit(x: Tensor, *, pad: int = 2) -> Tensor:
     spec = spec * (ky[:, None] * kx[None, :]).to(spec.dtype)
     out = torch.fft.ifft2(spec, norm="forward").div_(ly * lx)
     return out[..., :ny, :nx].to(x.dtype if x.is_complex() else ctype)
+
+
+def fine_grid(grid: Grid, s: int, pad: float | None = None) -> Grid:
+    """``grid`` sampled ``s`` times finer per axis (pitch / s), zero-padded by ``pad`` (default:
+    the grid's own)."""
+    ny, nx = grid.shape
+    return Grid((ny * s, nx * s), grid.pitch / s, pad=grid.pad if pad is None else pad)
+
+
+def fine_axis(shape: tuple[int, int], s: int) -> tuple[float, float]:
+    """The optical axis (the centre of design pixel ``(ny // 2, nx // 2)``) in the samples of
+    :func:`fine_grid`."""
+    ny, nx = shape
+    return (ny // 2) * s + (s - 1) / 2, (nx // 2) * s + (s - 1) / 2
 
 
 def upsample(x: Tensor, s: int) -> Tensor:

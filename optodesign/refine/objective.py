@@ -31,8 +31,9 @@ pixel, so ``G_p`` is the period's Fourier kernel at the target orders. The far-f
 single amplitude per cell reproduces, so refine refuses it in one line (its task's
 ``observed``).
 
-The search runs on **point samples** (``pixels = "points"``): only there is a pixel's change
-a point source. Under the cells model of a design trained with ``pixels = "cells"``
+The search runs on **point samples** (``pixels = "points"``, one sample per pixel): only
+there is a pixel's change a point source. Under the cells model of a design trained with
+``pixels = "cells"``
 (:func:`~optodesign.optics.cells.cell_band_limit`) a changed pixel's cell reaches, band-limited,
 every pixel of the layer, and each candidate would cost a full propagation per input. ``refine``
 reports the metric before and after under the design's own model.
@@ -117,9 +118,9 @@ class Objective:
         seed = check_seed(seed)
         self.design = design
         evaluator = evaluator or Evaluator.from_design(design, device=device)
-        if design.pixels != "points":  # the search model (module docstring)
-            evaluator = Evaluator(replace(design, pixels="points"), evaluator.device,
-                                  evaluator.dataset)
+        if design.pixels != "points" or design.oversample != 1:  # the search model
+            evaluator = Evaluator(replace(design, pixels="points", oversample=1),
+                                  evaluator.device, evaluator.dataset)
         self.evaluator = evaluator
         self.device = self.evaluator.device
         self.task = self.evaluator.task

@@ -40,6 +40,8 @@ class Optics:
     #: how a pixel is modelled (:data:`optodesign.design.PIXELS`): ``cells`` (flat-topped,
     #: band-limited to the grid) or ``points`` (the model before it existed)
     pixels: str = "cells"
+    #: samples per pixel per axis the training model propagates (verify's ``oversample``)
+    oversample: int = 1
 
     @property
     def grid(self) -> Grid:
@@ -245,7 +247,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
 
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
                              "input_distance", "output_distance", "distances", "pad",
-                             "pixels"})
+                             "pixels", "oversample"})
     t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
                             "steps_per_epoch", "qat_start", "max_memory", "keep"})
     max_memory = (None if t.raw("max_memory", None) is None else
@@ -259,8 +261,11 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
     default_layers = spec.default_layers
     layers = o.integer("layers", default_layers)
     pad = o.number("pad", 2.0, low=1)
+    oversample = o.integer("oversample", 1, low=1)
+    if oversample > 8:
+        raise o.error("oversample", f"must be 1 to 8 samples per pixel, got {oversample}")
     # before any list of `layers` entries exists: layers = 10**9 must not build one
-    check_lower_bound(size=size, pad=pad, layers=layers, max_memory=max_memory)
+    check_lower_bound(size=size * oversample, pad=pad, layers=layers, max_memory=max_memory)
     if "distances" in o:
         if "distance" in o:
             raise o.error("distances", "give either distances or distance, not both")
@@ -275,7 +280,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         dout = o.length("output_distance", d, **units)
         distances = (din,) + (d,) * (layers - 1) + (dout,)
     optics = Optics(wavelength, pitch, size, layers, distances, pad,
-                    o.choice("pixels", PIXELS, "cells"))
+                    o.choice("pixels", PIXELS, "cells"), oversample)
     _check_wavelength(optics, o.raw("wavelength"))
     for w in wavelength_warnings:  # plausible enough to train: pass the warning on
         warnings.warn(w.message, UnitsWarning, stacklevel=2)
@@ -291,6 +296,9 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
                      what="a process name (e.g. 'thz-printed') or a .toml path")
     codebook = q.string("codebook", None, what="process, polar:A,P, square:N or phase:L")
     fab = _read_fabrication(top, process)
+    if fab.robust is not None and optics.oversample > 1:
+        raise top.error("fabrication", "errors: not supported with optics.oversample > 1 yet "
+                                       "(the error models act on the design's pixels)")
     quant_named = process is not None
     if process is None and fab.process is not None:
         process = fab.process  # train on the level table of the process it is made by

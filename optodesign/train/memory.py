@@ -132,7 +132,8 @@ def estimate_peak_memory(cfg: Config) -> int:
         batch = eval_batch = 1
         dataset_bytes = 0
     levels = cfg.quantization.levels
-    return _peak(size=o.size, pad=o.pad, layers=o.layers,
+    # the fields (and, over-counted, the parameters) are sampled oversample times finer
+    return _peak(size=o.size * o.oversample, pad=o.pad, layers=o.layers,
                  propagations=sum(1 for z in o.distances if z != 0),
                  distinct=len({z for z in o.distances if z != 0}), batch=batch,
                  eval_batch=eval_batch, levels=levels, dataset_bytes=dataset_bytes)

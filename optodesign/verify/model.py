@@ -22,8 +22,8 @@ with ``oversample = s``:
 * the output intensity is averaged over each design pixel's ``s × s`` samples, so detectors,
   foci and targets are read on the design's pixels exactly as training reads them.
 
-``SimModel(design.pad, 1)`` is the **training model**: verify reproduces the trained metric
-from the files under it, bit for bit. :func:`converge` raises the padding, then the
+``SimModel(design.pad, design.oversample)`` is the **training model**: verify reproduces the
+trained metric from the files under it, bit for bit. :func:`converge` raises the padding, then the
 oversampling, until the task's readings (detector energies) of probe inputs change by less
 than a stated tolerance, and returns every step for the report; the primary metric is then
 computed on every test image under the training and the chosen model (the model gap).
@@ -42,10 +42,12 @@ from torch import Tensor
 from ..errors import UserError
 from ..evaluate import Evaluator
 from ..grid import Grid
+from ..optics.cells import fine_axis, fine_grid
 from ..optics.placement import place, place_drawn
 from ..tasks import get_task
 
 if TYPE_CHECKING:
+    from ..design import Design
     from ..process.physical import Physical
     from .readback import FabStack
 
@@ -83,24 +85,20 @@ class SimModel:
         object.__setattr__(self, "oversample", int(self.oversample))
 
     @classmethod
-    def training(cls, design_grid: Grid) -> SimModel:
-        """The model training used: the design's padding, one sample per pixel."""
-        return cls(design_grid.pad, 1)
+    def training(cls, design: Design) -> SimModel:
+        """The model training used: the design's padding and samples per pixel."""
+        return cls(design.pad, design.oversample)
 
     def grid(self, design_grid: Grid) -> Grid:
         """The sampling this model propagates on: ``s`` samples per design pixel."""
-        s = self.oversample
-        ny, nx = design_grid.shape
-        return Grid((ny * s, nx * s), design_grid.pitch / s, pad=self.pad)
+        return fine_grid(design_grid, self.oversample, self.pad)
 
     def axis(self, design_grid: Grid) -> tuple[float, float]:
         """The optical axis (centre of design pixel ``(ny // 2, nx // 2)``) in fine samples."""
-        s = self.oversample
-        ny, nx = design_grid.shape
-        return (ny // 2) * s + (s - 1) / 2, (nx // 2) * s + (s - 1) / 2
+        return fine_axis(design_grid.shape, self.oversample)
 
-    def is_training(self, design_grid: Grid) -> bool:
-        return self.oversample == 1 and self.pad == design_grid.pad
+    def is_training(self, design: Design) -> bool:
+        return self == SimModel.training(design)
 
     def label(self) -> str:
         return f"pad {self.pad:g}, {self.oversample}x{self.oversample} samples per pixel"
@@ -125,11 +123,6 @@ class ModelEvaluator(Evaluator):
     def _sampling(self) -> Grid:
         return self.model.grid(self.design.grid)
 
-    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
-        ay, ax = self.model.axis(self.design.grid)
-        ny, nx = self.grid.shape
-        return ((np.arange(ny) - ay) * self.grid.pitch, (np.arange(nx) - ax) * self.grid.pitch)
-
     @property
     def oversample(self) -> int:
         return self.model.oversample
@@ -138,7 +131,7 @@ class ModelEvaluator(Evaluator):
 def evaluator_for(ev: Evaluator, model: SimModel) -> Evaluator:
     """``ev`` itself under the training model, else a :class:`ModelEvaluator` sharing its
     design, device and dataset."""
-    if model.is_training(ev.design.grid) and not isinstance(ev, ModelEvaluator):
+    if model.is_training(ev.design) and not isinstance(ev, ModelEvaluator):
         return ev
     base = ev.design
     return ModelEvaluator(base, ev.device, ev.dataset, model=model)
@@ -261,7 +254,7 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
     """
     import time
 
-    start = start or SimModel.training(fab.design.grid)
+    start = start or SimModel.training(fab.design)
     probe = None
     if ev.task.supervised:
         n = min(probe_images, test_samples) if test_samples else probe_images

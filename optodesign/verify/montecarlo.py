@@ -81,7 +81,7 @@ class Scorer:
         self.device = evaluator.device
         self.grid = evaluator.grid
         #: the simulation model the evaluator propagates with (draws the transmissions)
-        self.sim = getattr(evaluator, "model", None) or SimModel.training(self.design.grid)
+        self.sim = getattr(evaluator, "model", None) or SimModel.training(self.design)
         nyp, nxp = self.grid.padded().shape
         budget = MAX_BATCH_BYTES.get(self.device.type, MAX_BATCH_BYTES["cuda"])
         self.max_fields = max_fields or max(1, budget // (nyp * nxp * 8))
@@ -516,11 +516,11 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
         if model is None and not fast:
             convergence = converge(fab, ev, metric=metric, test_samples=test_samples)
             model = convergence.chosen
-        sim = model or SimModel.training(fab.design.grid)
+        sim = model or SimModel.training(fab.design)
         ev_sim = evaluator_for(ev, sim)
         if convergence is not None:
             nominal = convergence.nominal
-        elif sim.is_training(fab.design.grid):
+        elif sim.is_training(fab.design):
             nominal = readback
         else:
             t = torch.as_tensor(render(fab, fab.physical, sim).astype(np.complex64),
@@ -529,8 +529,8 @@ def verify_fab(fab_dir: str | Path, *, errors: ErrorConfig | None = None, sample
         timings["model"] = time.perf_counter() - t1
 
         errors_model = sim
-        if errors_under_training_model and not sim.is_training(fab.design.grid):
-            errors_model, ev_sim = SimModel.training(fab.design.grid), ev
+        if errors_under_training_model and not sim.is_training(fab.design):
+            errors_model, ev_sim = SimModel.training(fab.design), ev
         reference = nominal if errors_model == sim else readback
         scorer = Scorer(ev_sim, test_samples=test_samples, max_fields=max_fields)
         t2 = time.perf_counter()

@@ -221,7 +221,7 @@ def report_blocks(r: VerifyResult, figures: list[str]) -> list[Block]:
                         f"{r.max_drop:.4g}).")))
     trained = "n/a" if r.trained is None else f"{r.trained:.6g}"
     exact = {True: " (reproduced exactly)", False: " (differs)", None: ""}[r.round_trip_exact]
-    training = SimModel.training(fab.design.grid).label()
+    training = SimModel.training(fab.design).label()
     blocks.append(Table(("", "value"), (
         (f"trained {m} (design.json)", f"{trained}{exact}"),
         (f"{m} of the files, training model ({training})", f"{r.readback_value:.6g}"),
