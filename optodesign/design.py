@@ -366,7 +366,7 @@ class Design:
                 pad=meta.get("pad", 2.0),
                 # files written before pixels existed were trained on point samples
                 pixels=meta.get("pixels", "points"),
-                oversample=int(meta.get("oversample", 1)),
+                oversample=meta.get("oversample", 1),
                 free_levels=free,
                 quantizer=meta.get("quantizer", {}),
                 metrics=meta.get("metrics", {}),

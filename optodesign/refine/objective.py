@@ -33,10 +33,10 @@ single amplitude per cell reproduces, so refine refuses it in one line (its task
 
 The search runs on **point samples** (``pixels = "points"``, one sample per pixel): only
 there is a pixel's change a point source. Under the cells model of a design trained with
-``pixels = "cells"``
-(:func:`~optodesign.optics.cells.cell_band_limit`) a changed pixel's cell reaches, band-limited,
-every pixel of the layer, and each candidate would cost a full propagation per input. ``refine``
-reports the metric before and after under the design's own model.
+``pixels = "cells"`` (:func:`~optodesign.optics.cells.cell_band_limit`), or at several samples
+per pixel (``optics.oversample``), a changed pixel reaches, band-limited, every pixel of the
+layer, and each candidate would cost a full propagation per input. ``refine`` reports the
+metric before and after under the design's own model.
 """
 
 from __future__ import annotations
