@@ -723,6 +723,7 @@ def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Pat
     """``optics.oversample = 2`` (issue #12): training propagates each layer and the input
     held over 2 × 2 samples, which is verify's drawn model at s = 2; verify reproduces the
     trained metric from the files exactly, and the manifest and design say so."""
+    import dataclasses
     import tomllib
 
     from optodesign.train.config import parse_config
@@ -748,7 +749,7 @@ def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Pat
                                     t.repeat_interleave(2, -2).repeat_interleave(2, -1))
     assert mine.shape == (8, 16, 16) and torch.allclose(mine, theirs, rtol=1e-5, atol=1e-9)
     # ... and not the one-sample model it replaces
-    one_ev = Evaluator(replace_oversample(design, 1), ev.device, ev.dataset)
+    one_ev = Evaluator(dataclasses.replace(design, oversample=1), ev.device, ev.dataset)
     assert one_ev.oversample == 1
     assert (one_ev.output_intensity(one_ev.images_to_field(images), t) - mine).abs().max() > \
         1e-3 * mine.abs().max()
@@ -759,12 +760,6 @@ def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Pat
     r = verify_fab(tmp_path / "fab", samples=2, sweep=False, fast=True)
     assert r.model == SimModel(design.pad, 2) and r.model.is_training(design)
     assert r.readback["accuracy"] == design.metrics["accuracy"]
-
-
-def replace_oversample(design: Design, s: int) -> Design:
-    import dataclasses
-
-    return dataclasses.replace(design, oversample=s)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -22,6 +22,7 @@ import logging
 import math
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -87,31 +88,42 @@ def transfer_function(
         with ``bandlimit``, the Matsushima) band, 0 outside.
     """
     device = torch.device(device)
-    key = (tuple(shape), float(pitch), float(wavelength), float(distance), bool(bandlimit),
-           str(device), dtype, float(scale))
-    cached = _cache.get(key)
-    if cached is not None:
+
+    def make() -> Tensor:
+        (fy, keep_y), (fx, keep_x) = _frequencies(shape, pitch, wavelength, distance,
+                                                  bandlimit, device)
+        arg = 1.0 / wavelength**2 - (fy[:, None] ** 2 + fx[None, :] ** 2)
+        amplitude = ((arg > 0) & keep_y[:, None] & keep_x[None, :]).to(torch.float64) * scale
+        kz = 2 * math.pi * torch.sqrt(torch.clamp(arg, min=0.0))
+        return torch.polar(amplitude, kz * distance).to(dtype)
+
+    return _cached((tuple(shape), float(pitch), float(wavelength), float(distance),
+                    bool(bandlimit), str(device), dtype, float(scale)), make)
+
+
+def _cached(key: tuple, make: Callable[[], Any]) -> Any:
+    """``_cache[key]``, made by ``make()`` on a miss (least recently used evicted)."""
+    if key in _cache:
         _cache.move_to_end(key)
-        return cached
-    ny, nx = shape
-    fy = torch.fft.fftfreq(ny, d=pitch, dtype=torch.float64, device=device)
-    fx = torch.fft.fftfreq(nx, d=pitch, dtype=torch.float64, device=device)
-    f2 = fy[:, None] ** 2 + fx[None, :] ** 2
-    arg = 1.0 / wavelength**2 - f2
-    propagating = arg > 0
-    kz = 2 * math.pi * torch.sqrt(torch.clamp(arg, min=0.0))
-    phase = kz * distance
-    h = torch.polar(propagating.to(torch.float64) * scale, phase)
-    if bandlimit and distance != 0:
-        ly = _band_limit(ny, pitch, wavelength, abs(distance))
-        lx = _band_limit(nx, pitch, wavelength, abs(distance))
-        keep = (fy.abs()[:, None] < ly) & (fx.abs()[None, :] < lx)
-        h = h * keep
-    h = h.to(dtype)
-    _cache[key] = h
+        return _cache[key]
+    value = _cache[key] = make()
     if len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
-    return h
+    return value
+
+
+def _frequencies(shape: tuple[int, int], pitch: float, wavelength: float, distance: float,
+                 bandlimit: bool, device: torch.device) -> tuple[tuple[Tensor, Tensor], ...]:
+    """``((fy, keep_y), (fx, keep_x))``: each axis's FFT-order frequencies (float64) and the
+    ones the Matsushima band limit keeps (all, without it or at distance 0)."""
+    axes = []
+    for n in shape:
+        f = torch.fft.fftfreq(n, d=pitch, dtype=torch.float64, device=device)
+        keep = torch.ones(n, dtype=torch.bool, device=device)
+        if bandlimit and distance != 0:
+            keep = f.abs() < _band_limit(n, pitch, wavelength, abs(distance))
+        axes.append((f, keep))
+    return tuple(axes)
 
 
 #: the largest phase error (radians, anywhere in the passband) at which :func:`propagate`
@@ -148,19 +160,18 @@ def separable_transfer(
         like :func:`transfer_function` (treat as read-only).
     """
     device = torch.device(device)
-    key = ("separable", tuple(shape), float(pitch), float(wavelength), float(distance),
-           bool(bandlimit), str(device), dtype, float(scale))
-    if key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
-    ny, nx = shape
-    fy = torch.fft.fftfreq(ny, d=pitch, dtype=torch.float64, device=device)
-    fx = torch.fft.fftfreq(nx, d=pitch, dtype=torch.float64, device=device)
-    keep_y = torch.ones(ny, dtype=torch.bool, device=device)
-    keep_x = torch.ones(nx, dtype=torch.bool, device=device)
-    if bandlimit and distance != 0:
-        keep_y = fy.abs() < _band_limit(ny, pitch, wavelength, abs(distance))
-        keep_x = fx.abs() < _band_limit(nx, pitch, wavelength, abs(distance))
+    return _cached(("separable", tuple(shape), float(pitch), float(wavelength), float(distance),
+                    bool(bandlimit), str(device), dtype, float(scale)),
+                   lambda: _factor(shape, distance, pitch, wavelength, bandlimit, device, dtype,
+                                   scale))
+
+
+def _factor(shape: tuple[int, int], distance: float, pitch: float, wavelength: float,
+            bandlimit: bool, device: torch.device, dtype: torch.dtype,
+            scale: float) -> tuple[Tensor, Tensor] | None:
+    """:func:`separable_transfer`, uncached."""
+    (fy, keep_y), (fx, keep_x) = _frequencies(shape, pitch, wavelength, distance, bandlimit,
+                                              device)
     found = None
     inv2 = 1.0 / wavelength**2
     if keep_y.any() and keep_x.any():
@@ -181,9 +192,6 @@ def separable_transfer(
             if float(rest.abs().max()) <= SEPARABLE_TOLERANCE:
                 found = (torch.polar(keep_y.to(torch.float64) * scale, py).to(dtype),
                          torch.polar(keep_x.to(torch.float64), px).to(dtype))
-    _cache[key] = found
-    if len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
     return found
 
 
