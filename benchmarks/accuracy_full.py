@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 #: a network and data small enough to test the whole script in seconds on a CPU
-SMOKE = {"size": 32, "distance": "6 mm", "image_size": 16, "detector": 3, "train_samples": 512,
+SMOKE = {"size": 32, "distance": "8 mm", "image_size": 16, "detector": 3, "train_samples": 512,
          "test_samples": 200, "batch_size": 64, "epochs": 2}
 #: seconds allowed for what follows the last epoch (final evaluations, design, plots)
 FINAL_OVERHEAD_S = 20.0

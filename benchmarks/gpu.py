@@ -58,7 +58,7 @@ REPO = HERE.parent
 FULL_CONFIG = REPO / "examples" / "d2nn_mnist4_full.toml"
 
 #: shrinks every part so the whole script runs in seconds on a CPU (for testing the script)
-SMOKE = {"size": 32, "distance": "6 mm", "image_size": 16, "detector": 3,
+SMOKE = {"size": 32, "distance": "8 mm", "image_size": 16, "detector": 3,
          "batches": [8, 16], "steps": 3, "warmup": 1, "mc_images": [16], "mc_samples": 8,
          "mc_field_factors": [1], "prop_sizes": [64, 128], "prop_batch": 4, "repeats": 3}
 

@@ -1,21 +1,22 @@
 """Benchmark: training-model vs converged-model gap of D2NN fab directories (issue #12).
 
 For each fab directory (default: the quickstart design, ``optodesign/data/quickstart.toml``,
-trained twice, with pixels as cells (the default) and as point samples (the old default), and
-exported with its process into a temporary directory), it reads the files back and reports:
+trained twice, propagating by the Rayleigh–Sommerfeld convolution (its config) and by the
+band-limited angular spectrum, and exported with its process into a temporary directory), it
+reads the files back and reports:
 
-* the primary metric under the **training model** (the design's pad, one sample per pixel;
-  reproduces the trained metric exactly);
-* the metric under a grid of models (pad 2, 4, 8 at one and at two samples per pixel);
-* the ladder :func:`optodesign.verify.model.converge` climbs (samples per pixel at the
-  training pad, then the pad), with the change of the detector energies of the first 32 test
-  images from the model before (relative L2) at each step;
+* the primary metric under the **training model** (the design's pad, samples per pixel and
+  propagation; reproduces the trained metric exactly);
+* the metric under a grid of models (the angular spectrum at pad 2, 4, 8 and the
+  Rayleigh–Sommerfeld convolution at pad 2, each at one and at two samples per pixel);
+* the ladder :func:`optodesign.verify.model.converge` climbs, with the change of the detector
+  energies of the first 32 test images from the model before (relative L2) at each step;
 * the model :func:`optodesign.verify.model.converge` chooses with its default caps, the gap
   to the training model, and the time of the ladder.
 
 Run: ``python benchmarks/verify_convergence.py [FAB_DIR ...] [--max-pad 16]
 [--test-samples N] [--no-grid] [--results NAME]``. Results:
-``benchmarks/results/verify_convergence.{txt,json}`` (the quickstart, both pixel models) and
+``benchmarks/results/verify_convergence.{txt,json}`` (the quickstart, both propagations) and
 ``verify_convergence_mnist4.{txt,json}`` (``examples/d2nn_mnist4.toml`` trained and exported
 with ``thz-printed``, scored on its first 2000 test images, ``--no-grid``).
 """
@@ -58,14 +59,16 @@ def ladder(fab_dir: Path, max_pad: float, test_samples: int = 0,
                                          test_labels=ds.test_labels[:test_samples])
     metric = ev.task.primary_metric
     rows = []
-    models = [SimModel(p, s) for s in (1, 2) for p in (2.0, 4.0, 8.0) if p <= max_pad and grid]
+    models = [SimModel(p, s, method) for s in (1, 2)
+              for p, method in ((2.0, "asm"), (4.0, "asm"), (8.0, "asm"), (2.0, "rs"))
+              if p <= max_pad and grid]
     training = SimModel.training(fab.design)
     for m in models:
         t0 = time.perf_counter()
         e = evaluator_for(ev, m)
         t = torch.as_tensor(render(fab, fab.physical, m).astype(np.complex64))
         value = float(e.evaluate(t, batch_size=batch_size(e.grid))[metric])
-        rows.append([fab_dir.name, f"pad {m.pad:g}, s {m.oversample}",
+        rows.append([fab_dir.name, m.label(),
                      "training" if m == training else "", round(100 * value, 2),
                      round(time.perf_counter() - t0, 1)])
     t0 = time.perf_counter()
@@ -76,24 +79,26 @@ def ladder(fab_dir: Path, max_pad: float, test_samples: int = 0,
                  f"{'converged' if c.converged else 'NOT converged'}, gap {100 * gap:+.2f} pts",
                  round(100 * float(c.nominal[metric]), 2), round(time.perf_counter() - t0, 1)])
     if not grid:  # the training model's row is not in the grid
-        rows.insert(-1, [fab_dir.name, f"training: {training.label()}, {fab.design.pixels}",
-                         "training", round(100 * trained, 2), ""])
+        rows.insert(-1, [fab_dir.name, f"training: {training.label()}", "training",
+                         round(100 * trained, 2), ""])
     for st in c.steps:
         if st.energy_change is not None:
-            rows.append([fab_dir.name, f"ladder pad {st.model.pad:g}, s {st.model.oversample}",
+            rows.append([fab_dir.name, f"ladder: {st.model.label()}",
                          f"energies change {100 * st.energy_change:.2f} %", "",
                          round(st.seconds, 1)])
     return rows
 
 
-def quickstart_fab(work: Path, pixels: str) -> Path:
-    """The quickstart config trained with ``optics.pixels = pixels`` and exported with its
-    process: the fab directory ``work/qs-<pixels>``."""
+def quickstart_fab(work: Path, propagation: str) -> Path:
+    """The quickstart config trained with ``optics.propagation = propagation`` and exported
+    with its process: the fab directory ``work/qs-<propagation>``."""
     from optodesign.commands.quickstart import PROCESS, quickstart_config_text
 
-    run, fab = work / f"run-{pixels}", work / f"qs-{pixels}"
+    run, fab = work / f"run-{propagation}", work / f"qs-{propagation}"
     run.mkdir()
-    text = quickstart_config_text().replace("[optics]\n", f'[optics]\npixels = "{pixels}"\n', 1)
+    text = "\n".join(line for line in quickstart_config_text().splitlines()
+                     if not line.startswith("propagation ="))
+    text = text.replace("[optics]\n", f'[optics]\npropagation = "{propagation}"\n', 1)
     (run / "config.toml").write_text(text)
     t0 = time.perf_counter()
     cli = [sys.executable, "-m", "optodesign"]
@@ -101,7 +106,7 @@ def quickstart_fab(work: Path, pixels: str) -> Path:
                     "--quiet"], check=True)
     subprocess.run([*cli, "export", str(run / "run"), "--process", PROCESS, "--out", str(fab)],
                    check=True, stdout=subprocess.DEVNULL)
-    print(f"quickstart, pixels = {pixels}: trained and exported in "
+    print(f"quickstart, propagation = {propagation}: trained and exported in "
           f"{time.perf_counter() - t0:.0f} s")
     return fab
 
@@ -115,7 +120,8 @@ def main() -> None:
     ap.add_argument("--results", default="verify_convergence",
                     help="name of the results files under benchmarks/results/")
     ap.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
-                    help="also score the fixed grid of models (pad 2, 4, 8 at s 1 and 2)")
+                    help="also score the fixed grid of models (asm at pad 2, 4, 8 and rs at "
+                         "pad 2, at s 1 and 2)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -123,7 +129,7 @@ def main() -> None:
     tmp = None
     if not fabs:
         tmp = tempfile.TemporaryDirectory()
-        fabs = [quickstart_fab(Path(tmp.name), pixels) for pixels in ("cells", "points")]
+        fabs = [quickstart_fab(Path(tmp.name), method) for method in ("rs", "asm")]
     rows = [r for f in fabs for r in ladder(f, args.max_pad, args.test_samples, args.grid)]
     header = ["fab", "model", "note", "accuracy %", "seconds"]
     save_table(args.results, rows, header,

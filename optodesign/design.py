@@ -42,7 +42,7 @@ import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_path, atomic_write_json
-from .grid import Grid
+from .grid import METHODS, Grid
 from .tasks import SetupError, TaskSetup, get_task
 from .units import wrap_phase
 
@@ -129,6 +129,8 @@ class Design:
     #: samples per pixel per axis of the training model (verify's ``oversample``): the layers
     #: and the input are held over ``s × s`` samples of pitch ``pitch / s``
     oversample: int = 1
+    #: how the training model propagated (:attr:`optodesign.grid.Grid.method`)
+    propagation: str = "asm"
     free_levels: tuple[int, ...] = ()
     quantizer: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -181,8 +183,8 @@ class Design:
     @property
     def grid(self) -> Grid:
         """The sampling every layer and field of this design share: the levels' ``(ny, nx)``,
-        :attr:`pitch` and the propagation's zero padding :attr:`pad`."""
-        return Grid(self.shape, self.pitch, pad=self.pad)
+        :attr:`pitch`, the propagation's zero padding :attr:`pad` and its method."""
+        return Grid(self.shape, self.pitch, pad=self.pad, method=self.propagation)
 
     def level_phases(self) -> np.ndarray:
         """Phase of each level, ``(K, L)`` in [0, 2π) radians (values within 1e-9 of 2π -> 0)."""
@@ -215,6 +217,9 @@ class Design:
         if not (isinstance(self.oversample, int) and not isinstance(self.oversample, bool)
                 and self.oversample >= 1):
             raise DesignError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
+        if self.propagation not in METHODS:
+            raise DesignError(f"propagation: must be one of {', '.join(METHODS)}, got "
+                              f"{self.propagation!r}")
         if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
                               f"{self.pad!r}")
@@ -289,6 +294,7 @@ class Design:
             "pad": self.pad,
             "pixels": self.pixels,
             "oversample": self.oversample,
+            "propagation": self.propagation,
             "layer_kind": self.layer_kind,
             "free_levels": list(self.free_levels),
             "quantizer": self.quantizer,
@@ -367,6 +373,7 @@ class Design:
                 # files written before pixels existed were trained on point samples
                 pixels=meta.get("pixels", "points"),
                 oversample=meta.get("oversample", 1),
+                propagation=meta.get("propagation", "asm"),
                 free_levels=free,
                 quantizer=meta.get("quantizer", {}),
                 metrics=meta.get("metrics", {}),

@@ -23,7 +23,10 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["Grid", "GridMismatchError"]
+__all__ = ["Grid", "GridMismatchError", "METHODS"]
+
+#: propagation methods a grid may name (:attr:`Grid.method`)
+METHODS = ("asm", "rs")
 
 
 class GridMismatchError(ValueError):
@@ -39,6 +42,10 @@ class Grid:
         pitch: sample spacing in metres (square pixels).
         pad: zero-padding factor per axis used by :func:`optodesign.propagate` (>= 1; 1 means
             no padding, 2 doubles the window against circular wrap-around).
+        method: how :func:`optodesign.propagate` computes a propagation on this grid:
+            ``"asm"``, the band-limited angular spectrum (any geometry; converges as the
+            padding grows), or ``"rs"``, the Rayleigh–Sommerfeld convolution (exact at pad 2
+            where its kernel is sampled: :mod:`optodesign.optics.rayleigh`).
 
     Raises:
         UserError: a shape, pitch or pad out of range (one line naming the field).
@@ -47,6 +54,7 @@ class Grid:
     shape: tuple[int, int]
     pitch: float
     pad: float = 2.0
+    method: str = "asm"
 
     def __post_init__(self) -> None:
         try:
@@ -60,6 +68,8 @@ class Grid:
         if not (_is_real(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise UserError(f"pad: must be a finite number >= 1 (1 means no padding), got "
                             f"{self.pad!r}")
+        if self.method not in METHODS:
+            raise UserError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "pitch", float(self.pitch))
         object.__setattr__(self, "pad", float(self.pad))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -39,6 +40,15 @@ lr = 0.1
 """
 
 
+@pytest.fixture(params=[1, 2], ids=["chunked", "batched"])
+def threads(request):
+    """One thread: propagate() transforms the batch in chunks; two: all at once."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture
 def tiny_d2nn_config(tmp_path: Path):
     def make(method: str = "psq-li", extra: str = "") -> Path:
@@ -60,6 +70,7 @@ MODULE_TIER = {
     "test_propagation_pruned": "physics",
     "test_propagation_separable": "physics",
     "test_rs_crosscheck": "physics",
+    "test_propagation_rs": "physics",
     "test_units_grid": "physics",
     "test_quantize_phase": "property",
     "test_quantize_complex": "property",
@@ -78,6 +89,7 @@ MODULE_TIER = {
     "test_stl": "roundtrip",
     "test_complex_training": "roundtrip",
     "test_verify": "roundtrip",
+    "test_verify_rs": "roundtrip",
     "test_train": "e2e",
     "test_refine": "e2e",
     "test_export_cli": "e2e",

@@ -28,15 +28,6 @@ from optodesign.optics.propagation import (
 WL, PITCH, Z = 532e-9, 36e-6, 0.3  # LightRidge's D2NN tutorial geometry
 
 
-@pytest.fixture(params=[1, 2], ids=["chunked", "batched"])
-def threads(request):
-    """One thread: propagate() transforms the batch in chunks; two: all at once."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(saved)
-
-
 def random_field(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),

@@ -171,14 +171,18 @@ def test_objective_equals_task_loss_and_candidates_are_exact(task: str) -> None:
         assert obj.apply(state, pix[0], new[0]) == pytest.approx(want[0], rel=2e-5)
 
 
-@pytest.mark.parametrize("loss", ["ce", "mse"])
-def test_objective_d2nn_candidates_are_exact(loss: str) -> None:
+@pytest.mark.parametrize(("loss", "propagation"), [("ce", "asm"), ("mse", "asm"),
+                                                   ("ce", "rs")])
+def test_objective_d2nn_candidates_are_exact(loss: str, propagation: str) -> None:
+    """Candidate losses (the last layer through the objective's own kernel of the last
+    distance, angular spectrum or Rayleigh–Sommerfeld) equal full re-evaluations."""
     boxes = tuple((4 + 6 * (i // 4), 1 + 6 * (i % 4), 3, 3) for i in range(10))
     d = Design(setup=D2NNSetup(detectors=boxes, image_size=12, encoding="amplitude",
                                dataset="digits", test_samples=32, loss=loss, temperature=7.0),
                wavelength=0.75e-3, pitch=0.4e-3,
                levels=np.random.default_rng(0).integers(0, 2, (2, 24, 24)),
-               level_tables=np.array([1, -1]), distances=(0.01, 0.01, 0.01))
+               level_tables=np.array([1, -1]), distances=(0.01, 0.01, 0.01),
+               propagation=propagation)
     obj = Objective(d, train_samples=40, seed=1)
     assert obj.n_inputs == 40
     lv = d.levels.astype(np.int64)

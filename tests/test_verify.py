@@ -741,7 +741,8 @@ def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Pat
     ev = Evaluator.from_design(design)
     assert ev.grid.shape == (32, 32) and ev.grid.pitch == design.pitch / 2
     # the training evaluator is verify's model at (pad 2, s 2) given the upsampled layers
-    drawn = ModelEvaluator(design, ev.device, ev.dataset, model=SimModel(design.pad, 2))
+    drawn = ModelEvaluator(design, ev.device, ev.dataset,
+                           model=SimModel(design.pad, 2, design.propagation))
     images, _ = ev.test_split(8)
     t = torch.as_tensor(design.transmissions().astype(np.complex64))
     mine = ev.output_intensity(ev.images_to_field(images), t)
@@ -758,7 +759,7 @@ def test_training_at_two_samples_per_pixel_is_verify_s_drawn_model(tmp_path: Pat
     m = json.loads((tmp_path / "fab" / "manifest.json").read_text())
     assert m["conventions"]["training_model"]["samples_per_pixel"] == 2
     r = verify_fab(tmp_path / "fab", samples=2, sweep=False, fast=True)
-    assert r.model == SimModel(design.pad, 2) and r.model.is_training(design)
+    assert r.model == SimModel(design.pad, 2, design.propagation) and r.model.is_training(design)
     assert r.readback["accuracy"] == design.metrics["accuracy"]
 
 

@@ -348,6 +348,7 @@ def _write_all(
         spacers=tuple(spacers),
         conventions=conventions(pad=design.pad, pixels=design.pixels,
                                 oversample=design.oversample,
+                                propagation=design.propagation,
                                 setup=design.setup.to_json(), test_split=test_split),
     )
     write_manifest(d / "manifest.json", manifest)

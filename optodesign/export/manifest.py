@@ -290,8 +290,17 @@ PIXEL_MODELS = {
 }
 
 
+#: the manifest's words for each :data:`optodesign.grid.METHODS`
+PROPAGATION_METHODS = {
+    "asm": "band-limited angular spectrum (Matsushima & Shimobaba 2009), zero-padded",
+    "rs": ("first Rayleigh-Sommerfeld integral, z exp(ikr) (1/r - ik) / (2 pi r^2) times each "
+           "sample's area, summed over the window's samples (FFT linear convolution, Shen & "
+           "Wang 2006); light leaving the window is lost"),
+}
+
+
 def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
-                oversample: int = 1,
+                oversample: int = 1, propagation: str = "asm",
                 test_split: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``conventions`` record of ``manifest.json``: what a third party needs besides the
     files to re-simulate them (docs/verify.md, "Re-simulating a fab directory").
@@ -301,6 +310,7 @@ def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
         pixels: how training modelled a pixel (:data:`optodesign.design.PIXELS`).
         oversample: samples per pixel per axis training propagated (each layer and the input
             held over them, the output intensity averaged back onto the pixels).
+        propagation: how training propagated (:attr:`optodesign.grid.Grid.method`).
         setup: the task setup of design.json (input encoding, detector boxes, dataset,
             test split), copied as is.
         test_split: ``{"count": N, "sha256": ...}`` of the test images a supervised task is
@@ -319,8 +329,8 @@ def conventions(*, pad: float, setup: Mapping[str, Any], pixels: str = "cells",
         "distances": ("distances[0]: input plane to layer 1; distances[k]: layer k to layer "
                       "k + 1; distances[K]: layer K to the detector plane. Each layer is one "
                       "thin-element plane (the relief's thickness is not a propagation)"),
-        "training_model": {"method": "band-limited angular spectrum (Matsushima & "
-                                     "Shimobaba 2009), zero-padded", "pad": float(pad),
+        "training_model": {"method": PROPAGATION_METHODS[propagation],
+                           "propagation": propagation, "pad": float(pad),
                            "samples_per_pixel": int(oversample), "pixels": pixels,
                            "pixel_model": PIXEL_MODELS[pixels],
                            "transmission": "thin element: exp(i 2 pi (n - n0) h / lambda) "

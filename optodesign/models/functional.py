@@ -8,6 +8,7 @@ simulated exactly as it was trained.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ from ..optics.propagation import (
     propagate,
     sampling_loss,
 )
+from ..optics.rayleigh import rs_problems
 
 __all__ = ["forward_stack", "output_intensity", "OUTPUT_PLANES", "detector_energies",
            "auto_detectors", "place_images", "stack_sampling", "check_stack_sampling"]
@@ -96,14 +98,16 @@ def stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor,
     """The sampling loss of the field at *every* plane of a stack (not only the input):
     ``(plane, distance, band_limit_loss, wrap_loss)`` per propagation, plane 0 the input
     and plane k the field leaving layer k (:func:`~optodesign.optics.propagation.sampling_loss`,
-    summed over the batch)."""
+    summed over the batch). On a Rayleigh–Sommerfeld grid both are 0: nothing is band-limited
+    and nothing wraps (the light that leaves the window is lost physically)."""
     out = []
     u = field
     for k, d in enumerate(distances):
         if k > 0:
             u = u * transmissions[k - 1]
         if d:
-            removed, lost = sampling_loss(u, d, grid=grid, wavelength=wavelength)
+            removed, lost = (0.0, 0.0) if grid.method == "rs" else \
+                sampling_loss(u, d, grid=grid, wavelength=wavelength)
             out.append((k, float(d), removed, lost))
         u = propagate(u, d, grid=grid, wavelength=wavelength)
     return out
@@ -129,8 +133,13 @@ def check_stack_sampling(field: Tensor, transmissions: Sequence[Tensor] | Tensor
         if parts:
             problems.append(f"{where} over {d:.4g} m: {' and '.join(parts)}")
     if problems:  # one warning for the whole stack
-        warnings.warn("sampling: " + "; ".join(problems) + f"; increase pad (now {grid.pad:g})",
-                      SamplingWarning, stacklevel=2)
+        fix = f"increase pad (now {grid.pad:g})"
+        rs = replace(grid, pad=max(grid.pad, 2.0), method="rs")
+        if not any(rs_problems(rs, d, wavelength) for d in distances if d > 0):
+            fix += (" or propagate by Rayleigh-Sommerfeld (optics.propagation = \"rs\"), "
+                    "which is exact for this geometry at pad 2")
+        warnings.warn("sampling: " + "; ".join(problems) + f"; {fix}", SamplingWarning,
+                      stacklevel=2)
     return found
 
 

@@ -75,7 +75,8 @@ def fine_grid(grid: Grid, s: int, pad: float | None = None) -> Grid:
     """``grid`` sampled ``s`` times finer per axis (pitch / s), zero-padded by ``pad`` (default:
     the grid's own)."""
     ny, nx = grid.shape
-    return Grid((ny * s, nx * s), grid.pitch / s, pad=grid.pad if pad is None else pad)
+    return Grid((ny * s, nx * s), grid.pitch / s, pad=grid.pad if pad is None else pad,
+                method=grid.method)
 
 
 def fine_axis(shape: tuple[int, int], s: int) -> tuple[float, float]:

@@ -13,7 +13,9 @@ large, float32 would lose it) and cached per (padded shape, pitch, wavelength, d
 limit, device, dtype), so a repeated call costs only FFT + multiply + inverse FFT. Where
 the transfer function factors into a y and an x part to within :data:`SEPARABLE_TOLERANCE`
 (paraxial geometries), the 2-D convolution runs as two 1-D ones (:func:`separable_transfer`).
-The sampling checks live in :mod:`~optodesign.optics.sampling` (re-exported here).
+The sampling checks live in :mod:`~optodesign.optics.sampling` (re-exported here). A grid of
+``method = "rs"`` propagates by the Rayleigh–Sommerfeld convolution of
+:mod:`~optodesign.optics.rayleigh` (same FFT plans and platform self-check).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..grid import Grid
+from .rayleigh import rs_problems, rs_transfer
 from .sampling import (
     LOSS_TOLERANCE,
     SamplingError,
@@ -384,8 +387,11 @@ def propagate(
         field: complex tensor ``(..., ny, nx)`` (complex64 or complex128, any device); leading
             dimensions are batch dimensions. Differentiable.
         distance: metres; negative propagates backwards; 0 returns the input unchanged.
-        grid: the field's sampling: ``shape == field.shape[-2:]``, pitch in metres, and
-            ``pad``, the zero-padding factor per axis (2 doubles the window).
+        grid: the field's sampling: ``shape == field.shape[-2:]``, pitch in metres,
+            ``pad``, the zero-padding factor per axis (2 doubles the window), and ``method``:
+            ``"rs"`` propagates by the Rayleigh–Sommerfeld convolution instead
+            (:mod:`~optodesign.optics.rayleigh`; ``bandlimit`` does not apply; forwards only,
+            where its kernel is sampled, else :class:`SamplingError`).
         wavelength: wavelength in the medium, metres.
         bandlimit: apply the Matsushima band limit (keep True unless you know why not).
 
@@ -414,6 +420,8 @@ def propagate(
     if distance == 0:
         return field
     ny, nx = grid.shape
+    if grid.method == "rs":
+        return _rayleigh_sommerfeld(field, distance, grid, wavelength)
     key = (grid, float(wavelength), float(distance), bool(bandlimit))
     first = key not in _warned
     if first:
@@ -442,7 +450,7 @@ def propagate(
         hy, hx = separable_transfer((nyp, nxp), distance, dtype=compute, **geometry)
 
         def transform(x: Tensor) -> Tensor:
-            return _separable(x, (nyp, nxp), hy, hx)
+            return _separable(x.to(compute), (nyp, nxp), hy, hx)
     else:
         # the inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse
         # runs unnormalised (norm="forward"): one pass fewer, and it avoids the scaled
@@ -450,10 +458,42 @@ def propagate(
         h = transfer_function((nyp, nxp), distance, dtype=compute, **geometry)
 
         def transform(x: Tensor) -> Tensor:
+            x = x.to(compute)
             return _pruned(x, (nyp, nxp), h) if pruned else _padded(x, (nyp, nxp), h)
+    return _run(field, transform, pruned)
+
+
+def _run(field: Tensor, transform: Callable[[Tensor], Tensor], pruned: tuple | None) -> Tensor:
+    """``transform`` of the batch in the FFT's dtype (``transform``'s), in chunks where
+    ``pruned`` says so, back in the field's dtype."""
     if not pruned:
-        return transform(field.to(compute)).to(field.dtype)
-    flat = field.reshape(-1, ny, nx).to(compute)
-    parts = [transform(part) for part in flat.split(max(pruned[1]))]
+        return transform(field).to(field.dtype)
+    ny, nx = field.shape[-2:]
+    parts = [transform(part) for part in field.reshape(-1, ny, nx).split(max(pruned[1]))]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)
     return out.reshape(field.shape).to(field.dtype)
+
+
+def _rayleigh_sommerfeld(field: Tensor, distance: float, grid: Grid,
+                         wavelength: float) -> Tensor:
+    """:func:`propagate` on a grid of ``method = "rs"``: the linear Rayleigh–Sommerfeld
+    convolution (:mod:`~optodesign.optics.rayleigh`), same plans and FFT self-check."""
+    problems = rs_problems(grid, distance, wavelength)
+    if problems:
+        raise SamplingError(problems[0])
+    padded = grid.padded().shape
+    pruned = _plan(tuple(field.shape), padded, field.element_size(), field.device)
+    compute = _fft_dtype(padded, field.dtype, field.device, pruned)
+    if pruned and compute != field.dtype:
+        pruned = _plan(tuple(field.shape), padded, 16, field.device)
+        compute = _fft_dtype(padded, compute, field.device, pruned)
+    key = ("rs", padded, grid.pitch, float(wavelength), float(distance), str(field.device),
+           compute)
+    h = _cached(key, lambda: rs_transfer(padded, distance, pitch=grid.pitch,
+                                          wavelength=wavelength, device=field.device,
+                                          dtype=compute, scale=1.0 / (padded[0] * padded[1])))
+
+    def transform(x: Tensor) -> Tensor:
+        x = x.to(compute)
+        return _pruned(x, padded, h) if pruned else _padded(x, padded, h)
+    return _run(field, transform, pruned)

@@ -55,6 +55,7 @@ from ..errors import UserError
 from ..evaluate import Evaluator
 from ..optics.farfield import far_field, pixel_envelope
 from ..optics.propagation import propagate, transfer_function
+from ..optics.rayleigh import rs_transfer
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +236,9 @@ class Objective:
                 # 1/(nyp nxp) folded into H and an unnormalised inverse, as propagate() does
                 # (some MKL builds mis-scale a single complex64 ifft2 at 2048², see README);
                 # complex128 here, once per design, so no platform check is needed
-                h = transfer_function((nyp, nxp), dist, pitch=self.grid.pitch,
-                                      wavelength=d.wavelength,
-                                      device=self.device, dtype=torch.complex128,
-                                      scale=1.0 / (nyp * nxp))
+                make = rs_transfer if self.grid.method == "rs" else transfer_function
+                h = make((nyp, nxp), dist, pitch=self.grid.pitch, wavelength=d.wavelength,
+                         device=self.device, dtype=torch.complex128, scale=1.0 / (nyp * nxp))
                 k = torch.fft.ifft2(h, norm="forward").to(torch.complex64)
             self._kernel = k
         return self._kernel

@@ -179,6 +179,9 @@ class Task(ABC):
     supervised: ClassVar[bool] = False
     # --- config defaults
     default_layers: ClassVar[int] = 1
+    #: ``optics.propagation`` when the config gives none: ``"rs"`` means the
+    #: Rayleigh–Sommerfeld convolution where the geometry allows it, else the angular spectrum
+    default_propagation: ClassVar[str] = "asm"
     default_target_kind: ClassVar[str] = "text"
     #: the config's detector layout is checked (automatic detectors must fit the grid)
     needs_detectors: ClassVar[bool] = False

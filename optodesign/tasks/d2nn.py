@@ -129,6 +129,9 @@ class D2NN(Task):
     default_drop: ClassVar[dict[str, float]] = {"accuracy": 0.02}
     supervised = True
     default_layers = 5
+    # the stacks' wide angles at sub-wavelength pitch: the angular spectrum's band limit at
+    # pad 2 removes a third of each layer's energy, the convolution nothing (docs/verify.md)
+    default_propagation = "rs"
     needs_detectors = True
 
     setup: D2NNSetup

@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..design import PIXELS
 from ..errors import ConfigError, UserError
 from ..fileio import read_toml
-from ..grid import Grid
+from ..grid import METHODS, Grid
+from ..optics.cells import fine_grid
+from ..optics.rayleigh import rs_problems
 from ..quantize import registry
 from ..schema import Table
 from ..tasks import TASKS, get_task
@@ -42,12 +44,15 @@ class Optics:
     pixels: str = "cells"
     #: samples per pixel per axis the training model propagates (verify's ``oversample``)
     oversample: int = 1
+    #: how every propagation is computed (:attr:`optodesign.grid.Grid.method`): ``asm``, the
+    #: band-limited angular spectrum, or ``rs``, the Rayleigh–Sommerfeld convolution
+    propagation: str = "asm"
 
     @property
     def grid(self) -> Grid:
         """The sampling of every layer and field: ``size`` x ``size`` at ``pitch``, padded by
-        ``pad`` for propagation (:class:`optodesign.grid.Grid`)."""
-        return Grid((self.size, self.size), self.pitch, pad=self.pad)
+        ``pad`` for propagation by ``propagation`` (:class:`optodesign.grid.Grid`)."""
+        return Grid((self.size, self.size), self.pitch, pad=self.pad, method=self.propagation)
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,23 @@ class Config:
     @property
     def is_complex(self) -> bool:
         return registry.family(self.quantization.method) == "complex"
+
+
+def _check_propagation(optics: Optics, o: Table, spec: Any) -> Optics:
+    """``propagation = "rs"`` only where the Rayleigh–Sommerfeld kernel is sampled for every
+    distance the task propagates (:func:`~optodesign.optics.rayleigh.rs_problems`): asked
+    for, an error naming the problem; the task's default, the angular spectrum instead."""
+    if optics.propagation != "rs":
+        return optics
+    problems = ["the task is periodic; use asm"] if spec.periodic else []
+    grid = fine_grid(optics.grid, optics.oversample)
+    hops = optics.distances if spec.output_plane == "near" else optics.distances[:-1]
+    problems += [p for z in hops if z > 0 for p in rs_problems(grid, z, optics.wavelength)]
+    if not problems:
+        return optics
+    if "propagation" in o:
+        raise o.error("propagation", f"rs: {problems[0]}")
+    return replace(optics, propagation="asm")
 
 
 def _check_wavelength(optics: Optics, given: Any) -> None:
@@ -247,7 +269,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
 
     o = top.table("optics", {"wavelength", "pitch", "size", "layers", "distance",
                              "input_distance", "output_distance", "distances", "pad",
-                             "pixels", "oversample"})
+                             "pixels", "oversample", "propagation"})
     t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
                             "steps_per_epoch", "qat_start", "max_memory", "keep"})
     max_memory = (None if t.raw("max_memory", None) is None else
@@ -280,7 +302,9 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         dout = o.length("output_distance", d, **units)
         distances = (din,) + (d,) * (layers - 1) + (dout,)
     optics = Optics(wavelength, pitch, size, layers, distances, pad,
-                    o.choice("pixels", PIXELS, "cells"), oversample)
+                    o.choice("pixels", PIXELS, "cells"), oversample,
+                    o.choice("propagation", METHODS, spec.default_propagation))
+    optics = _check_propagation(optics, o, spec)
     _check_wavelength(optics, o.raw("wavelength"))
     for w in wavelength_warnings:  # plausible enough to train: pass the warning on
         warnings.warn(w.message, UnitsWarning, stacklevel=2)

@@ -126,6 +126,7 @@ class Trainer:
             setup=prepared.setup, wavelength=o.wavelength, pitch=self.grid.pitch,
             distances=o.distances, layer_kind="complex" if cfg.is_complex else "phase",
             pad=self.grid.pad, pixels=o.pixels, oversample=o.oversample,
+            propagation=o.propagation,
             target=prepared.target,
             # a binary layer's free pixels stay in {0, 1}: an opaque third level is physics'
             free_levels=(0, 1) if cfg.quantization.method == "binary" else (),

@@ -1,7 +1,9 @@
 """Verify's simulation models: the training model, and the drawn model chosen by convergence.
 
-A :class:`SimModel` says how a fab directory is simulated: the zero-padding factor of every
-propagation and ``oversample``, the samples per design pixel along each axis. Under a model
+A :class:`SimModel` says how a fab directory is simulated: the propagation method (the
+band-limited angular spectrum, ``asm``, or the Rayleigh–Sommerfeld convolution, ``rs``:
+:mod:`optodesign.optics.rayleigh`), the zero-padding factor of every propagation and
+``oversample``, the samples per design pixel along each axis. Under a model
 with ``oversample = s``:
 
 * each fabricated layer is **drawn** on a grid of pitch ``pitch / s`` (the structure's
@@ -22,17 +24,20 @@ with ``oversample = s``:
 * the output intensity is averaged over each design pixel's ``s × s`` samples, so detectors,
   foci and targets are read on the design's pixels exactly as training reads them.
 
-``SimModel(design.pad, design.oversample)`` is the **training model**: verify reproduces the
-trained metric from the files under it, bit for bit. :func:`converge` raises the padding, then the
-oversampling, until the task's readings (detector energies) of probe inputs change by less
-than a stated tolerance, and returns every step for the report; the primary metric is then
-computed on every test image under the training and the chosen model (the model gap).
+``SimModel.training(design)`` (the design's pad, samples per pixel and method) is the
+**training model**: verify reproduces the trained metric from the files under it, bit for bit.
+:func:`converge` chooses the simulation model by convergence: where the Rayleigh–Sommerfeld
+convolution can simulate the design it runs at pad 2, exact in the padding, and raises the
+oversampling until the task's readings (detector energies) of probe inputs change by less than
+a stated tolerance; elsewhere it raises the oversampling, then the padding, of the angular
+spectrum. It returns every step for the report; the primary metric is then computed on every
+test image under the training and the chosen model (the model gap).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,9 +46,10 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..evaluate import Evaluator
-from ..grid import Grid
+from ..grid import METHODS, Grid
 from ..optics.cells import fine_axis, fine_grid
 from ..optics.placement import place, place_drawn
+from ..optics.rayleigh import rs_problems
 from ..tasks import get_task
 
 if TYPE_CHECKING:
@@ -75,23 +81,27 @@ class SimModel:
 
     pad: float
     oversample: int = 1
+    method: str = "asm"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.pad) and self.pad >= 1):
             raise UserError(f"pad: must be a number >= 1, got {self.pad!r}")
         if int(self.oversample) != self.oversample or self.oversample < 1:
             raise UserError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
+        if self.method not in METHODS:
+            raise UserError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
         object.__setattr__(self, "pad", float(self.pad))
         object.__setattr__(self, "oversample", int(self.oversample))
 
     @classmethod
     def training(cls, design: Design) -> SimModel:
-        """The model training used: the design's padding and samples per pixel."""
-        return cls(design.pad, design.oversample)
+        """The model training used: the design's padding, samples per pixel and method."""
+        return cls(design.pad, design.oversample, design.propagation)
 
     def grid(self, design_grid: Grid) -> Grid:
         """The sampling this model propagates on: ``s`` samples per design pixel."""
-        return fine_grid(design_grid, self.oversample, self.pad)
+        g = fine_grid(design_grid, self.oversample, self.pad)
+        return replace(g, method=self.method)
 
     def axis(self, design_grid: Grid) -> tuple[float, float]:
         """The optical axis (centre of design pixel ``(ny // 2, nx // 2)``) in fine samples."""
@@ -101,10 +111,25 @@ class SimModel:
         return self == SimModel.training(design)
 
     def label(self) -> str:
-        return f"pad {self.pad:g}, {self.oversample}x{self.oversample} samples per pixel"
+        how = "Rayleigh-Sommerfeld" if self.method == "rs" else "angular spectrum"
+        return f"{how}, pad {self.pad:g}, {self.oversample}x{self.oversample} samples per pixel"
 
     def to_json(self) -> dict[str, Any]:
-        return {"pad": self.pad, "oversample": self.oversample}
+        return {"pad": self.pad, "oversample": self.oversample, "method": self.method}
+
+    def problems(self, design: Design) -> list[str]:
+        """Why this model cannot simulate ``design`` (empty: it can): for ``rs``, every
+        propagated distance must be one the sampled kernel represents
+        (:func:`~optodesign.optics.rayleigh.rs_problems`)."""
+        if self.method != "rs":
+            return []
+        task = get_task(design.task)
+        if task.periodic:
+            return [f"task: {design.task} is periodic; the Rayleigh-Sommerfeld convolution "
+                    f"is not"]
+        hops = design.distances if task.output_plane == "near" else design.distances[:-1]
+        g = self.grid(design.grid)
+        return [p for z in hops if z > 0 for p in rs_problems(g, z, design.wavelength)]
 
 
 @dataclass
@@ -244,9 +269,13 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
     (relative L2 over every probe input and reading).
 
     The probe inputs are the first ``probe_images`` test images (D2NN) or the plane wave.
-    Oversampling is raised at the training padding (the drawing's error is local; the padding
-    factor keeps the physical window), then the padding at the accepted oversampling (a grid
-    coarser than λ/2 cannot carry the wide angles a padding step is judged on). The chosen
+    Where the Rayleigh–Sommerfeld convolution can simulate the design
+    (:meth:`SimModel.problems`), the ladder runs it at pad 2, where it is exact in the padding
+    (no wrap-around, no band limit), and raises only the oversampling. Otherwise (the
+    angular spectrum), oversampling is raised at the training padding (the drawing's error is
+    local; the padding factor keeps the physical window), then the padding at the accepted
+    oversampling (a grid coarser than λ/2 cannot carry the wide angles a padding step is
+    judged on). The chosen
     model is the coarse end of the last accepted step of each kind, or the finest simulated
     when a cap (``max_oversample``; ``max_pad``, at least twice the training pad) is reached
     first (``converged`` False). The primary metric is then computed on every test image under
@@ -282,6 +311,20 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
         return step.energy_change is not None and step.energy_change <= energy_tolerance
 
     simulate(start)
+    rs = _rayleigh_sommerfeld(fab.design, start, max_oversample)
+    if rs is not None:
+        # exact in the padding at pad 2: only the samples per pixel are left to converge
+        if rs != start:
+            simulate(rs, start)
+        current, over_ok = rs, False
+        while current.oversample * 2 <= max_oversample:
+            nxt = replace(current, oversample=current.oversample * 2)
+            if ok(simulate(nxt, current)):
+                over_ok = True
+                break
+            current = nxt
+        return _finish(fab, ev, steps, start, current, over_ok, energy_tolerance, metric,
+                       test_samples)
     current = start
     # samples per pixel first, at the training padding: the drawing's error is local (edges
     # of pixels), and a grid coarser than λ/2 misrepresents the wide angles a padding step
@@ -301,7 +344,30 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
             pad_ok = True
             break
         current = nxt
-    converged = pad_ok and over_ok
+    return _finish(fab, ev, steps, start, current, pad_ok and over_ok, energy_tolerance, metric,
+                   test_samples)
+
+
+def _rayleigh_sommerfeld(design: Design, start: SimModel, max_oversample: int) -> SimModel | None:
+    """The coarsest Rayleigh–Sommerfeld model (pad 2, from the training samples per pixel,
+    with room for one step of oversampling under ``max_oversample``) that can simulate
+    ``design``, if any."""
+    s = start.oversample
+    while s * 2 <= max_oversample:
+        m = SimModel(2.0, s, "rs")
+        if not m.problems(design):
+            return m
+        s *= 2
+    return None
+
+
+def _finish(fab: FabStack, ev: Evaluator, steps: list[ConvergenceStep], start: SimModel,
+            current: SimModel, converged: bool, energy_tolerance: float, metric: str,
+            test_samples: int | None) -> Convergence:
+    """The ladder's result: the metric of the training model and of the chosen one (the
+    finest simulated, where not converged) on every test image."""
+    import time
+
     if not converged:
         current = steps[-1].model
     # the metric of the training model and of the chosen one, on every test image

@@ -104,7 +104,7 @@ def report_dict(r: VerifyResult) -> dict[str, Any]:
         "nominal": nominal,
         "model": {**r.model.to_json(), "label": r.model.label(),
                   "errors_model": r.errors_model.to_json(),
-                  "training": {"pad": fab.design.pad, "oversample": 1},
+                  "training": SimModel.training(fab.design).to_json(),
                   "gap": r.model_gap,
                   "convergence": None if r.convergence is None else r.convergence.to_json()},
         "trained": {"metric": r.metric, "value": r.trained,
@@ -300,14 +300,17 @@ def _model_blocks(r: VerifyResult) -> list[Block]:
     for st in c.steps:
         val = "" if math.isnan(st.metric) else f"{st.metric:.6g}"
         de = "" if st.energy_change is None else f"{100 * st.energy_change:.3g} %"
-        rows.append((f"{st.model.pad:g}", str(st.model.oversample), val, de,
-                     f"{st.seconds:.1f} s"))
-    return [Para((f"Simulation model: {r.model.label()}, {state}: a step of the padding (x2) "
-                  f"and of the oversampling (x2) from it changes the readings (detector "
-                  f"energies) of the probe inputs by at most {100 * c.energy_tolerance:.3g} % "
-                  f"(relative L2). Each layer is drawn with {r.model.oversample}x"
+        rows.append(("RS" if st.model.method == "rs" else "ASM", f"{st.model.pad:g}",
+                     str(st.model.oversample), val, de, f"{st.seconds:.1f} s"))
+    steps = ("the oversampling (x2): the Rayleigh-Sommerfeld convolution is exact in the "
+             "padding at pad 2, where nothing wraps around and no band limit cuts"
+             if r.model.method == "rs" else "the padding (x2) and of the oversampling (x2)")
+    return [Para((f"Simulation model: {r.model.label()}, {state}: a step of {steps} from it "
+                  f"changes the readings (detector energies) of the probe inputs by at most "
+                  f"{100 * c.energy_tolerance:.3g} % (relative L2; each row's change is from "
+                  f"the row above). Each layer is drawn with {r.model.oversample}x"
                   f"{r.model.oversample} samples per pixel.",)),
-            Table(("pad", "samples/pixel", f"{r.metric} (every test image)",
+            Table(("method", "pad", "samples/pixel", f"{r.metric} (every test image)",
                    "change of readings", "time"), tuple(rows))]
 
 
