@@ -36,13 +36,15 @@ spectrum's band limit removes at pad 2.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..grid import Grid
 
-__all__ = ["rs_problems", "rs_transfer", "RS_MIN_DISTANCE"]
+__all__ = ["rs_problems", "rs_stack_problems", "rs_transfer", "RS_MIN_DISTANCE"]
 
 #: the smallest distance, in wavelengths and in samples (the larger applies), at which the
 #: point-sampled kernel stands for the integral over each sample: the kernel's amplitude and
@@ -74,6 +76,17 @@ def rs_problems(grid: Grid, distance: float, wavelength: float) -> list[str]:
                         f"{1 / (2 * d):.4g}; use finer samples (pitch <= "
                         f"{lam * math.hypot(x, z) / (2 * x):.4g} m) or the angular spectrum")
     return problems
+
+
+def rs_stack_problems(grid: Grid, distances: Sequence[float], wavelength: float, *,
+                      task: Any) -> list[str]:
+    """:func:`rs_problems` of every distance a task of type ``task`` propagates through a stack
+    sampled on ``grid`` (all of them for a near-field output, all but the last otherwise; a
+    periodic task not at all)."""
+    if task.periodic:
+        return ["the task is periodic; the Rayleigh–Sommerfeld convolution is not"]
+    hops = distances if task.output_plane == "near" else distances[:-1]
+    return [p for z in hops if z > 0 for p in rs_problems(grid, z, wavelength)]
 
 
 def rs_transfer(padded: tuple[int, int], distance: float, *, pitch: float, wavelength: float,

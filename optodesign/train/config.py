@@ -20,7 +20,7 @@ from ..errors import ConfigError, UserError
 from ..fileio import read_toml
 from ..grid import METHODS, Grid
 from ..optics.cells import fine_grid
-from ..optics.rayleigh import rs_problems
+from ..optics.rayleigh import rs_stack_problems
 from ..quantize import registry
 from ..schema import Table
 from ..tasks import TASKS, get_task
@@ -156,10 +156,8 @@ def _check_propagation(optics: Optics, o: Table, spec: Any) -> Optics:
     for, an error naming the problem; the task's default, the angular spectrum instead."""
     if optics.propagation != "rs":
         return optics
-    problems = ["the task is periodic; use asm"] if spec.periodic else []
-    grid = fine_grid(optics.grid, optics.oversample)
-    hops = optics.distances if spec.output_plane == "near" else optics.distances[:-1]
-    problems += [p for z in hops if z > 0 for p in rs_problems(grid, z, optics.wavelength)]
+    problems = rs_stack_problems(fine_grid(optics.grid, optics.oversample), optics.distances,
+                                 optics.wavelength, task=spec)
     if not problems:
         return optics
     if "propagation" in o:

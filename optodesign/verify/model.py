@@ -49,7 +49,7 @@ from ..evaluate import Evaluator
 from ..grid import METHODS, Grid
 from ..optics.cells import fine_axis, fine_grid
 from ..optics.placement import place, place_drawn
-from ..optics.rayleigh import rs_problems
+from ..optics.rayleigh import rs_stack_problems
 from ..tasks import get_task
 
 if TYPE_CHECKING:
@@ -123,13 +123,8 @@ class SimModel:
         (:func:`~optodesign.optics.rayleigh.rs_problems`)."""
         if self.method != "rs":
             return []
-        task = get_task(design.task)
-        if task.periodic:
-            return [f"task: {design.task} is periodic; the Rayleigh-Sommerfeld convolution "
-                    f"is not"]
-        hops = design.distances if task.output_plane == "near" else design.distances[:-1]
-        g = self.grid(design.grid)
-        return [p for z in hops if z > 0 for p in rs_problems(g, z, design.wavelength)]
+        return rs_stack_problems(self.grid(design.grid), design.distances, design.wavelength,
+                                 task=get_task(design.task))
 
 
 @dataclass
