@@ -434,12 +434,7 @@ def propagate(
     paraxial = separable_transfer((nyp, nxp), distance, dtype=field.dtype,
                                   **geometry) is not None
     separable = (ny, nx) if paraxial else None
-    pruned = _plan(tuple(field.shape), (nyp, nxp), field.element_size(), field.device)
-    compute = _fft_dtype((nyp, nxp), field.dtype, field.device, pruned, separable)
-    if pruned and compute != field.dtype:
-        # the fallback dtype has twice the bytes: chunk for it (and check that plan too)
-        pruned = _plan(tuple(field.shape), (nyp, nxp), 16, field.device)
-        compute = _fft_dtype((nyp, nxp), compute, field.device, pruned, separable)
+    pruned, compute = _plan_dtype(field, (nyp, nxp), separable)
     if first:
         spectrum = torch.fft.fft2(field.detach().to(compute), s=(nyp, nxp))
         for problem in _field_problems(spectrum, report, grid=grid, distance=distance,
@@ -463,6 +458,19 @@ def propagate(
     return _run(field, transform, pruned)
 
 
+def _plan_dtype(field: Tensor, padded: tuple[int, int],
+                separable: tuple[int, int] | None = None) -> tuple[tuple | None, torch.dtype]:
+    """:func:`_plan` for ``field`` and the dtype its FFTs run correctly in
+    (:func:`_fft_dtype`)."""
+    pruned = _plan(tuple(field.shape), padded, field.element_size(), field.device)
+    compute = _fft_dtype(padded, field.dtype, field.device, pruned, separable)
+    if pruned and compute != field.dtype:
+        # the fallback dtype has twice the bytes: chunk for it (and check that plan too)
+        pruned = _plan(tuple(field.shape), padded, 16, field.device)
+        compute = _fft_dtype(padded, compute, field.device, pruned, separable)
+    return pruned, compute
+
+
 def _run(field: Tensor, transform: Callable[[Tensor], Tensor], pruned: tuple | None) -> Tensor:
     """``transform`` of the batch in the FFT's dtype (``transform``'s), in chunks where
     ``pruned`` says so, back in the field's dtype."""
@@ -482,11 +490,7 @@ def _rayleigh_sommerfeld(field: Tensor, distance: float, grid: Grid,
     if problems:
         raise SamplingError(problems[0])
     padded = grid.padded().shape
-    pruned = _plan(tuple(field.shape), padded, field.element_size(), field.device)
-    compute = _fft_dtype(padded, field.dtype, field.device, pruned)
-    if pruned and compute != field.dtype:
-        pruned = _plan(tuple(field.shape), padded, 16, field.device)
-        compute = _fft_dtype(padded, compute, field.device, pruned)
+    pruned, compute = _plan_dtype(field, padded)
     key = ("rs", padded, grid.pitch, float(wavelength), float(distance), str(field.device),
            compute)
     h = _cached(key, lambda: rs_transfer(padded, distance, pitch=grid.pitch,
