@@ -42,7 +42,7 @@ import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_path, atomic_write_json
-from .grid import METHODS, Grid
+from .grid import Grid, check_method
 from .tasks import SetupError, TaskSetup, get_task
 from .units import wrap_phase
 
@@ -217,9 +217,7 @@ class Design:
         if not (isinstance(self.oversample, int) and not isinstance(self.oversample, bool)
                 and self.oversample >= 1):
             raise DesignError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
-        if self.propagation not in METHODS:
-            raise DesignError(f"propagation: must be one of {', '.join(METHODS)}, got "
-                              f"{self.propagation!r}")
+        check_method(self.propagation, field="propagation", error=DesignError)
         if not (_is_number(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise DesignError(f"pad: must be a number >= 1 (1 means no padding), got "
                               f"{self.pad!r}")

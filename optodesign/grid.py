@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["Grid", "GridMismatchError", "METHODS"]
+__all__ = ["Grid", "GridMismatchError", "METHODS", "check_method"]
 
 #: propagation methods a grid may name (:attr:`Grid.method`)
 METHODS = ("asm", "rs")
@@ -68,8 +68,7 @@ class Grid:
         if not (_is_real(self.pad) and math.isfinite(self.pad) and self.pad >= 1):
             raise UserError(f"pad: must be a finite number >= 1 (1 means no padding), got "
                             f"{self.pad!r}")
-        if self.method not in METHODS:
-            raise UserError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
+        check_method(self.method)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "pitch", float(self.pitch))
         object.__setattr__(self, "pad", float(self.pad))
@@ -130,6 +129,13 @@ class Grid:
                 f"{what}: its (ny, nx) = {got} (shape {tuple(int(s) for s in shape)}) does "
                 f"not match the grid's {self.shape} at pitch {self.pitch:.6g} m"
             )
+
+
+def check_method(value: object, *, field: str = "method",
+                 error: type[UserError] = UserError) -> None:
+    """Raise ``error`` naming ``field`` unless ``value`` is one of :data:`METHODS`."""
+    if value not in METHODS:
+        raise error(f"{field}: must be one of {', '.join(METHODS)}, got {value!r}")
 
 
 def _is_real(v: object) -> bool:

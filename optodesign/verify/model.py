@@ -46,7 +46,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..evaluate import Evaluator
-from ..grid import METHODS, Grid
+from ..grid import Grid, check_method
 from ..optics.cells import fine_axis, fine_grid
 from ..optics.placement import place, place_drawn
 from ..optics.rayleigh import rs_stack_problems
@@ -88,8 +88,7 @@ class SimModel:
             raise UserError(f"pad: must be a number >= 1, got {self.pad!r}")
         if int(self.oversample) != self.oversample or self.oversample < 1:
             raise UserError(f"oversample: must be an integer >= 1, got {self.oversample!r}")
-        if self.method not in METHODS:
-            raise UserError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
+        check_method(self.method)
         object.__setattr__(self, "pad", float(self.pad))
         object.__setattr__(self, "oversample", int(self.oversample))
 
@@ -305,32 +304,30 @@ def converge(fab: FabStack, ev: Evaluator, *, metric: str, test_samples: int | N
     def ok(step: ConvergenceStep) -> bool:
         return step.energy_change is not None and step.energy_change <= energy_tolerance
 
+    def raise_oversampling(current: SimModel) -> tuple[SimModel, bool]:
+        """Double the samples per pixel until a step changes the readings by at most the
+        tolerance: (the coarse end of that step, True), or (the finest simulated, False)."""
+        while current.oversample * 2 <= max_oversample:
+            nxt = replace(current, oversample=current.oversample * 2)
+            if ok(simulate(nxt, current)):
+                return current, True
+            current = nxt
+        return current, False
+
     simulate(start)
     rs = _rayleigh_sommerfeld(fab.design, start, max_oversample)
     if rs is not None:
         # exact in the padding at pad 2: only the samples per pixel are left to converge
         if rs != start:
             simulate(rs, start)
-        current, over_ok = rs, False
-        while current.oversample * 2 <= max_oversample:
-            nxt = replace(current, oversample=current.oversample * 2)
-            if ok(simulate(nxt, current)):
-                over_ok = True
-                break
-            current = nxt
+        current, over_ok = raise_oversampling(rs)
         return _finish(fab, ev, steps, start, current, over_ok, energy_tolerance, metric,
                        test_samples)
     current = start
     # samples per pixel first, at the training padding: the drawing's error is local (edges
     # of pixels), and a grid coarser than λ/2 misrepresents the wide angles a padding step
     # is judged on
-    over_ok = False
-    while current.oversample * 2 <= max_oversample:
-        nxt = SimModel(current.pad, current.oversample * 2)
-        if ok(simulate(nxt, current)):
-            over_ok = True
-            break
-        current = nxt
+    current, over_ok = raise_oversampling(current)
     max_pad = max(max_pad, 2 * start.pad)  # a design trained with a large pad gets one step
     pad_ok = False
     while current.pad * 2 <= max_pad:
