@@ -24,8 +24,9 @@ Run: ``python benchmarks/propagation.py`` (about 3-5 min on 2 cores);
 
 ``--batch-step`` instead times one propagation of a training batch forward and backward, as
 in ``throughput.py`` (32 fields of 200², pad 2, complex64, the CLI's malloc tuning), on 1 and 2
-threads: ``propagate`` as it runs, one batched ``fft2``/``ifft2``, and the pruned 1-D FFTs in
-cache-sized chunks, paired and interleaved (``results/propagation_batch.{txt,json}``).
+threads: ``propagate`` as it runs, one batched ``fft2``/``ifft2``, the pruned 1-D FFTs in
+cache-sized chunks, and one ``fft2`` per chunk, paired and interleaved
+(``results/propagation_batch.{txt,json}``).
 """
 
 from __future__ import annotations
@@ -612,9 +613,11 @@ def batch_step(repeats: int, batch: int = 32, n: int = 200) -> None:
     field = torch.randn(batch, n, n, dtype=torch.complex64, generator=g)
     weight = torch.rand(n, n, generator=g)
     real_plan = prop._plan
-    chunk = max(1, min(batch, prop.CHUNK_BYTES // (PAD * n) ** 2 // 8))
-    variants = {"propagate": real_plan, "batched fft2": lambda *a: None,
-                "chunked pruned": lambda *a: ((n, n), tuple(sorted({chunk, batch % chunk} - {0})))}
+
+    def chunked(threads: int, pruned: bool) -> Callable:
+        size = max(1, min(batch, prop.CHUNK_BYTES * threads // (PAD * n) ** 2 // 8))
+        plan = prop.Plan((n, n), tuple(sorted({size, batch % size} - {0})), pruned)
+        return lambda *a: plan
 
     def step(plan: Callable) -> torch.Tensor:
         prop._plan = plan
@@ -627,11 +630,12 @@ def batch_step(repeats: int, batch: int = 32, n: int = 200) -> None:
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            variants = {"propagate": real_plan, "batched fft2": lambda *a: None,
+                        "chunked pruned": chunked(1, True),
+                        "chunked fft2": chunked(threads, False)}
             ref = step(variants["batched fft2"]).to(torch.complex128)
             errs = {k: rel_l2(step(f), ref) for k, f in variants.items()}
-            # several threads and many small calls can be slow on shared cores: fewer repeats
-            raw = time_raw([lambda f=f: step(f) for f in variants.values()],
-                           repeats if threads == 1 else max(3, repeats // 3))
+            raw = time_raw([lambda f=f: step(f) for f in variants.values()], repeats)
             times = dict(zip(variants, raw, strict=True))
             base = times["batched fft2"]
             for k, t in times.items():
@@ -642,14 +646,15 @@ def batch_step(repeats: int, batch: int = 32, n: int = 200) -> None:
         prop._plan = real_plan
     header = ["threads", "variant", "median ms", "min ms", "reps", "x batched (paired)",
               "rel L2 vs batched"]
-    meta = {**machine_info(), "batch": batch, "n": n, "pad": PAD, "chunk_fields": chunk,
+    meta = {**machine_info(), "batch": batch, "n": n, "pad": PAD,
+            "chunk_bytes_per_thread": prop.CHUNK_BYTES,
             "malloc": malloc, "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
     save_table("propagation_batch", rows, header, meta, notes=[
         f"One propagation of {batch} fields {n}x{n} padded to {PAD * n}x{PAD * n}, complex64, "
         "forward + backward (weighted intensity loss); medians over interleaved repeats; "
         "'x batched' = median of batched/variant per repeat (> 1: faster than batched fft2).",
-        f"propagate() takes the chunked pruned path on 1 CPU thread ({chunk} field(s) per "
-        "chunk), the batched fft2 on more threads."])
+        "propagate() takes the chunked pruned path on 1 CPU thread and one fft2 per chunk on "
+        f"more (chunks of about {prop.CHUNK_BYTES >> 20} MiB of padded field per thread)."])
 
 
 if __name__ == "__main__":

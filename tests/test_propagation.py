@@ -199,8 +199,8 @@ def test_padded_2048_complex64_matches_complex128() -> None:
 
 @pytest.fixture
 def batched_fft_path():
-    """Two torch threads: propagate() takes the batched fft2 path these tests break (on one
-    thread it takes the pruned 1-D path, tested in tests/test_propagation_pruned.py)."""
+    """Two torch threads and one field: propagate() takes the batched fft2 path these tests
+    break (the chunked paths are tested in tests/test_propagation_pruned.py)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -1,10 +1,11 @@
-"""The pruned, chunked FFT path of propagate() (one CPU thread) against a plain fft2 reference.
+"""The chunked FFT paths of propagate() on the CPU against a plain fft2 reference.
 
-On one CPU thread propagate() transforms the batch in chunks with 1-D FFTs that skip the zero
-padding and the cropped output; these tests pin it to the textbook formula
+On the CPU propagate() transforms the batch in cache-sized chunks: on one thread with 1-D FFTs
+that skip the zero padding and the cropped output, on several with one ``fft2`` per chunk.
+These tests pin both to the textbook formula
 ``ifft2(fft2(u, s=padded) · H)[:ny, :nx]`` for odd sizes, pads that are not 2, batch
 dimensions and chunk remainders, and to the same gradients, and check that the platform FFT
-self-check probes exactly the 1-D calls this path makes.
+self-check probes exactly the calls each path makes.
 """
 
 from __future__ import annotations
@@ -72,18 +73,47 @@ def test_pruned_matches_fft2_reference(one_thread, monkeypatch, shape, pad, batc
     assert rel(out, reference(u, grid)) < (1e-6 if dtype == torch.complex64 else 1e-12)
 
 
-def test_plan_chunks_the_batch_on_one_cpu_thread_only(monkeypatch) -> None:
+def test_plan_chunks_the_batch_pruned_on_one_thread_fft2_on_several(monkeypatch) -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(prop, "CHUNK_BYTES", 2 * 14 * 16 * 8)  # two padded fields
+    monkeypatch.setattr(prop, "CHUNK_BYTES", 2 * 14 * 16 * 8)  # two padded fields per thread
+    Plan = prop.Plan
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert prop._plan((5, 7, 8), (14, 16), 8, cpu) == ((7, 8), (1, 2))
-        assert prop._plan((2, 2, 7, 8), (14, 16), 8, cpu) == ((7, 8), (2,))
-        assert prop._plan((7, 8), (14, 16), 8, cpu) == ((7, 8), (1,))
+        assert prop._plan((5, 7, 8), (14, 16), 8, cpu) == Plan((7, 8), (1, 2), True)
+        assert prop._plan((2, 2, 7, 8), (14, 16), 8, cpu) == Plan((7, 8), (2,), True)
+        assert prop._plan((7, 8), (14, 16), 8, cpu) == Plan((7, 8), (1,), True)
         assert prop._plan((5, 7, 8), (7, 8), 8, cpu) is None  # pad 1: plain fft2
-        torch.set_num_threads(2)
-        assert prop._plan((5, 7, 8), (14, 16), 8, cpu) is None
+        torch.set_num_threads(2)  # four fields per chunk, each chunk one fft2
+        assert prop._plan((5, 7, 8), (14, 16), 8, cpu) == Plan((7, 8), (1, 4), False)
+        assert prop._plan((4, 7, 8), (14, 16), 8, cpu) is None  # one chunk: one batched fft2
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_chunked_fft2_on_several_threads_matches_the_reference(monkeypatch, dtype) -> None:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grid = Grid((15, 21), 1e-6, pad=1.5)
+        nyp, nxp = grid.padded().shape
+        itemsize = 8 if dtype == torch.complex64 else 16
+        monkeypatch.setattr(prop, "CHUNK_BYTES", nyp * nxp * itemsize)  # 2 fields per chunk
+        plan = prop._plan((5, *grid.shape), (nyp, nxp), itemsize, torch.device("cpu"))
+        assert plan == prop.Plan(grid.shape, (1, 2), False)
+        u = random_field((5, *grid.shape), seed=5).requires_grad_(True)
+        out = optodesign.propagate(u.to(dtype), Z, grid=grid, wavelength=WL)
+        assert rel(out.detach(), reference(u.detach(), grid)) < \
+            (1e-6 if dtype == torch.complex64 else 1e-12)
+        out.abs().square().sum().backward()
+        chunked = u.grad.clone()
+        u.grad = None
+        monkeypatch.setattr(prop, "_plan", lambda *a: None)
+        optodesign.propagate(u.to(dtype), Z, grid=grid, wavelength=WL).abs().square().sum() \
+            .backward()
+        assert rel(chunked, u.grad.to(torch.complex128)) < \
+            (1e-5 if dtype == torch.complex64 else 1e-12)
     finally:
         torch.set_num_threads(saved)
 
@@ -151,6 +181,34 @@ def test_self_check_catches_a_broken_pruned_ifft_and_falls_back(one_thread, monk
     assert "fails its round trip" in caplog.text
     chosen = {k[:2]: v for k, v in prop._fft_checked.items()}
     assert chosen[((48, 48), torch.complex64)] == torch.complex128
+
+
+def test_self_check_catches_a_broken_chunk_fft2_on_several_threads(monkeypatch,
+                                                                   caplog) -> None:
+    """Several threads: a mis-scaled complex64 ifft2 only for the remainder chunk (chunks of 2
+    fields, batch 3) is caught, and propagate() stays right in complex128."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    real_ifft2 = torch.fft.ifft2
+
+    def broken_ifft2(x, *args, **kwargs):
+        out = real_ifft2(x, *args, **kwargs)
+        if x.dtype == torch.complex64 and x.ndim == 3 and x.shape[0] == 1:
+            out = out / 48
+        return out
+
+    try:
+        grid = Grid((24, 24), 1e-6, pad=2)
+        u = random_field((3, 24, 24), seed=6)
+        monkeypatch.setattr(prop, "CHUNK_BYTES", 48 * 48 * 8)  # 2 fields per chunk on 2 threads
+        monkeypatch.setattr(prop, "_fft_checked", {})
+        monkeypatch.setattr(torch.fft, "ifft2", broken_ifft2)
+        with caplog.at_level("WARNING", logger="optodesign.optics.propagation"):
+            low = optodesign.propagate(u.to(torch.complex64), Z, grid=grid, wavelength=WL)
+        assert rel(low, reference(u, grid)) < 1e-6
+        assert "fails its round trip" in caplog.text
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_self_check_refuses_when_no_pruned_ifft_round_trips(one_thread, monkeypatch) -> None:

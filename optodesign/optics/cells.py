@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from .propagation import _fft_dtype
+from .propagation import _cached, convolve
 
 __all__ = ["cell_band_limit", "upsample", "pixel_mean"]
 
@@ -61,14 +61,16 @@ def cell_band_limit(x: Tensor, *, pad: int = 2) -> Tensor:
     ny, nx = x.shape[-2:]
     ly, lx = int(ny * pad), int(nx * pad)
     ctype = torch.complex128 if x.dtype in (torch.complex128, torch.float64) else torch.complex64
-    # the FFTs run as propagate() runs them, in a dtype this platform's FFT round-trips
-    compute = _fft_dtype((ly, lx), ctype, x.device)
-    spec = torch.fft.fft2(x.to(compute), s=(ly, lx))
-    ky = _kernel(ly, device=x.device)
-    kx = _kernel(lx, device=x.device)
-    spec = spec * (ky[:, None] * kx[None, :]).to(spec.dtype)
-    out = torch.fft.ifft2(spec, norm="forward").div_(ly * lx)
-    return out[..., :ny, :nx].to(x.dtype if x.is_complex() else ctype)
+
+    def transfer(dtype: torch.dtype) -> Tensor:
+        def make() -> Tensor:
+            k = _kernel(ly, device=x.device)[:, None] * _kernel(lx, device=x.device)[None, :]
+            return (k / (ly * lx)).to(dtype)
+        return _cached(("cells", ly, lx, str(x.device), dtype), make)
+
+    # the FFTs run as propagate() runs them: in cache-sized chunks, in a dtype this platform's
+    # FFT round-trips
+    return convolve(x.to(ctype), (ly, lx), transfer)
 
 
 def fine_grid(grid: Grid, s: int, pad: float | None = None) -> Grid:

@@ -25,7 +25,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -207,30 +207,42 @@ def clear_transfer_cache() -> None:
 #: which the FFTs run correctly
 _fft_checked: dict[tuple, torch.dtype] = {}
 
-#: padded bytes per chunk on one CPU thread: the batch is propagated a few fields at a time so
-#: each field's passes stay in cache (benchmarks/propagation.py, "chunked pruned")
+#: padded bytes per chunk and CPU thread: the batch is propagated a few fields at a time so
+#: each field's passes stay in cache (benchmarks/propagation.py, "chunked")
 CHUNK_BYTES = 2 << 20
 
 
-def _plan(field_shape: tuple[int, ...], padded: tuple[int, int], itemsize: int,
-          device: torch.device) -> tuple[tuple[int, int], tuple[int, ...]] | None:
-    """How :func:`propagate` transforms a batch: None for one batched ``fft2``/``ifft2`` (GPU,
-    several CPU threads, or pad 1), else ``((ny, nx), chunk sizes)`` for the pruned 1-D
-    transforms of chunks of the batch (at most two sizes: the chunk and the remainder).
+class Plan(NamedTuple):
+    """How :func:`propagate` transforms a batch on the CPU (:func:`_plan`): the field's
+    ``(ny, nx)``, the chunk sizes the batch runs in (at most two: the chunk and the remainder)
+    and whether each chunk runs the pruned 1-D transforms (:func:`_pruned`) or ``fft2``."""
 
-    On one CPU thread the zero-padded transform is pruned (the zero rows are never
-    transformed, the cropped rows never computed: 3/4 of the work at pad 2) and the batch runs
-    in chunks of about :data:`CHUNK_BYTES` of padded field, which keeps every pass in cache;
-    batched, the strided 1-D passes are slower than MKL's fft2, and with several threads the
-    many small calls cost more than they save.
+    shape: tuple[int, int]
+    chunks: tuple[int, ...]
+    pruned: bool
+
+
+def _plan(field_shape: tuple[int, ...], padded: tuple[int, int], itemsize: int,
+          device: torch.device) -> Plan | None:
+    """How :func:`propagate` transforms a batch: None for one batched ``fft2``/``ifft2`` (GPU,
+    pad 1, or a batch that fits one chunk on several threads), else a :class:`Plan`.
+
+    On the CPU the batch runs in chunks of about :data:`CHUNK_BYTES` of padded field per
+    thread, which keeps every pass in cache: one batched transform of a few hundred padded
+    fields is 2-3x slower per field on 2 threads (benchmarks/propagation.py). On one thread
+    each chunk's zero-padded transform is also pruned (the zero rows are never transformed,
+    the cropped rows never computed: 3/4 of the work at pad 2); on several threads the strided
+    1-D passes are slower than MKL's ``fft2`` of the chunk.
     """
     ny, nx = field_shape[-2:]
     batch = math.prod(field_shape[:-2])
-    if device.type != "cpu" or torch.get_num_threads() != 1 or padded == (ny, nx) or \
-            batch == 0:
+    if device.type != "cpu" or padded == (ny, nx) or batch == 0:
         return None
-    size = max(1, min(batch, CHUNK_BYTES // (padded[0] * padded[1] * itemsize)))
-    return (ny, nx), tuple(sorted({size, batch % size} - {0}))
+    threads = torch.get_num_threads()
+    size = max(1, min(batch, CHUNK_BYTES * threads // (padded[0] * padded[1] * itemsize)))
+    if threads > 1 and size == batch:
+        return None
+    return Plan((ny, nx), tuple(sorted({size, batch % size} - {0})), threads == 1)
 
 
 def _padded(x: Tensor, padded: tuple[int, int], h: Tensor) -> Tensor:
@@ -271,31 +283,31 @@ def _separable(x: Tensor, padded: tuple[int, int], hy: Tensor, hx: Tensor) -> Te
 
 @torch.no_grad()
 def _round_trips(padded: tuple[int, int], dtype: torch.dtype, device: torch.device,
-                 pruned: tuple | None = None,
+                 plan: Plan | None = None,
                  separable: tuple[int, int] | None = None) -> bool:
     """Whether the forward transform :func:`propagate` runs conserves energy (Parseval) and its
     unnormalised inverse returns ``n`` times a random field, with exactly the calls (lengths,
     norms, batch sizes) that :func:`propagate` makes: ``fft2``/``ifft2`` of ``padded``, or for
-    a ``pruned`` plan from :func:`_plan`, the 1-D transforms of :func:`_pruned` per chunk size;
-    with ``separable`` (the field's ``(ny, nx)``), those of :func:`_separable` (per chunk size,
-    or on one field).
+    a :class:`Plan` from :func:`_plan`, those of each chunk size (``fft2`` with ``s=padded``,
+    or the 1-D transforms of :func:`_pruned`); with ``separable`` (the field's ``(ny, nx)``),
+    those of :func:`_separable` (per chunk size, or on one field).
     """
     if separable is not None:
         return _separable_round_trips(padded, dtype, device, separable,
-                                      pruned[1] if pruned else (1,))
-    (ny, nx), chunks = pruned or ((0, 0), ())
+                                      plan.chunks if plan else (1,))
     g = torch.Generator(device=device).manual_seed(12345)  # never touches the global RNG
     real = torch.float64 if dtype == torch.complex128 else torch.float32
     n = padded[0] * padded[1]
     tol = 1e-4 if dtype == torch.complex64 else 1e-10
-    for k in chunks or (None,):
-        shape = padded if k is None else (k, ny, nx)
+    for k in plan.chunks if plan else (None,):
+        shape = padded if plan is None else (k, *plan.shape)
         x = torch.complex(torch.randn(shape, generator=g, device=device, dtype=real),
                           torch.randn(shape, generator=g, device=device, dtype=real))
-        if k is None:
+        if plan is None or not plan.pruned:
             spectrum = torch.fft.fft2(x, s=padded)
-            back = torch.fft.ifft2(spectrum, norm="forward")
+            back = torch.fft.ifft2(spectrum, norm="forward")[..., :shape[-2], :shape[-1]]
         else:
+            ny, nx = plan.shape
             spectrum = torch.fft.fft(torch.fft.fft(x, n=padded[0], dim=-2), n=padded[1], dim=-1)
             rows = torch.fft.ifft(spectrum, dim=-1, norm="forward")[..., :nx]
             back = torch.fft.ifft(rows, dim=-2, norm="forward")[..., :ny, :]
@@ -332,9 +344,9 @@ def _separable_round_trips(padded: tuple[int, int], dtype: torch.dtype, device: 
 
 
 def _fft_dtype(padded: tuple[int, int], dtype: torch.dtype, device: torch.device,
-               pruned: tuple | None = None,
+               plan: Plan | None = None,
                separable: tuple[int, int] | None = None) -> torch.dtype:
-    """The dtype to run :func:`propagate`'s FFTs in for this padded shape and ``pruned`` plan
+    """The dtype to run :func:`propagate`'s FFTs in for this padded shape and ``plan``
     (from :func:`_plan`; None: batched ``fft2``), or with ``separable`` the field's
     ``(ny, nx)`` for :func:`_separable`'s calls: ``dtype`` itself, unless this platform's FFT
     fails the round trip there, then complex128.
@@ -347,11 +359,11 @@ def _fft_dtype(padded: tuple[int, int], dtype: torch.dtype, device: torch.device
     Raises:
         FFTSelfCheckError: neither dtype round-trips.
     """
-    key = (padded, dtype, str(device), torch.get_num_threads(), pruned, separable)
+    key = (padded, dtype, str(device), torch.get_num_threads(), plan, separable)
     found = _fft_checked.get(key)
     if found is None:
         for candidate in dict.fromkeys((dtype, torch.complex128)):
-            if _round_trips(padded, candidate, device, pruned, separable):
+            if _round_trips(padded, candidate, device, plan, separable):
                 found = candidate
                 break
         else:
@@ -434,50 +446,61 @@ def propagate(
     paraxial = separable_transfer((nyp, nxp), distance, dtype=field.dtype,
                                   **geometry) is not None
     separable = (ny, nx) if paraxial else None
-    pruned, compute = _plan_dtype(field, (nyp, nxp), separable)
     if first:
+        _, compute = _plan_dtype(field, (nyp, nxp), separable)
         spectrum = torch.fft.fft2(field.detach().to(compute), s=(nyp, nxp))
         for problem in _field_problems(spectrum, report, grid=grid, distance=distance,
                                        wavelength=wavelength, bandlimit=bandlimit):
             warnings.warn(problem, SamplingWarning, stacklevel=2)
         _warned.add(key)
     if paraxial:
+        plan, compute = _plan_dtype(field, (nyp, nxp), separable)
         hy, hx = separable_transfer((nyp, nxp), distance, dtype=compute, **geometry)
+        return _run(field, lambda x: _separable(x.to(compute), (nyp, nxp), hy, hx), plan)
+    # the inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse runs
+    # unnormalised (norm="forward"): one pass fewer, and it avoids the scaled complex64
+    # inverse that some MKL builds get wrong (see _fft_dtype)
+    return convolve(field, (nyp, nxp), lambda dtype: transfer_function(
+        (nyp, nxp), distance, dtype=dtype, **geometry))
 
-        def transform(x: Tensor) -> Tensor:
-            return _separable(x.to(compute), (nyp, nxp), hy, hx)
-    else:
-        # the inverse FFT's 1/(nyp nxp) lives in the cached transfer function, so the inverse
-        # runs unnormalised (norm="forward"): one pass fewer, and it avoids the scaled
-        # complex64 inverse that some MKL builds get wrong (see _fft_dtype)
-        h = transfer_function((nyp, nxp), distance, dtype=compute, **geometry)
 
-        def transform(x: Tensor) -> Tensor:
-            x = x.to(compute)
-            return _pruned(x, (nyp, nxp), h) if pruned else _padded(x, (nyp, nxp), h)
-    return _run(field, transform, pruned)
+def convolve(field: Tensor, padded: tuple[int, int],
+             transfer: Callable[[torch.dtype], Tensor]) -> Tensor:
+    """The linear convolution ``ifft2(fft2(field, s=padded) · H, norm="forward")[..., :ny, :nx]``
+    of a batch ``(..., ny, nx)``, with ``H = transfer(dtype)`` (the inverse's ``1 / (nyp nxp)``
+    included): in chunks as :func:`_plan` says, in a dtype this platform's FFT round-trips
+    (:func:`_fft_dtype`), returned in the field's dtype. Differentiable. Both propagation
+    methods and the cells' band limit (:func:`~optodesign.optics.cells.cell_band_limit`) run
+    through it."""
+    plan, compute = _plan_dtype(field, padded)
+    h = transfer(compute)
+
+    def transform(x: Tensor) -> Tensor:
+        x = x.to(compute)
+        return _pruned(x, padded, h) if plan and plan.pruned else _padded(x, padded, h)
+    return _run(field, transform, plan)
 
 
 def _plan_dtype(field: Tensor, padded: tuple[int, int],
-                separable: tuple[int, int] | None = None) -> tuple[tuple | None, torch.dtype]:
+                separable: tuple[int, int] | None = None) -> tuple[Plan | None, torch.dtype]:
     """:func:`_plan` for ``field`` and the dtype its FFTs run correctly in
     (:func:`_fft_dtype`)."""
-    pruned = _plan(tuple(field.shape), padded, field.element_size(), field.device)
-    compute = _fft_dtype(padded, field.dtype, field.device, pruned, separable)
-    if pruned and compute != field.dtype:
+    plan = _plan(tuple(field.shape), padded, field.element_size(), field.device)
+    compute = _fft_dtype(padded, field.dtype, field.device, plan, separable)
+    if plan and compute != field.dtype:
         # the fallback dtype has twice the bytes: chunk for it (and check that plan too)
-        pruned = _plan(tuple(field.shape), padded, 16, field.device)
-        compute = _fft_dtype(padded, compute, field.device, pruned, separable)
-    return pruned, compute
+        plan = _plan(tuple(field.shape), padded, 16, field.device)
+        compute = _fft_dtype(padded, compute, field.device, plan, separable)
+    return plan, compute
 
 
-def _run(field: Tensor, transform: Callable[[Tensor], Tensor], pruned: tuple | None) -> Tensor:
-    """``transform`` of the batch in the FFT's dtype (``transform``'s), in chunks where
-    ``pruned`` says so, back in the field's dtype."""
-    if not pruned:
+def _run(field: Tensor, transform: Callable[[Tensor], Tensor], plan: Plan | None) -> Tensor:
+    """``transform`` of the batch in the FFT's dtype (``transform``'s), in the chunks of
+    ``plan`` (None: in one call), back in the field's dtype."""
+    if plan is None:
         return transform(field).to(field.dtype)
     ny, nx = field.shape[-2:]
-    parts = [transform(part) for part in field.reshape(-1, ny, nx).split(max(pruned[1]))]
+    parts = [transform(part) for part in field.reshape(-1, ny, nx).split(max(plan.chunks))]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)
     return out.reshape(field.shape).to(field.dtype)
 
@@ -490,14 +513,7 @@ def _rayleigh_sommerfeld(field: Tensor, distance: float, grid: Grid,
     if problems:
         raise SamplingError(problems[0])
     padded = grid.padded().shape
-    pruned, compute = _plan_dtype(field, padded)
-    key = ("rs", padded, grid.pitch, float(wavelength), float(distance), str(field.device),
-           compute)
-    h = _cached(key, lambda: rs_transfer(padded, distance, pitch=grid.pitch,
-                                          wavelength=wavelength, device=field.device,
-                                          dtype=compute, scale=1.0 / (padded[0] * padded[1])))
-
-    def transform(x: Tensor) -> Tensor:
-        x = x.to(compute)
-        return _pruned(x, padded, h) if pruned else _padded(x, padded, h)
-    return _run(field, transform, pruned)
+    key = ("rs", padded, grid.pitch, float(wavelength), float(distance), str(field.device))
+    return convolve(field, padded, lambda dtype: _cached((*key, dtype), lambda: rs_transfer(
+        padded, distance, pitch=grid.pitch, wavelength=wavelength, device=field.device,
+        dtype=dtype, scale=1.0 / (padded[0] * padded[1]))))

@@ -95,6 +95,7 @@ class Scorer:
         else:
             self.image_batch = 1
         self._inputs: dict[tuple[float, float], list[Tensor]] = {}
+        self._drawn: list[Tensor] | None = None
 
     @property
     def n_images(self) -> int:
@@ -104,22 +105,24 @@ class Scorer:
         """Samples propagated together."""
         return max(1, self.max_fields // self.image_batch)
 
-    def _input_batches(self, d0: float, wavelength: float) -> list[Tensor] | None:
-        """Test images propagated to the first layer, cached for the latest (distance,
-        wavelength): samples sharing it reuse them; ``None`` when too large to keep."""
+    def _input_batches(self, d0: float, wavelength: float, keep: bool) -> list[Tensor] | None:
+        """Test images drawn on the model's grid and propagated to the first layer, batch by
+        batch. The drawn fields are kept for every call; the propagated ones, with ``keep``,
+        for the latest (distance, wavelength), which samples sharing it reuse. ``None`` when
+        they are too large to keep."""
         assert self.images is not None
         key = (float(d0), float(wavelength))
         if key in self._inputs:
             return self._inputs[key]
-        ny, nx = self.design.shape
-        if self.n_images * ny * nx * 8 > INPUT_CACHE_BYTES:
+        ny, nx = self.grid.shape
+        if 2 * self.n_images * ny * nx * 8 > INPUT_CACHE_BYTES:
             return None
-        self._inputs.clear()
-        out = []
-        for i in range(0, self.n_images, self.image_batch):
-            f = self.ev.images_to_field(self.images[i:i + self.image_batch])
-            out.append(forward_stack(f, [], [d0], grid=self.grid, wavelength=wavelength))
-        self._inputs[key] = out
+        if self._drawn is None:
+            self._drawn = [self.ev.images_to_field(self.images[i:i + self.image_batch])
+                           for i in range(0, self.n_images, self.image_batch)]
+        out = [forward_stack(f, [], [d0], grid=self.grid, wavelength=wavelength)
+               for f in self._drawn]
+        self._inputs = {key: out} if keep else {}
         return out
 
     @torch.no_grad()
@@ -152,15 +155,16 @@ class Scorer:
             ts: complex64 ``(K, S, ny, nx)`` on the scorer's device.
             distances: ``K + 1`` metres. wavelength: metres (propagation).
             reuse_inputs: keep the test images propagated to the first layer for the next
-                call (pointless when every call has another first distance).
+                call (pointless when every call has another first distance; the drawn
+                images are kept either way).
 
         Returns:
             S dicts as :meth:`Evaluator.evaluate` returns them (D2NN: ``accuracy`` and
             ``confusion``; metasurfaces: the task's scalar metrics).
         """
         cached = None
-        if self.task.supervised and reuse_inputs:
-            cached = self._input_batches(distances[0], wavelength)
+        if self.task.supervised:
+            cached = self._input_batches(distances[0], wavelength, keep=reuse_inputs)
         return self.ev.score_realisations(ts, distances=distances, wavelength=wavelength,
                                           images=self.images, labels=self.labels,
                                           image_batch=self.image_batch, inputs=cached)
