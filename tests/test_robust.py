@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from optodesign.design import Design
+from optodesign.evaluate import reads_cells
 from optodesign.export.fab import export_design
 from optodesign.grid import Grid
 from optodesign.optics.placement import place, place_drawn
@@ -113,7 +114,9 @@ def test_training_realisation_is_verify_s(fab, name: str) -> None:
     model = ErrorModel(**{name: ONE_ERROR[name]})
     d = fab.design
     sampler = ErrorSampler(model, process=fab.process, grid=d.grid, wavelength=d.wavelength,
-                           distances=d.distances, seed=7, oversample=fab.physical.oversample)
+                           distances=d.distances, seed=7, oversample=fab.physical.oversample,
+                           cells=reads_cells(d))
+    assert sampler.cells  # a near-field design of cells: its layers move exactly
     levels = fab.levels.astype(np.int64)
     nominal = sampler.nominal(levels, d.level_tables)
     hard = [torch.as_tensor(d.level_tables[k][levels[k]].astype(np.complex64))
@@ -216,7 +219,8 @@ def test_pillars_realisation_is_verify_s(tmp_path: Path, name: str, value: float
     model = ErrorModel(**{name: value})
     dd = fab.design
     sampler = ErrorSampler(model, process=fab.process, grid=dd.grid, wavelength=dd.wavelength,
-                           distances=dd.distances, seed=4, oversample=fab.physical.oversample)
+                           distances=dd.distances, seed=4, oversample=fab.physical.oversample,
+                           cells=reads_cells(dd))
     levels = fab.levels.astype(np.int64)
     nominal = sampler.nominal(levels, dd.level_tables)
     hard = [torch.as_tensor(dd.level_tables[0][levels[0]].astype(np.complex64))]

@@ -21,9 +21,12 @@ A realisation is made by verify's own code, never a copy of it (:class:`ErrorSam
    trained layer is multiplied by the ratio of the made to the nominal elements, so a hard
    layer becomes exactly what verify simulates and a soft one keeps its gradient (the
    fabrication change of each pixel is held fixed within the step);
-4. the layers move by :func:`optodesign.optics.placement.place` (the training model:
-   bilinear, sub-pixel shifts and rotations about the optical axis) and propagate over the
-   realisation's own distances (spacing errors) at its wavelength (detuning).
+4. the layers move as verify's training model moves them (sub-pixel shifts and rotations about
+   the optical axis): a design read as band-limited cells (``pixels = "cells"``, near-field
+   tasks: :func:`optodesign.evaluate.reads_cells`) by exact transforms of its drawing
+   (:func:`optodesign.optics.placement.place_drawn`), else bilinearly
+   (:func:`optodesign.optics.placement.place`); then they propagate over the realisation's
+   own distances (spacing errors) at its wavelength (detuning).
 
 For a hard design the realisation equals verify's training-model rendering of the same
 ``Physical`` (:func:`optodesign.verify.model.render`) to float precision
@@ -42,7 +45,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ..optics.placement import place
+from ..optics.placement import place, place_drawn
 from ..process.structure import take_levels
 from ..variation.perturb import apply_random, apply_systematic
 from ..variation.spec import ErrorModel
@@ -125,13 +128,15 @@ class ErrorSampler:
             ``[sweep] oversample``, as verify uses it).
         periodic: the layer is one period of a grating (the task's
             :attr:`~optodesign.tasks.Task.periodic`, as verify places it).
+        cells: the layers are read as band-limited cells
+            (:func:`optodesign.evaluate.reads_cells`): they move exactly, else bilinearly.
     """
 
     def __init__(self, model: ErrorModel, *, process: Process, grid: Grid, wavelength: float,
                  distances: Sequence[float], seed: int = 0, oversample: int = 8,
-                 periodic: bool = False) -> None:
+                 periodic: bool = False, cells: bool = False) -> None:
         self.model, self.process, self.grid = model, process, grid
-        self.periodic = bool(periodic)
+        self.periodic, self.cells = bool(periodic), bool(cells)
         self.wavelength, self.distances = float(wavelength), tuple(float(d) for d in distances)
         self.seed, self.oversample = int(seed), int(oversample)
         # the last made/nominal ratio, with the Physical it was made for (holding it keeps
@@ -170,7 +175,8 @@ class ErrorSampler:
                 ratio = np.divide(made, e0, out=np.zeros_like(made), where=ok)
                 self._cache = (key, phys, ratio)
             t = t * torch.as_tensor(self._cache[2], device=t.device).to(t.dtype)
-        t = place(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations,
-                  periodic=self.periodic)
+        move = place_drawn if self.cells else place
+        t = move(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations,
+                 periodic=self.periodic)
         return Realisation(list(t.unbind(0)), tuple(phys.distances), float(phys.wavelength),
                            phys)

@@ -151,7 +151,8 @@ class Trainer:
         return ErrorSampler(errors.errors, process=load_process(name), grid=self.grid,
                             wavelength=o.wavelength, distances=o.distances,
                             seed=self.cfg.seed, oversample=errors.sweep.oversample,
-                            periodic=self.task_type.periodic)
+                            periodic=self.task_type.periodic,
+                            cells=o.pixels == "cells" and self.task_type.output_plane == "near")
 
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..evaluate import Evaluator
+from ..evaluate import Evaluator, reads_cells
 from ..grid import Grid, check_method
 from ..optics.cells import fine_axis, fine_grid
 from ..optics.placement import place, place_drawn
@@ -171,11 +171,11 @@ def render(fab: FabStack, phys: Physical, model: SimModel,
         return elements
     t = torch.as_tensor(elements)
     periodic = get_task(fab.design.task).periodic
-    if model.oversample == 1:
-        t = place(t, grid=g, shifts=phys.shifts, rotations=phys.rotations, periodic=periodic)
-    else:
-        t = place_drawn(t, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
-                        axis=model.axis(g), periodic=periodic)
+    # a drawing of cells (every drawn model, and one sample per pixel of a cells design)
+    # moves exactly; point samples by interpolation
+    move = place_drawn if model.oversample > 1 or reads_cells(fab.design) else place
+    t = move(t, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
+             axis=model.axis(g), periodic=periodic)
     return t.numpy()
 
 

@@ -103,11 +103,14 @@ class FabStack:
                       height_2pi=p.structure.natural_height)
 
     def transmissions(self, phys: Physical | None = None) -> np.ndarray:
-        """Complex128 ``(K, ny, nx)`` transmissions of ``phys`` (default: the nominal)."""
+        """Complex128 ``(K, ny, nx)`` transmissions of ``phys`` (default: the nominal), as the
+        training model reads them."""
+        from ..evaluate import reads_cells
         from ..tasks import get_task
 
         return transmissions(phys or self.physical, self.process, grid=self.design.grid,
-                             periodic=get_task(self.design.task).periodic)
+                             periodic=get_task(self.design.task).periodic,
+                             cells=reads_cells(self.design))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -399,16 +402,20 @@ def element_transmissions(phys: Physical, process: Process, *, grid: Grid) -> np
 
 
 def transmissions(phys: Physical, process: Process, *, grid: Grid,
-                  periodic: bool = False) -> np.ndarray:
+                  periodic: bool = False, cells: bool = False) -> np.ndarray:
     """Complex128 ``(K, ny, nx)`` transmissions of a physical stack on ``grid``: the elements
-    (:func:`element_transmissions`), then moved (:func:`~optodesign.optics.placement.place`;
-    ``periodic``: the window is one period of a grating)."""
+    (:func:`element_transmissions`), then moved (``periodic``: the window is one period of a
+    grating): with ``cells`` (the layer is read as band-limited flat-topped cells,
+    :func:`optodesign.evaluate.reads_cells`) by exact transforms
+    (:func:`~optodesign.optics.placement.place_drawn`), else by interpolation
+    (:func:`~optodesign.optics.placement.place`)."""
     t = element_transmissions(phys, process, grid=grid)
     if phys.shifts is None and phys.rotations is None:
         return t
     import torch
 
-    from ..optics.placement import place
+    from ..optics.placement import place, place_drawn
 
-    return place(torch.as_tensor(t), grid=grid, shifts=phys.shifts,
-                 rotations=phys.rotations, periodic=periodic).numpy()
+    move = place_drawn if cells else place
+    return move(torch.as_tensor(t), grid=grid, shifts=phys.shifts,
+                rotations=phys.rotations, periodic=periodic).numpy()
