@@ -23,20 +23,19 @@ from .design import Design
 from .grid import Grid
 from .models.functional import output_intensity
 from .optics.cells import cell_band_limit, fine_axis, fine_grid, pixel_mean, upsample
-from .tasks import Task, get_task, task_of
+from .tasks import Task, task_of
 
 __all__ = ["Evaluator", "reads_cells"]
 
 
-def reads_cells(design: Design, oversample: int = 1) -> bool:
-    """Whether ``design``'s layers, simulated with ``oversample`` samples per pixel, are
-    drawings of flat-topped cells read band-limited to the grid (:attr:`Evaluator.cells`): a
-    near-field task whose design has ``pixels = "cells"``, or is drawn with ``oversample > 1``.
-    Such a layer moves by exact transforms of its band-limited drawing
-    (:func:`~optodesign.optics.placement.place_drawn`); point samples by interpolation
-    (:func:`~optodesign.optics.placement.place`)."""
-    return get_task(design.task).output_plane == "near" and (
-        oversample > 1 or design.pixels == "cells")
+def reads_cells(task: Task | type[Task], pixels: str, oversample: int = 1) -> bool:
+    """Whether the layers of a design of ``task`` (its class or an instance) with ``pixels``,
+    simulated with ``oversample`` samples per pixel, are drawings of flat-topped cells read
+    band-limited to the grid (:attr:`Evaluator.cells`): a near-field task whose design has
+    ``pixels = "cells"``, or is drawn with ``oversample > 1``. Such a layer moves by exact
+    transforms of its band-limited drawing (:func:`~optodesign.optics.placement.place_drawn`);
+    point samples by interpolation (:func:`~optodesign.optics.placement.place`)."""
+    return task.output_plane == "near" and (oversample > 1 or pixels == "cells")
 
 
 @dataclass
@@ -95,7 +94,7 @@ class Evaluator:
         layer): a near-field task of a design with ``pixels = "cells"``, and every drawn model
         of verify (``oversample > 1``). A far-field task's output step integrates each cell's
         far field exactly itself (:func:`~optodesign.optics.farfield.far_field_intensity`)."""
-        return reads_cells(self.design, self.oversample)
+        return reads_cells(self.task, self.design.pixels, self.oversample)
 
     def layers(self, transmissions: Sequence[Tensor] | Tensor) -> Sequence[Tensor] | Tensor:
         """The layers as this evaluator propagates them: a layer given on the design's pixels

@@ -23,7 +23,7 @@ from optodesign.export.fab import export_design
 from optodesign.grid import Grid
 from optodesign.optics.placement import place, place_drawn
 from optodesign.process import load_process
-from optodesign.tasks import HologramSetup
+from optodesign.tasks import HologramSetup, get_task
 from optodesign.train.robust import ErrorSampler, Robust, aggregate
 from optodesign.variation.perturb import apply_random, apply_systematic
 from optodesign.variation.spec import ErrorModel
@@ -115,7 +115,7 @@ def test_training_realisation_is_verify_s(fab, name: str) -> None:
     d = fab.design
     sampler = ErrorSampler(model, process=fab.process, grid=d.grid, wavelength=d.wavelength,
                            distances=d.distances, seed=7, oversample=fab.physical.oversample,
-                           cells=reads_cells(d))
+                           cells=reads_cells(get_task(d.task), d.pixels))
     assert sampler.cells  # a near-field design of cells: its layers move exactly
     levels = fab.levels.astype(np.int64)
     nominal = sampler.nominal(levels, d.level_tables)
@@ -220,7 +220,7 @@ def test_pillars_realisation_is_verify_s(tmp_path: Path, name: str, value: float
     dd = fab.design
     sampler = ErrorSampler(model, process=fab.process, grid=dd.grid, wavelength=dd.wavelength,
                            distances=dd.distances, seed=4, oversample=fab.physical.oversample,
-                           cells=reads_cells(dd))
+                           cells=reads_cells(get_task(dd.task), dd.pixels))
     levels = fab.levels.astype(np.int64)
     nominal = sampler.nominal(levels, dd.level_tables)
     hard = [torch.as_tensor(dd.level_tables[0][levels[0]].astype(np.complex64))]

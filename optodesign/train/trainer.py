@@ -31,7 +31,7 @@ from torch import Tensor
 from .. import distributed
 from ..design import Design
 from ..errors import ConfigError, UserError
-from ..evaluate import Evaluator
+from ..evaluate import Evaluator, reads_cells
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..models.functional import check_stack_sampling
 from ..models.stack import DiffractiveStack
@@ -152,7 +152,7 @@ class Trainer:
                             wavelength=o.wavelength, distances=o.distances,
                             seed=self.cfg.seed, oversample=errors.sweep.oversample,
                             periodic=self.task_type.periodic,
-                            cells=o.pixels == "cells" and self.task_type.output_plane == "near")
+                            cells=reads_cells(self.task_type, o.pixels))
 
     def _structural_masks(self, task: Task) -> np.ndarray:
         from ..quantize.structural import structural_mask

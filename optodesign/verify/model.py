@@ -170,12 +170,13 @@ def render(fab: FabStack, phys: Physical, model: SimModel,
     if phys.shifts is None and phys.rotations is None:
         return elements
     t = torch.as_tensor(elements)
-    periodic = get_task(fab.design.task).periodic
+    task = get_task(fab.design.task)
     # a drawing of cells (every drawn model, and one sample per pixel of a cells design)
     # moves exactly; point samples by interpolation
-    move = place_drawn if model.oversample > 1 or reads_cells(fab.design) else place
+    cells = model.oversample > 1 or reads_cells(task, fab.design.pixels)
+    move = place_drawn if cells else place
     t = move(t, grid=model.grid(g), shifts=phys.shifts, rotations=phys.rotations,
-             axis=model.axis(g), periodic=periodic)
+             axis=model.axis(g), periodic=task.periodic)
     return t.numpy()
 
 

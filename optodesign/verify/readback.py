@@ -108,9 +108,9 @@ class FabStack:
         from ..evaluate import reads_cells
         from ..tasks import get_task
 
+        task = get_task(self.design.task)
         return transmissions(phys or self.physical, self.process, grid=self.design.grid,
-                             periodic=get_task(self.design.task).periodic,
-                             cells=reads_cells(self.design))
+                             periodic=task.periodic, cells=reads_cells(task, self.design.pixels))
 
 
 # ---------------------------------------------------------------------------- reading
