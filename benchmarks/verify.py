@@ -2,7 +2,9 @@
 
 A 5-layer D2NN (N x N pixels, 4 levels of the ``thz-printed`` process, 3 cm spacing, 10
 detectors) is exported to STL, read back (timed), and verified on 1000 test images (random
-28x28 images: throughput does not depend on their content) under fabrication errors. For each
+28x28 images, every pixel set: the superposition of ``Evaluator.input_basis`` propagates 784
+unit images instead of 1000, see ``verify_quickstart.py`` for a real test set) under
+fabrication errors. For each
 N it times, as medians of repeated runs after a warm-up:
 
 * ``loop``: the obvious implementation, one :meth:`Evaluator.evaluate` call per sample

@@ -21,7 +21,7 @@ from torch import Tensor
 from .data.datasets import Dataset
 from .design import Design
 from .grid import Grid
-from .models.functional import output_intensity
+from .models.functional import forward_stack, output_intensity
 from .optics.cells import cell_band_limit, fine_axis, fine_grid, pixel_mean, upsample
 from .tasks import Task, task_of
 
@@ -150,37 +150,131 @@ class Evaluator:
         pixels."""
         return self.design.oversample
 
+    def input_basis(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Unit images and coefficients with ``images = coeffs @ units`` exactly, or None.
+
+        The optics is linear in the input field, and an amplitude-encoded image whose values
+        lie in [0, 1] draws a field linear in its pixels (bilinear resizing, placement,
+        cells: all linear; the clamp to [0, 1] changes nothing). So the output fields of one
+        unit image per pixel that is set in any image (``nb`` of them) combine, with the
+        pixel values as weights, into the output field of every image, exactly (to float
+        rounding): a test set of N images costs ``nb`` propagations instead of N (the 449
+        embedded digits: 59 pixels, 7.6x fewer; 10 000 MNIST digits: 717, 14x fewer).
+
+        Returns:
+            ``(units (nb, h, w), coeffs (N, nb))``, both ``images.dtype``; None for a task
+            without such inputs (phase encoding, values outside [0, 1], not a classifier read
+            on the near field) or when ``nb >= N`` (nothing to gain).
+        """
+        task = self.task
+        if (not task.supervised or task.output_plane != "near"
+                or getattr(task.setup, "encoding", None) != "amplitude"):
+            return None
+        imgs = np.asarray(images)
+        flat = imgs.reshape(len(imgs), -1)
+        if flat.size == 0 or flat.min() < 0 or flat.max() > 1:
+            return None
+        active = np.flatnonzero((flat != 0).any(axis=0))
+        if active.size >= len(imgs):
+            return None
+        units = np.zeros((active.size, flat.shape[1]), dtype=imgs.dtype)
+        units[np.arange(active.size), active] = 1
+        return units.reshape(-1, *imgs.shape[1:]), np.ascontiguousarray(flat[:, active])
+
+    def _detector_samples(self) -> tuple[Tensor, Tensor]:
+        """The samples of the simulated output plane inside the detector boxes (flat indices
+        ``(P,)``) and their membership ``(P, C)``, each sample weighted ``1 / s²``: the
+        readings of :meth:`~optodesign.tasks.Task.read` (box sums of the pixel-averaged
+        intensity) as ``|u[idx]|² @ member``."""
+        s = self.oversample
+        ny, nx = self.grid.shape
+        rows, cols, box = [], [], []
+        for c, (y0, x0, h, w) in enumerate(self.boxes):
+            yy, xx = np.mgrid[y0 * s:(y0 + h) * s, x0 * s:(x0 + w) * s]
+            rows.append(yy.ravel())
+            cols.append(xx.ravel())
+            box.append(np.full(yy.size, c))
+        flat = np.concatenate(rows) * nx + np.concatenate(cols)
+        box_of = np.concatenate(box)
+        idx, inv = np.unique(flat, return_inverse=True)
+        member = np.zeros((idx.size, len(self.boxes)), dtype=np.float32)
+        np.add.at(member, (inv, box_of), 1.0 / s**2)
+        return (torch.as_tensor(idx, device=self.device),
+                torch.as_tensor(member, device=self.device))
+
     @torch.no_grad()
-    def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,
+    def readings(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,
                  wavelength: float | None = None, distances: Sequence[float] | None = None,
                  batch_size: int = 256, realisations: bool = False,
-                 inputs: Sequence[Tensor] | None = None) -> np.ndarray:
-        """Predicted class of every image (supervised tasks).
+                 inputs: Sequence[Tensor] | None = None) -> Tensor:
+        """Detector readings of every image (supervised tasks): :meth:`~optodesign.tasks.Task.read`
+        of the output intensity, computed through :meth:`input_basis` when it applies.
 
         Args:
             transmissions: K complex ``(ny, nx)`` maps; with ``realisations`` a complex
                 ``(K, S, ny, nx)`` tensor of S realisations propagated together.
             images: ``(N, h, w)`` in [0, 1].
-            batch_size: images per forward pass.
-            inputs: the images' fields already propagated over the first distance, one
-                tensor per batch of ``batch_size`` (then ``distances[0]`` is not applied).
+            batch_size: input fields per forward pass.
+            inputs: the fields of the inputs already propagated over the first distance,
+                one tensor per batch of ``batch_size`` (then ``distances[0]`` is not
+                applied): of the images, or of the units of :meth:`input_basis` when it
+                applies (what :meth:`input_sources` gives).
 
         Returns:
-            int ``(N,)``, or ``(S, N)`` with ``realisations``.
+            float32 ``(N, C)``, or ``(S, N, C)`` with ``realisations``.
         """
         d = self.design
         dist = list(distances or d.distances)
         if inputs is not None:
             dist[0] = 0.0
+        wl = wavelength or d.wavelength
         ts = transmissions[:, :, None] if realisations else transmissions  # type: ignore
-        preds = []
-        for b, i in enumerate(range(0, len(images), batch_size)):
+        basis = self.input_basis(images)
+        sources = images if basis is None else basis[0]
+        if basis is not None:
+            idx, member = self._detector_samples()
+            layers = self.layers(ts)
+        parts = []
+        for b, i in enumerate(range(0, len(sources), batch_size)):
             f = inputs[b] if inputs is not None else self.images_to_field(
-                images[i:i + batch_size])
-            inten = self.output_intensity(f[None] if realisations else f, ts,
-                                          wavelength=wavelength, distances=dist)
-            preds.append(self.task.predict(inten).cpu().numpy())
-        return np.concatenate(preds, axis=-1)
+                sources[i:i + batch_size])
+            f = f[None] if realisations else f
+            if basis is None:
+                inten = self.output_intensity(f, ts, wavelength=wl, distances=dist)
+                parts.append(self.task.read(inten))
+            else:
+                u = forward_stack(f, layers, dist, grid=self.grid, wavelength=wl)
+                parts.append(u.flatten(-2)[..., idx])
+        if basis is None:
+            return torch.cat(parts, dim=-2)
+        fields = torch.cat(parts, dim=-2)  # (S?, nb, P) at the detectors, one per unit
+        coeffs = torch.as_tensor(basis[1], dtype=torch.complex64, device=fields.device)
+        out = []
+        for j in range(0, len(coeffs), 1024):
+            u = coeffs[j:j + 1024] @ fields
+            out.append((u.real**2 + u.imag**2) @ member)
+        return torch.cat(out, dim=-2)
+
+    def input_sources(self, images: np.ndarray) -> np.ndarray:
+        """The images whose fields :meth:`readings` propagates for ``images``: the units of
+        :meth:`input_basis` when it applies, else the images themselves."""
+        basis = self.input_basis(images)
+        return images if basis is None else basis[0]
+
+    @torch.no_grad()
+    def classify(self, transmissions: Sequence[Tensor] | Tensor, images: np.ndarray, *,
+                 wavelength: float | None = None, distances: Sequence[float] | None = None,
+                 batch_size: int = 256, realisations: bool = False,
+                 inputs: Sequence[Tensor] | None = None) -> np.ndarray:
+        """Predicted class of every image (supervised tasks): the brightest detector of
+        :meth:`readings` (same arguments).
+
+        Returns:
+            int ``(N,)``, or ``(S, N)`` with ``realisations``.
+        """
+        r = self.readings(transmissions, images, wavelength=wavelength, distances=distances,
+                          batch_size=batch_size, realisations=realisations, inputs=inputs)
+        return r.argmax(dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, transmissions: Sequence[Tensor] | Tensor | np.ndarray, *,

@@ -106,6 +106,7 @@ MODULE_TIER = {
     "test_report_html": "e2e",
     "test_farfield": "physics",
     "test_robust": "physics",
+    "test_input_basis": "physics",
 }
 
 

@@ -91,7 +91,10 @@ class Scorer:
             self.images, self.labels = evaluator.test_split(test_samples)
             if len(self.labels) == 0:
                 raise UserError("--test-samples: the test set is empty")
-            self.image_batch = max(1, min(image_batch, len(self.labels), self.max_fields))
+            #: the images whose fields are propagated: one unit image per pixel set in any
+            #: test image when the inputs are linear (Evaluator.input_basis), else the images
+            self.sources = evaluator.input_sources(self.images)
+            self.image_batch = max(1, min(image_batch, len(self.sources), self.max_fields))
         else:
             self.image_batch = 1
         self._inputs: dict[tuple[float, float], list[Tensor]] = {}
@@ -106,7 +109,8 @@ class Scorer:
         return max(1, self.max_fields // self.image_batch)
 
     def _input_batches(self, d0: float, wavelength: float, keep: bool) -> list[Tensor] | None:
-        """Test images drawn on the model's grid and propagated to the first layer, batch by
+        """The sources' fields (test images or unit images) drawn on the model's grid and
+        propagated to the first layer, batch by
         batch. The drawn fields are kept for every call; the propagated ones, with ``keep``,
         for the latest (distance, wavelength), which samples sharing it reuse. ``None`` when
         they are too large to keep."""
@@ -115,11 +119,12 @@ class Scorer:
         if key in self._inputs:
             return self._inputs[key]
         ny, nx = self.grid.shape
-        if 2 * self.n_images * ny * nx * 8 > INPUT_CACHE_BYTES:
+        n = len(self.sources)
+        if 2 * n * ny * nx * 8 > INPUT_CACHE_BYTES:
             return None
         if self._drawn is None:
-            self._drawn = [self.ev.images_to_field(self.images[i:i + self.image_batch])
-                           for i in range(0, self.n_images, self.image_batch)]
+            self._drawn = [self.ev.images_to_field(self.sources[i:i + self.image_batch])
+                           for i in range(0, n, self.image_batch)]
         out = [forward_stack(f, [], [d0], grid=self.grid, wavelength=wavelength)
                for f in self._drawn]
         self._inputs = {key: out} if keep else {}
