@@ -250,8 +250,8 @@ class Evaluator:
         fields = torch.cat(parts, dim=-2)  # (S?, nb, P) at the detectors, one per unit
         coeffs = torch.as_tensor(basis[1], dtype=torch.complex64, device=fields.device)
         out = []
-        for j in range(0, len(coeffs), 1024):
-            u = coeffs[j:j + 1024] @ fields
+        for j in range(0, len(coeffs), 256):  # the images' detector fields, 256 at a time
+            u = coeffs[j:j + 256] @ fields
             out.append((u.real**2 + u.imag**2) @ member)
         return torch.cat(out, dim=-2)
 

@@ -109,11 +109,10 @@ class Scorer:
         return max(1, self.max_fields // self.image_batch)
 
     def _input_batches(self, d0: float, wavelength: float, keep: bool) -> list[Tensor] | None:
-        """The sources' fields (test images or unit images) drawn on the model's grid and
-        propagated to the first layer, batch by
-        batch. The drawn fields are kept for every call; the propagated ones, with ``keep``,
-        for the latest (distance, wavelength), which samples sharing it reuse. ``None`` when
-        they are too large to keep."""
+        """The fields of :attr:`sources` (test images or unit images) drawn on the model's grid
+        and propagated to the first layer, batch by batch. The drawn fields are kept for every
+        call; the propagated ones, with ``keep``, for the latest (distance, wavelength), which
+        samples sharing it reuse. ``None`` when they are too large to keep."""
         assert self.images is not None
         key = (float(d0), float(wavelength))
         if key in self._inputs:
