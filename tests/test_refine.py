@@ -265,6 +265,47 @@ def test_dbs_four_levels_and_min_feature_blocks() -> None:
     assert set(np.unique(r.levels)) <= {0, 1, 2, 3}
 
 
+def test_dbs_under_process_rules_keeps_them_and_moves_pairs() -> None:
+    """With a process's rules (``decks``) a clean design stays clean and a dirty one gets no
+    worse; besides single pixels the search proposes pairs of 4-neighbours set to one level,
+    each allowed by the rules, and at convergence no single change or pair improves."""
+    from optodesign.fabrules import Deck
+    from optodesign.process import load_process
+    from optodesign.refine.solvers import _Search
+
+    d = hologram(4, seed=2)
+    process = load_process("fused-silica-etch4")  # 1 um minimum feature: 1 px at 2 um
+    deck = Deck.of(process, pitch=d.pitch, level_table=d.level_tables[0])
+    dirty = deck.count(d.levels[0])
+    assert dirty > 0
+    clean = deck.legalize(d.levels[0])[None]
+    obj = Objective(d)
+    r = direct_binary_search(obj, clean, budget=50_000, seed=0, decks=[deck])
+    assert r.converged and deck.count(r.levels[0]) == 0
+    assert r.loss_after < 0.8 * r.loss_before
+    search = _Search(obj, r.levels, method="dbs", budget=10, seconds=None, min_feature=1,
+                     fixed_mask=None, allowed_levels=None, block=None, batch=None, chunk=None,
+                     layers=None, seed=0, progress=None, decks=[deck])
+    corners = np.stack(np.nonzero(np.ones((N, N), bool)), 1)
+    owner, pix, new = search.candidates(0, corners, "all")
+    lv = r.levels[0]
+    flat = lv.reshape(-1)
+    pairs = 0
+    for p, v in zip(pix, new, strict=True):
+        changed = flat[p] != v
+        ys, xs = p[changed] // N, p[changed] % N
+        assert 1 <= changed.sum() <= 2 and deck.keeps(lv, ys, xs, v[changed])
+        if changed.sum() == 2:
+            pairs += 1
+            assert v[0] == v[1] and abs(ys[0] - ys[1]) + abs(xs[0] - xs[1]) == 1
+    assert pairs > 50
+    state = obj.state(r.levels, 0)
+    losses = obj.candidate_losses(state, pix, new).numpy()
+    assert losses.min() >= r.loss_after * (1 - 1e-5)
+    r2 = direct_binary_search(obj, d.levels, budget=3000, seed=1, decks=[deck])
+    assert deck.count(r2.levels[0]) <= dirty and r2.loss_after < r2.loss_before
+
+
 def test_anneal_returns_best_so_far() -> None:
     d = hologram(2, seed=4)
     obj = Objective(d)
