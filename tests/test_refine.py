@@ -427,6 +427,33 @@ def test_refine_cli_end_to_end_and_export(trained_run: Path, tmp_path: Path) -> 
     assert 0 <= report["nominal"]["accuracy"] <= 1  # the printed part absorbs: not equal
 
 
+def test_refine_cli_legalize_makes_a_dirty_design_drc_clean(tmp_path: Path) -> None:
+    """``--legalize``: a design with violations of its process comes out DRC-clean and
+    better than legalized alone; without design rules the flag is refused in one line."""
+    from optodesign.export.drc import check_levels
+    from optodesign.process import load_process
+
+    process = load_process("fused-silica-etch4")
+    d = hologram(4, seed=9)
+    run = tmp_path / "holo"
+    d.save(run)
+    code, out = run_cli("refine", str(run), "--process", "fused-silica-etch4", "--legalize",
+                        "--budget", "1500", "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 0, out
+    assert "legalized:" in out
+    r = Design.load(tmp_path / "r")
+    rep = check_levels(r.levels, r.level_tables, process=process, pitch=r.pitch)
+    assert rep.passed and all(v.count == 0 for layer in rep.layers for v in layer.violations)
+    before = check_levels(d.levels, d.level_tables, process=process, pitch=d.pitch)
+    assert sum(v.count for layer in before.layers for v in layer.violations) > 0
+    note = r.extra["refine"][0]
+    assert note["legalized_pixels"] > 0 and note["process_rules"] == "fused-silica-etch4"
+    assert note["loss"]["after"] < note["loss"]["before"]  # refined beyond the legalizer
+    code, out = run_cli("refine", str(run), "--legalize", "--budget", "5",
+                        "--out", str(tmp_path / "n"))
+    assert code == 2 and "--legalize" in out and "--process" in out
+
+
 def test_refine_cli_hologram_and_errors(tmp_path: Path) -> None:
     run = tmp_path / "holo"
     d = hologram(2, seed=8)

@@ -105,6 +105,9 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
               help="Keep the process's design rules (the DRC's): no change may add a "
                    "violation, so a DRC-clean design stays clean [default: the process the "
                    "design was trained with, if any; 'none' turns it off].")
+@click.option("--legalize", is_flag=True,
+              help="First make every layer pass the process's rules (the legalizer training "
+                   "uses), then refine under them: a DRC-clean design from a dirty one.")
 @click.option("--block", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Change square blocks of PX pixels at once [default: --min-feature].")
 @click.option("--seed", default="0", show_default=True, metavar="N",
@@ -115,13 +118,15 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force: bool,
-           min_feature: int, process_name: str | None, block: int | None, seed: str,
+           min_feature: int, process_name: str | None, legalize: bool, block: int | None,
+           seed: str,
            train_samples: int, device: str, quiet: bool) -> None:
     """Refine the integer level maps of the design in RUN_DIR on its hard-quantized task loss.
 
     Writes a new design (the input is never modified) whose test metric is re-evaluated with
     hard levels; design.json's extra.refine records what was done.
     """
+    import numpy as np
     from tqdm.auto import tqdm
 
     from ..design import Design
@@ -152,10 +157,24 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
                    f"creates no new ones but does not repair them")
     decks = _decks(design, process_name)
+    if legalize and decks is None:
+        raise UserError("--legalize: needs design rules: pass --process NAME (the design was "
+                        "not trained with a process)")
+    start = design.levels
     if decks is not None:
         dirty = sum(d.count(design.levels[k]) for k, d in enumerate(decks))
         click.echo(f"design rules of {decks[0].process}: the input has {dirty} violation(s); "
                    "no change may add one")
+        if legalize and dirty:
+            start = np.stack([d.legalize(design.levels[k]) for k, d in enumerate(decks)])
+            if design.fixed_mask is not None:
+                start = np.where(design.fixed_mask, design.levels, start)
+                if any(d.count(start[k]) for k, d in enumerate(decks)):
+                    raise UserError("--legalize: the design's fixed pixels break the process's "
+                                    "rules; they cannot be legalized")
+            legal = evaluator.evaluate(design.with_levels(start).transmissions())[key]
+            click.echo(f"legalized: {int((start != design.levels).sum())} pixels changed, "
+                       f"0 violations, {key} {before[key]:.4g} -> {legal:.4g}")
     bar = tqdm(total=n_evals, desc=f"refine ({method})", unit="eval", disable=quiet,
                mininterval=0.5, leave=False)
 
@@ -164,7 +183,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         bar.set_postfix(loss=f"{loss:.5g}", refresh=False)
 
     try:
-        result = run_refine(objective, design.levels, method=method,  # type: ignore[arg-type]
+        result = run_refine(objective, start, method=method,  # type: ignore[arg-type]
                             budget=n_evals, seconds=seconds, min_feature=min_feature,
                             block=block, fixed_mask=design.fixed_mask,
                             allowed_levels=design.allowed_levels(), seed=seed_value,
@@ -195,6 +214,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         "source": source,
         "wall_time_s": round(result.wall_time, 3),
         "changed_pixels": int((result.levels != design.levels).sum()),
+        "legalized_pixels": int((start != design.levels).sum()),
     }
     history = list(design.extra.get("refine", []))
     extra = {**design.extra, "refine": [*history, note]}
