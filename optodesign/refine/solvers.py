@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import UserError
 from .objective import LayerState, Objective, check_seed
-from .rules import change_allowed
+from .rules import change_allowed, neighbour_pairs
 
 if TYPE_CHECKING:
     from ..fabrules import Deck
@@ -235,7 +235,7 @@ class _Search:
         to, flat pixel indices and levels (padding slots repeat the first pixel at its current
         level, which changes nothing). Candidates breaking the rules are left out. Single
         pixels under a process's rules (``decks``) with ``"all"`` also propose pairs
-        (:meth:`_with_dominoes`).
+        (:func:`~optodesign.refine.rules.neighbour_pairs`).
         """
         lv, b, nx = self.levels[k], self.block, self.nx
         if b == 1:
@@ -260,9 +260,13 @@ class _Search:
                                                 self.mf, self.decks[k])
                                  for p, v in zip(pix, new, strict=True)], bool)
                 owner, pix, new = owner[good], pix[good], new[good]
-            if choose == "all" and self.decks[k] is not None:
-                return self._with_dominoes(k, corners, owner, pix, np.asarray(new))
-            return owner, pix[:, None], np.asarray(new)[:, None]
+            new = np.asarray(new)
+            if choose == "all" and self.decks[k] is not None:  # + pairs; singles padded
+                po, pp, pn = neighbour_pairs(lv, corners, self.fixed[k], self.allowed, self.mf,
+                                             self.decks[k])
+                return (np.concatenate([owner, po]), np.concatenate([np.stack([pix, pix], 1), pp]),
+                        np.concatenate([np.stack([new, lv.reshape(-1)[pix]], 1), pn]))
+            return owner, pix[:, None], new[:, None]
         owners, pixs, news = [], [], []
         dy, dx = np.mgrid[0:b, 0:b]
         dy, dx = dy.ravel(), dx.ravel()
@@ -293,39 +297,6 @@ class _Search:
             e = np.zeros((0, b * b), np.int64)
             return np.zeros(0, np.int64), e, e
         return np.asarray(owners), np.stack(pixs), np.stack(news)
-
-    def _with_dominoes(self, k: int, corners: np.ndarray, owner: np.ndarray, pix: np.ndarray,
-                       new: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Under a process's rules, the single-pixel candidates ``(M,)`` plus every pair of
-        4-neighbours (the corner and the pixel right of or below it, both free) set to one
-        level that neither has, when the rules allow it: a rule-keeping search by single
-        changes stalls where one changed pixel would be an island or a corner contact, while
-        two side by side are not (on a DRC-clean 64² hologram of ``fused-silica-etch4``, 29 %
-        of single changes keep the rules, 58 % of pairs). Returns candidates of two pixels;
-        a single change is padded as :meth:`candidates` pads blocks."""
-        lv, nx = self.levels[k], self.nx
-        ny = lv.shape[0]
-        owners = [owner]
-        pixs = [np.stack([pix, pix], 1)]
-        news = [np.stack([new, lv.reshape(-1)[pix]], 1)]
-        for i, (cy, cx) in enumerate(corners):
-            if self.fixed[k, cy, cx]:
-                continue
-            for dy, dx in ((0, 1), (1, 0)):
-                y1, x1 = cy + dy, cx + dx
-                if y1 >= ny or x1 >= nx or self.fixed[k, y1, x1]:
-                    continue
-                ys, xs = np.array([cy, y1]), np.array([cx, x1])
-                for v in self.allowed:
-                    # a pair with one pixel at v already is a single change
-                    if (lv[ys, xs] == v).any() or not change_allowed(lv, ys, xs, v, self.mf,
-                                                                    self.decks[k]):
-                        continue
-                    owners.append(np.array([i]))
-                    pixs.append(np.array([[cy * nx + cx, y1 * nx + x1]]))
-                    news.append(np.array([[v, v]]))
-        return (np.concatenate(owners), np.concatenate(pixs).astype(np.int64),
-                np.concatenate(news).astype(np.int64))
 
     def changed(self, k: int, pix: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The real changes of one candidate row (padding dropped)."""
