@@ -28,6 +28,7 @@ from optodesign.refine import (
     simulated_annealing,
 )
 from optodesign.tasks import D2NNSetup, HologramSetup, LensSetup, SplitterSetup
+from optodesign.verify.model import SimModel, evaluator_for
 
 N = 16
 
@@ -169,6 +170,55 @@ def test_objective_equals_task_loss_and_candidates_are_exact(task: str) -> None:
             want.append(_full_plane_loss(d, changed))
         np.testing.assert_allclose(got, want, rtol=2e-5)
         assert obj.apply(state, pix[0], new[0]) == pytest.approx(want[0], rel=2e-5)
+
+
+def _drawn_loss(design: Design, levels: np.ndarray, model: SimModel) -> float:
+    """The loss under verify's drawing (``model``): verify's own evaluator, the reference
+    above on the pixel-averaged intensity."""
+    ev = evaluator_for(Evaluator.from_design(design), model)
+    ts = [torch.as_tensor(t.astype(np.complex64))
+          for t in design.with_levels(levels).transmissions()]
+    inten = ev.output_intensity(ev.plane_wave(), ts)[0]
+    return float(_reference_loss(design, inten, ev))
+
+
+@pytest.mark.parametrize("model", [SimModel(2.0, 2, "asm"), SimModel(2.0, 4, "rs")])
+def test_drawn_search_model_candidates_are_exact(model: SimModel) -> None:
+    d = hologram(4, layers=2, seed=4)
+    assert not model.problems(d)
+    obj = Objective(d, model=model)
+    lv = d.levels.astype(np.int64)
+    want0 = _drawn_loss(d, lv, model)
+    assert obj.loss(lv) == pytest.approx(want0, rel=1e-5)
+    # the drawing is a different model: points read the design otherwise
+    assert abs(Objective(d).loss(lv) - want0) > 0.01 * abs(want0)
+    rng = np.random.default_rng(3)
+    for k in range(2):
+        state = obj.state(lv, k)
+        assert state.loss == pytest.approx(want0, rel=1e-5)
+        # neighbouring pairs, and the same pixels as singles (a slot at its own level
+        # changes nothing): candidates share pixels, whose responses are computed once
+        p0 = rng.choice(N * N - 1, 4, replace=False)
+        pix = np.concatenate([np.stack([p0, p0 + 1], 1)] * 2)
+        new = rng.integers(0, 4, (8, 2))
+        new[4:, 1] = lv[k].reshape(-1)[p0 + 1]
+        got = obj.candidate_losses(state, pix, new).numpy()
+        want = []
+        for m in range(8):
+            changed = lv.copy()
+            changed[k].reshape(-1)[pix[m]] = new[m]
+            want.append(_drawn_loss(d, changed, model))
+        np.testing.assert_allclose(got, want, rtol=5e-5)
+        assert obj.apply(state, pix[0], new[0]) == pytest.approx(want[0], rel=5e-5)
+
+
+def test_drawn_search_model_refuses_supervised_tasks() -> None:
+    boxes = tuple((2 + 4 * (i // 4), 1 + 4 * (i % 4), 2, 2) for i in range(10))
+    d = Design(setup=D2NNSetup(detectors=boxes, image_size=8), wavelength=0.75e-3,
+               pitch=0.4e-3, levels=np.zeros((1, N, N), int), level_tables=np.array([1, -1]),
+               distances=(0.01, 0.01))
+    with pytest.raises(UserError, match="--oversample.*plane-wave"):
+        Objective(d, model=SimModel(2.0, 2, "asm"))
 
 
 @pytest.mark.parametrize(("loss", "propagation"), [("ce", "asm"), ("mse", "asm"),
@@ -470,6 +520,19 @@ def test_refine_cli_hologram_and_errors(tmp_path: Path) -> None:
                         "--quiet")
     assert code == 0 and Design.load(tmp_path / "t").extra["refine"][0]["budget"] == {
         "seconds": 0.5}
+    # on verify's drawing: never worse there, and the note says which model was searched
+    code, out = run_cli("refine", str(run), "--budget", "200", "--oversample", "2",
+                        "--out", str(tmp_path / "o"), "--quiet")
+    assert code == 0, out
+    o = Design.load(tmp_path / "o")
+    note = o.extra["refine"][0]
+    model = SimModel(**note["search_model"])
+    assert model.oversample == 2 and note["metric_after"] > note["metric_before"]
+    ev = evaluator_for(Evaluator.from_design(o), model)
+    assert ev.evaluate(o.transmissions())["psnr"] == pytest.approx(note["metric_after"],
+                                                                 rel=1e-5)
+    assert o.metrics["psnr"] == pytest.approx(
+        Evaluator.from_design(o).evaluate(o.transmissions())["psnr"], rel=1e-5)
     code, out = run_cli("refine", str(run), "--budget", "lots")
     assert code == 2 and "--budget" in out
     code, out = run_cli("refine", str(run), "--out", str(run), "--budget", "5")

@@ -110,6 +110,10 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
                    "uses), then refine under them: a DRC-clean design from a dirty one.")
 @click.option("--block", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Change square blocks of PX pixels at once [default: --min-feature].")
+@click.option("--oversample", type=click.IntRange(min=1, max=8), default=None, metavar="S",
+              help="Search on verify's drawing at S samples per pixel (Rayleigh-Sommerfeld "
+                   "at pad 2 where it applies), not on point samples: slower per change, "
+                   "exact under that model (hologram, lens, splitter; 4 is verify's finest).")
 @click.option("--seed", default="0", show_default=True, metavar="N",
               help="Random order / proposals (an integer >= 0).")
 @click.option("--train-samples", type=click.IntRange(min=1), default=256, show_default=True,
@@ -119,7 +123,7 @@ def check_refine_out(out: Path, source: dict[str, str], *, force: bool) -> None:
 @user_errors
 def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force: bool,
            min_feature: int, process_name: str | None, legalize: bool, block: int | None,
-           seed: str,
+           oversample: int | None, seed: str,
            train_samples: int, device: str, quiet: bool) -> None:
     """Refine the integer level maps of the design in RUN_DIR on its hard-quantized task loss.
 
@@ -147,12 +151,15 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     source = source_hashes(src)
     check_refine_out(out, source, force=force)
     dev = resolve_device(device)
-    evaluator = Evaluator.from_design(design, device=dev)
-    key = evaluator.task.primary_metric
-    before = evaluator.evaluate(design.transmissions())
+    evaluator = own = Evaluator.from_design(design, device=dev)
+    model = None if oversample is None else search_model(design, oversample)
     # the loss the design was trained with: its task and setup (loss, temperature, ...)
     objective = Objective(design, evaluator=evaluator, train_samples=train_samples,
-                          seed=seed_value)
+                          seed=seed_value, model=model)
+    if model is not None:  # the metrics under the model searched
+        evaluator = objective.evaluator
+    key = evaluator.task.primary_metric
+    before = evaluator.evaluate(design.transmissions())
     if min_feature > 1 and not satisfies_min_feature(design.levels, min_feature):
         click.echo(f"note: the input already has runs shorter than {min_feature} px; refinement "
                    f"creates no new ones but does not repair them")
@@ -192,8 +199,8 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         bar.close()
     after = evaluator.evaluate(objective.transmissions(result.levels))
     loss = evaluator.task.describe_loss()
-    metrics = dict(design.metrics)
-    metrics.update(after)
+    metrics = dict(design.metrics)  # the design's own model, as training reported them
+    metrics.update(after if model is None else own.evaluate(objective.transmissions(result.levels)))
     note = {
         "method": method,
         "budget": {"evaluations": n_evals} if n_evals is not None else {"seconds": seconds},
@@ -215,6 +222,7 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
         "wall_time_s": round(result.wall_time, 3),
         "changed_pixels": int((result.levels != design.levels).sum()),
         "legalized_pixels": int((start != design.levels).sum()),
+        "search_model": "points" if model is None else model.to_json(),
     }
     history = list(design.extra.get("refine", []))
     extra = {**design.extra, "refine": [*history, note]}
@@ -223,8 +231,19 @@ def refine(run_dir: Path, budget: str, method: str, out_dir: Path | None, force:
     click.echo(f"refined {design.task} with {method}: {result.evaluations} evaluations in "
                f"{result.wall_time:.1f} s, {note['changed_pixels']} pixels changed, loss "
                f"{result.loss_before:.5g} -> {result.loss_after:.5g}")
-    click.echo(f"{key} (test, hard levels): {before[key]:.4g} -> {after[key]:.4g}")
+    under = "" if model is None else f", {model.label()}"
+    click.echo(f"{key} (test, hard levels{under}): {before[key]:.4g} -> {after[key]:.4g}")
     click.echo(f"design: {out / 'design.json'}")
+
+
+def search_model(design: Any, oversample: int) -> Any:
+    """The drawn model ``--oversample`` searches on: the Rayleigh–Sommerfeld convolution at
+    pad 2 (verify's converged family) where it can simulate the design, else the design's
+    own method and padding."""
+    from ..verify.model import SimModel
+
+    rs = SimModel(2.0, oversample, "rs")
+    return rs if not rs.problems(design) else SimModel(design.pad, oversample, design.propagation)
 
 
 def _decks(design: Any, name: str | None) -> list[Any] | None:

@@ -31,12 +31,22 @@ pixel, so ``G_p`` is the period's Fourier kernel at the target orders. The far-f
 single amplitude per cell reproduces, so refine refuses it in one line (its task's
 ``observed``).
 
-The search runs on **point samples** (``pixels = "points"``, one sample per pixel): only
-there is a pixel's change a point source. Under the cells model of a design trained with
-``pixels = "cells"`` (:func:`~optodesign.optics.cells.cell_band_limit`), or at several samples
-per pixel (``optics.oversample``), a changed pixel reaches, band-limited, every pixel of the
-layer, and each candidate would cost a full propagation per input. ``refine`` reports the
-metric before and after under the design's own model.
+By default the search runs on **point samples** (``pixels = "points"``, one sample per
+pixel): only there is a pixel's change a point source, and the last layer's ``G_p`` a gather.
+Under the cells model of a design trained with ``pixels = "cells"``
+(:func:`~optodesign.optics.cells.cell_band_limit`), or at several samples per pixel, a changed
+pixel is a band-limited drawing of its cell that reaches every sample of the layer.
+
+**Drawn search model** (``model``, a :class:`~optodesign.verify.model.SimModel`; plane-wave
+near-field tasks: hologram, lens, splitter). The search then runs on the drawing verify
+simulates: ``s × s`` samples per pixel, cells band-limited, the model's padding and method. A
+layer is linear in its pixels there too: ``Δu(r) = Σ_p (t'_p − t_p) G_p(r)`` with ``G_p`` the
+rest of the stack's response to ``a · f_p`` (``a`` the drawn incident field, ``f_p`` the
+drawing of pixel ``p``'s cell), one propagation per changed pixel (shared by the candidates
+that change it), read at the ``s²`` samples of every observed pixel; the loss reads their
+mean, as :meth:`~optodesign.evaluate.Evaluator.output_intensity` does. The update stays exact
+under that model; it costs a propagation of the fine grid per pixel instead of a gather.
+``refine`` reports the metric before and after under the search model.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from ..evaluate import Evaluator
 from ..optics.farfield import far_field, pixel_envelope
 from ..optics.propagation import propagate, transfer_function
 from ..optics.rayleigh import rs_transfer
+from ..verify.model import SimModel, evaluator_for
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +126,28 @@ class Objective:
 
     def __init__(self, design: Design, *, evaluator: Evaluator | None = None,
                  device: str | torch.device = "cpu", train_samples: int = 256,
-                 seed: int = 0) -> None:
+                 seed: int = 0, model: SimModel | None = None) -> None:
         seed = check_seed(seed)
         self.design = design
         evaluator = evaluator or Evaluator.from_design(design, device=device)
-        if design.pixels != "points" or design.oversample != 1:  # the search model
+        #: the search runs on verify's drawing (module docstring), else on point samples
+        self.model = model
+        if model is not None:
+            task = evaluator.task
+            if task.supervised or task.output_plane != "near":
+                raise UserError(f"--oversample: the drawn search model is for plane-wave "
+                                f"near-field tasks (hologram, lens, splitter), not {design.task!r}")
+            bad = model.problems(design)
+            if bad:
+                raise UserError(f"--oversample: {bad[0]}")
+            evaluator = evaluator_for(Evaluator(design, evaluator.device, evaluator.dataset),
+                                      model)
+        elif design.pixels != "points" or design.oversample != 1:  # the search model
             evaluator = Evaluator(replace(design, pixels="points", oversample=1),
                                   evaluator.device, evaluator.dataset)
         self.evaluator = evaluator
+        #: samples per pixel per axis of the search model
+        self.s = evaluator.oversample if model is not None else 1
         self.device = self.evaluator.device
         self.task = self.evaluator.task
         #: the design's sampling (shape, pitch, zero padding) every propagation runs on
@@ -149,6 +174,13 @@ class Objective:
         self.obs = torch.as_tensor(obs, dtype=torch.long, device=self.device)
         self.obs_y = self.obs // nx
         self.obs_x = self.obs % nx
+        #: flat indices of the samples read: the observed pixels, each as its s² samples
+        # ((P, s²) in that order, so that a reshape averages them back onto the pixels)
+        s = self.s
+        i = torch.arange(s, device=self.device)
+        fy = (self.obs_y[:, None, None] * s + i[None, :, None]).expand(-1, s, s)
+        fx = (self.obs_x[:, None, None] * s + i[None, None, :]).expand(-1, s, s)
+        self.obs_fine = (fy * (nx * s) + fx).reshape(-1)
         self._kernel: Tensor | None = None
 
     # ------------------------------------------------------------------ basics
@@ -169,6 +201,12 @@ class Objective:
         lv = torch.as_tensor(np.asarray(levels).astype(np.int64), device=self.device)
         return [self.tables[k][lv[k]] for k in range(self.n_layers)]
 
+    def _drawn(self, layers: Sequence[Tensor]) -> list[Tensor]:
+        """The layers as the search model propagates them (drawn cells; else unchanged)."""
+        if self.model is None:
+            return list(layers)
+        return [t.to(torch.complex64) for t in self.evaluator.layers(list(layers))]
+
     def _propagate(self, u: Tensor, distance: float) -> Tensor:
         return propagate(u, distance, grid=self.grid, wavelength=self.design.wavelength)
 
@@ -185,6 +223,14 @@ class Objective:
         return (far_field(v, self.grid, pad=1) * env).flatten(-2)
 
     # ------------------------------------------------------------------ loss
+    def _score(self, out: Tensor) -> Tensor:
+        """Loss from the output amplitudes ``(..., B, P·s²)`` at the samples read: their
+        intensity averaged over each pixel's samples, then :meth:`reduce`."""
+        inten = out.real**2 + out.imag**2
+        if self.s > 1:
+            inten = inten.reshape(*inten.shape[:-1], -1, self.s**2).mean(-1)
+        return self.reduce(inten)
+
     def reduce(self, intensity: Tensor) -> Tensor:
         """Loss from observed output intensities.
 
@@ -210,7 +256,8 @@ class Objective:
         d = self.design
         if not 0 <= layer < self.n_layers:
             raise UserError(f"layer: must lie in 0..{self.n_layers - 1}, got {layer}")
-        ts = self.transmissions(levels)
+        raw = self.transmissions(levels)
+        ts = self._drawn(raw)
         u = self._propagate(self.field, d.distances[0])
         for j in range(layer):
             u = self._propagate(u * ts[j], d.distances[j + 1])
@@ -218,9 +265,9 @@ class Objective:
         v = self._propagate(incident * ts[layer], d.distances[layer + 1])
         for j in range(layer + 1, self.n_layers):
             v = self._propagate(v * ts[j], d.distances[j + 1])
-        out = self._readout(v)[:, self.obs]
-        loss = float(self.reduce(out.real**2 + out.imag**2))
-        return LayerState(layer, incident.flatten(-2), ts[layer].flatten().clone(), out, loss,
+        out = self._readout(v)[:, self.obs_fine]
+        loss = float(self._score(out))
+        return LayerState(layer, incident.flatten(-2), raw[layer].flatten().clone(), out, loss,
                           ts[layer + 1:])
 
     def _last_kernel(self) -> Tensor:
@@ -247,6 +294,8 @@ class Objective:
         """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``."""
         ny, nx = self.shape
         py, px = pixels // nx, pixels % nx
+        if self.model is not None:
+            return self._drawn_responses(state, pixels)
         if state.layer == self.n_layers - 1 and self.task.output_plane == "near":
             k = self._last_kernel()
             nyp, nxp = k.shape
@@ -267,12 +316,37 @@ class Objective:
             out.append(self._readout(v)[:, self.obs])
         return torch.cat(out)
 
+    def _drawn_responses(self, state: LayerState, pixels: Tensor) -> Tensor:
+        """Drawn search model: ``G_p`` (the incident field folded in) at the samples read,
+        ``(Q, P·s²)``: each pixel's drawn cell times the incident field, through the rest."""
+        d = self.design
+        ny, nx = self.shape
+        nyp, nxp = self.grid.padded().shape
+        step = max(1, _CHUNK_ELEMENTS // (2 * nyp * nxp))
+        a = state.incident[0].view(ny * self.s, nx * self.s)
+        out = []
+        for i in range(0, pixels.numel(), step):
+            p = pixels[i:i + step]
+            e = torch.zeros((p.numel(), ny * nx), dtype=torch.complex64, device=self.device)
+            e[torch.arange(p.numel(), device=self.device), p] = 1
+            v = self._propagate(self._drawn([e.view(-1, ny, nx)])[0] * a,
+                                d.distances[state.layer + 1])
+            for j, t in enumerate(state.later):
+                v = self._propagate(v * t, d.distances[state.layer + 2 + j])
+            out.append(v.flatten(-2)[:, self.obs_fine])
+        return torch.cat(out)
+
     def _delta(self, state: LayerState, pixels: Tensor, new: Tensor) -> Tensor:
-        """Output-field change ``(M, B, P)`` of candidates ``pixels, new (M, S)``."""
+        """Output-field change ``(M, B, P·s²)`` of candidates ``pixels, new (M, S)``."""
         m, s = pixels.shape
         c = self.tables[state.layer][new] - state.transmission[pixels]  # (M, S)
-        coef = state.incident[:, pixels].permute(1, 2, 0) * c[..., None]  # (M, S, B)
-        g = self.responses(state, pixels.reshape(-1)).view(m, s, -1)
+        if self.model is not None:  # one input; its field is folded into G_p
+            coef = c[..., None]
+        else:
+            coef = state.incident[:, pixels].permute(1, 2, 0) * c[..., None]  # (M, S, B)
+        # each pixel's response once, however many candidates change it
+        uniq, inv = torch.unique(pixels.reshape(-1), return_inverse=True)
+        g = self.responses(state, uniq)[inv].view(m, s, -1)
         if s == 1:
             return coef[:, 0, :, None] * g[:, 0, None, :]
         return torch.einsum("msb,msp->mbp", coef, g)
@@ -297,12 +371,12 @@ class Objective:
         if pixels.ndim == 1:
             pixels, new = pixels[:, None], new[:, None]
         m, s = pixels.shape
-        per = max(1, s * self.n_inputs * self.obs.numel())
+        per = max(1, s * self.n_inputs * self.obs_fine.numel())
         step = max(1, _CHUNK_ELEMENTS // per)
         out = []
         for i in range(0, m, step):
             u = state.output[None] + self._delta(state, pixels[i:i + step], new[i:i + step])
-            out.append(self.reduce(u.real**2 + u.imag**2))
+            out.append(self._score(u))
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     @torch.no_grad()
@@ -314,8 +388,7 @@ class Objective:
         v = torch.as_tensor(np.asarray(new), dtype=torch.long, device=self.device).reshape(1, -1)
         state.output = state.output + self._delta(state, p, v)[0]
         state.transmission[p[0]] = self.tables[state.layer][v[0]]
-        out = state.output
-        state.loss = float(self.reduce(out.real**2 + out.imag**2))
+        state.loss = float(self._score(state.output))
         if not math.isfinite(state.loss):
             raise FloatingPointError("refine: the loss became non-finite")
         return state.loss
