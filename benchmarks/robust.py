@@ -30,7 +30,8 @@ Realistic magnitudes (issue #13): line-width bias ±¼ px (both signs are rows),
 Run: ``python benchmarks/robust.py [--model converged|training]`` (``training``: about 20
 minutes on 2 quiet cores; ``converged``: the D2NN's ladder chooses the Rayleigh–Sommerfeld
 convolution at pad 2, 2×2 samples per pixel, and its 449 digits × 140 samples take about 10
-minutes on 2 cores beside the 7 of training); ``--quick`` for a smoke run. Results:
+minutes on 2 cores beside the 7 of training); ``--quick`` for a smoke run; ``--seeds 1,2,3``
+(one row per training seed: the run-to-run spread) and ``--rows robust`` (only those). Results:
 ``benchmarks/results/robust.{txt,json}`` (``--model training``, all three cases, the D2NN
 trained by the angular spectrum), ``robust_converged.{txt,json}`` (``--cases hologram,lens
 --results robust_converged``) and ``robust_d2nn_converged.{txt,json}`` (``--cases d2nn
@@ -181,6 +182,9 @@ def main() -> None:
     ap.add_argument("--cases", default="d2nn,hologram,lens")
     ap.add_argument("--error-samples", type=int, default=4,
                     help="error realisations per training step (robust)")
+    ap.add_argument("--seeds", default="0",
+                    help="training seeds, comma-separated (one row per seed: the spread)")
+    ap.add_argument("--rows", default="plain,robust", help="which trainings")
     ap.add_argument("--refine", type=int, default=4, metavar="S",
                     help="hologram, lens: also refine both designs (rows '+refine'), the "
                          "second pass on verify's drawing at S samples per pixel (0: no)")
@@ -211,12 +215,17 @@ def main() -> None:
                 robust["fabrication"].update(error_ramp=0.25, error_statistic="mean",
                                              error_strength=1.5)
             runs = []
+            seeds = [int(v) for v in args.seeds.split(",")]
             for label, raw in (("plain", plain), ("robust", robust)):
-                t0 = time.perf_counter()
-                cfg = parse_config(raw)
-                run = tmp / f"{case}_{label}"
-                Trainer(cfg, run, progress=False).run()
-                runs.append((label, run, time.perf_counter() - t0))
+                if label not in args.rows.split(","):
+                    continue
+                for seed in seeds:
+                    t0 = time.perf_counter()
+                    cfg = parse_config({**raw, "seed": seed})
+                    tag = label if len(seeds) == 1 else f"{label} seed {seed}"
+                    run = tmp / f"{case}_{label}_{seed}"
+                    Trainer(cfg, run, progress=False).run()
+                    runs.append((tag, run, time.perf_counter() - t0))
             if case != "d2nn" and args.refine:
                 # the same refinement of both: on point samples, then on verify's drawing
                 for label, run, train_s in list(runs):
@@ -233,7 +242,8 @@ def main() -> None:
               "misalign1/2px", "rot0.2deg", "height2%", "all mean", "all p5",
               "all' mean", "all' p5", "train s", "verify model"]
     save_table(args.results, rows, header, {
-        "size": args.size, "samples": args.samples, "single_samples": args.single,
+        "size": args.size, "seeds": args.seeds, "samples": args.samples,
+        "single_samples": args.single,
         "error_samples_per_step": args.error_samples, "quick": args.quick,
         "verify_model": f"optodesign.verify.montecarlo.verify_fab, {args.model} model "
                         "(torch geometric error models of issue #12; designs trained with "
@@ -250,7 +260,7 @@ def main() -> None:
                "all = every single error at once with the bias +1/4 px in every sample; "
                "all' = the same with the bias drawn per sample (sigma 1/8 px, either sign). "
                "mean and 5th percentile over the samples.",
-               *([] if not args.refine else [
+               *([] if not any(r[1].endswith("+refine") for r in rows) else [
                    "+refine rows: optodesign refine on point samples (80 000 evaluations), "
                    f"then on verify's drawing (--oversample {args.refine}, 40 000 "
                    "evaluations); the robust design under its process's rules, the plain one "

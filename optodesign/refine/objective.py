@@ -291,11 +291,12 @@ class Objective:
         return self._kernel
 
     def responses(self, state: LayerState, pixels: Tensor) -> Tensor:
-        """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``."""
-        ny, nx = self.shape
-        py, px = pixels // nx, pixels % nx
+        """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``
+        (under a drawn search model ``(Q, P·s²)``, at the samples read)."""
         if self.model is not None:
             return self._drawn_responses(state, pixels)
+        ny, nx = self.shape
+        py, px = pixels // nx, pixels % nx
         if state.layer == self.n_layers - 1 and self.task.output_plane == "near":
             k = self._last_kernel()
             nyp, nxp = k.shape
