@@ -140,8 +140,7 @@ class Objective:
             bad = model.problems(design)
             if bad:
                 raise UserError(f"--oversample: {bad[0]}")
-            evaluator = evaluator_for(Evaluator(design, evaluator.device, evaluator.dataset),
-                                      model)
+            evaluator = evaluator_for(evaluator, model)
         elif design.pixels != "points" or design.oversample != 1:  # the search model
             evaluator = Evaluator(replace(design, pixels="points", oversample=1),
                                   evaluator.device, evaluator.dataset)
@@ -292,14 +291,14 @@ class Objective:
 
     def responses(self, state: LayerState, pixels: Tensor) -> Tensor:
         """``G_p`` at the observed pixels for flat pixel indices ``pixels (Q,)``: ``(Q, P)``
-        (under a drawn search model ``(Q, P·s²)``, at the samples read)."""
-        if self.model is not None:
-            return self._drawn_responses(state, pixels)
+        (under a drawn search model ``(Q, P·s²)`` at the samples read, with the incident field
+        folded in: each pixel's drawn cell times that field, through the rest)."""
         ny, nx = self.shape
-        py, px = pixels // nx, pixels % nx
-        if state.layer == self.n_layers - 1 and self.task.output_plane == "near":
+        near = self.task.output_plane == "near"
+        if self.model is None and state.layer == self.n_layers - 1 and near:
             k = self._last_kernel()
             nyp, nxp = k.shape
+            py, px = pixels // nx, pixels % nx
             iy = torch.remainder(self.obs_y[None, :] - py[:, None], nyp)
             ix = torch.remainder(self.obs_x[None, :] - px[:, None], nxp)
             return k[iy, ix]
@@ -311,30 +310,13 @@ class Objective:
             p = pixels[i:i + step]
             v = torch.zeros((p.numel(), ny * nx), dtype=torch.complex64, device=self.device)
             v[torch.arange(p.numel(), device=self.device), p] = 1
-            v = self._propagate(v.view(-1, ny, nx), d.distances[state.layer + 1])
+            v = v.view(-1, ny, nx)
+            if self.model is not None:
+                v = self._drawn([v])[0] * state.incident[0].view(ny * self.s, nx * self.s)
+            v = self._propagate(v, d.distances[state.layer + 1])
             for j, t in enumerate(state.later):
                 v = self._propagate(v * t, d.distances[state.layer + 2 + j])
-            out.append(self._readout(v)[:, self.obs])
-        return torch.cat(out)
-
-    def _drawn_responses(self, state: LayerState, pixels: Tensor) -> Tensor:
-        """Drawn search model: ``G_p`` (the incident field folded in) at the samples read,
-        ``(Q, P·s²)``: each pixel's drawn cell times the incident field, through the rest."""
-        d = self.design
-        ny, nx = self.shape
-        nyp, nxp = self.grid.padded().shape
-        step = max(1, _CHUNK_ELEMENTS // (2 * nyp * nxp))
-        a = state.incident[0].view(ny * self.s, nx * self.s)
-        out = []
-        for i in range(0, pixels.numel(), step):
-            p = pixels[i:i + step]
-            e = torch.zeros((p.numel(), ny * nx), dtype=torch.complex64, device=self.device)
-            e[torch.arange(p.numel(), device=self.device), p] = 1
-            v = self._propagate(self._drawn([e.view(-1, ny, nx)])[0] * a,
-                                d.distances[state.layer + 1])
-            for j, t in enumerate(state.later):
-                v = self._propagate(v * t, d.distances[state.layer + 2 + j])
-            out.append(v.flatten(-2)[:, self.obs_fine])
+            out.append(self._readout(v)[:, self.obs_fine])
         return torch.cat(out)
 
     def _delta(self, state: LayerState, pixels: Tensor, new: Tensor) -> Tensor:
