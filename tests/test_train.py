@@ -63,6 +63,25 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
     assert (whole / "metrics.csv").read_text() == (part / "metrics.csv").read_text()
 
 
+def test_cosine_lr_schedule_decays_and_resumes_on_the_same_schedule(tiny_d2nn_config,
+                                                                     tmp_path) -> None:
+    p = tiny_d2nn_config()
+    constant = tmp_path / "constant"
+    assert run_cli("train", str(p), "--out", str(constant), "--quiet")[0] == 0
+    p.write_text(p.read_text().replace("[train]", '[train]\nlr_schedule = "cosine"'))
+    cfg = load_config(p).train
+    assert cfg.lr_at(0, 4) == cfg.lr and cfg.lr_at(2, 4) == pytest.approx(cfg.lr / 2)
+    assert cfg.lr_at(3, 4) == pytest.approx(cfg.lr * (1 + math.cos(0.75 * math.pi)) / 2)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run_cli("train", str(p), "--out", str(whole), "--quiet")[0] == 0
+    assert run_cli("train", str(p), "--out", str(part), "--quiet", "--epochs", "1")[0] == 0
+    assert run_cli("train", str(p), "--out", str(part), "--quiet", "--resume")[0] == 0
+    assert (whole / "metrics.csv").read_text() == (part / "metrics.csv").read_text()
+    # epoch 1 is the same as a constant rate's, epoch 2 steps at half the rate
+    c, w = ((d / "metrics.csv").read_text().splitlines() for d in (constant, whole))
+    assert c[1] == w[1] and c[2] != w[2]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -73,6 +92,7 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
         (('distance = "2 cm"', 'distance = "200 m"'), "optics.distances[0]: the padded window"),
         (('wavelength = "0.75 mm"', 'wavelength = "-0.75 mm"'), "optics.wavelength: must be"),
         (('dataset = "digits"', 'dataset = "mnist"\npath = "no-such-mnist-dir"'), "data.path"),
+        (("[train]", '[train]\nlr_schedule = "step"'), "train.lr_schedule: 'step' is not one"),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(tiny_d2nn_config, tmp_path, edit,

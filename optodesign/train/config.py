@@ -108,6 +108,14 @@ class Train:
     qat_start: int = 0
     max_memory: int | None = None  # bytes; overrides the machine's (see train/memory.py)
     keep: str = "best"  # the epoch whose design is written: best on validation, or last
+    lr_schedule: str = "constant"  # or "cosine": lr · ½(1 + cos(π · epoch / epochs))
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """The learning rate of ``epoch`` (0-based) of a fit of ``epochs``: a function of
+        the epoch alone, so a resumed run follows the same schedule."""
+        if self.lr_schedule == "constant" or epochs <= 0:
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,8 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
                              "input_distance", "output_distance", "distances", "pad",
                              "pixels", "oversample", "propagation"})
     t = top.table("train", {"epochs", "batch_size", "lr", "loss", "temperature",
-                            "steps_per_epoch", "qat_start", "max_memory", "keep"})
+                            "steps_per_epoch", "qat_start", "max_memory", "keep",
+                            "lr_schedule"})
     max_memory = (None if t.raw("max_memory", None) is None else
                   parse_bytes(t.raw("max_memory"), field="train.max_memory"))
     units = {"require_unit": units_required}
@@ -348,6 +357,7 @@ def parse_config(raw: dict[str, Any], *, units_required: bool = False,
         qat_start=t.integer("qat_start", 0, low=0),
         max_memory=max_memory,
         keep=t.choice("keep", ("best", "last"), "best"),
+        lr_schedule=t.choice("lr_schedule", ("constant", "cosine"), "constant"),
     )
 
     dd = top.table("data", {"dataset", "path", "image_size", "encoding", "train_samples",

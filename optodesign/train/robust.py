@@ -51,9 +51,16 @@ from ..variation.perturb import apply_random, apply_systematic
 from ..variation.spec import ErrorModel
 
 if TYPE_CHECKING:
+    from ..evaluate import Evaluator
     from ..process import Physical, Process
 
-__all__ = ["ErrorSampler", "Realisation", "Robust", "aggregate", "scaled"]
+__all__ = ["VALIDATION_REALISATIONS", "VALIDATION_START", "ErrorSampler", "Realisation",
+           "Robust", "aggregate", "scaled", "validation_score"]
+
+#: realisations the kept epoch is chosen by (``Trainer._validation_score``), at the errors
+#: file's own magnitudes; their sample numbers start far above any training step's
+VALIDATION_REALISATIONS = 8
+VALIDATION_START = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -180,3 +187,27 @@ class ErrorSampler:
                  periodic=self.periodic)
         return Realisation(list(t.unbind(0)), tuple(phys.distances), float(phys.wavelength),
                            phys)
+
+
+def validation_score(sampler: ErrorSampler, nominal: _Nominal, ts: Sequence[Tensor],
+                     evaluator: Evaluator, *, statistic: str, images: np.ndarray | None = None,
+                     labels: np.ndarray | None = None) -> float:
+    """The score the kept epoch is chosen by under error-aware training: ``statistic``
+    (verify's: ``mean`` or ``p5``, the 5th percentile) of the hard design's primary metric
+    over :data:`VALIDATION_REALISATIONS` fixed realisations at the errors file's own
+    magnitudes, the same every epoch; accuracy on ``images``/``labels`` (the validation
+    split) for a supervised task, else the task's own metric."""
+    from ..variation.spec import Tolerance
+
+    values = []
+    with torch.no_grad():
+        for i in range(VALIDATION_REALISATIONS):
+            r = sampler.sample(ts, nominal, scale=1.0, index=VALIDATION_START + i)
+            at = {"wavelength": r.wavelength, "distances": r.distances}
+            if labels is not None:
+                pred = evaluator.classify(r.transmissions, images, **at)
+                values.append(float((pred == labels).mean()))
+            else:
+                values.append(float(evaluator.evaluate(r.transmissions, **at)[
+                    evaluator.primary_metric]))
+    return Tolerance(statistic=statistic).statistic_of(np.asarray(values))

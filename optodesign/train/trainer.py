@@ -314,6 +314,8 @@ class Trainer:
         if n_epochs == 0:  # post-training quantization of the clipped (wrapped) raw values
             stack.prepare()
         for epoch in range(start, n_epochs):
+            for group in opt.param_groups:
+                group["lr"] = tr.lr_at(epoch, n_epochs)
             qat = epoch >= start_qat
             if epoch == start_qat:
                 stack.prepare()
@@ -334,7 +336,7 @@ class Trainer:
             row[f"test_{key}_hard"] = hard[key]
             score = self._validation_score(evaluator, stack, hard[key])
             if score is not None:
-                row[f"val_{key}_hard"] = score
+                row[f"val_{key}_hard" + ("" if self._errors is None else "_errors")] = score
                 if cfg.train.keep == "best" and (best is None or score > best["score"]):
                     best = {"epoch": epoch, "score": score,
                             "stack": {k: v.detach().clone()
@@ -390,15 +392,32 @@ class Trainer:
                           hard_metric: float) -> float | None:
         """The primary metric of the hard design on the validation split (supervised), or
         the hard metric itself for a single-target task (its metric is its objective; there
-        is no test set to keep apart). ``None`` when nothing is held out."""
-        if not self.task_type.supervised:
-            return float(hard_metric)
-        _, _, images, labels = self.train_split()
-        if len(labels) == 0:
-            return None
-        with torch.no_grad():
-            pred = evaluator.classify(self.hard_transmissions(stack), images)
-        return float((pred == labels).mean())
+        is no test set to keep apart). ``None`` when nothing is held out.
+
+        Under error-aware training it is the configured statistic of that metric over
+        :data:`VALIDATION_REALISATIONS` fixed realisations of the errors file at its own
+        magnitudes (what verify applies), the same ones every epoch: the kept epoch is the
+        most robust one, not the best error-free one (which is an early, fragile one):
+        :func:`~optodesign.train.robust.validation_score`."""
+        supervised = self.task_type.supervised
+        images = labels = None
+        if supervised:
+            _, _, images, labels = self.train_split()
+            if len(labels) == 0:
+                return None
+        if self._errors is None:
+            if not supervised:
+                return float(hard_metric)
+            with torch.no_grad():
+                pred = evaluator.classify(self.hard_transmissions(stack), images)
+            return float((pred == labels).mean())
+        from .robust import validation_score
+
+        robust = self.cfg.fabrication.robust
+        assert robust is not None
+        return validation_score(self._errors, self._made(stack),
+                                list(self.hard_transmissions(stack)), evaluator,
+                                statistic=robust.statistic, images=images, labels=labels)
 
     def _plot_epoch(self, stack: DiffractiveStack, evaluator: Evaluator,
                     history: list[dict[str, Any]], design: Any) -> None:
@@ -449,9 +468,7 @@ class Trainer:
         scale = robust.scale(self._epoch_now, self._n_epochs_now)
         self._robust_step += 1
         stack, ev = self._stack_of_step(), self._evaluator
-        tables = stack.level_tables() if self.process_table is None else np.broadcast_to(
-            self.process_table, (len(stack), len(self.process_table)))
-        made = sampler.nominal(stack.levels(), tables)  # the step's hard design as made
+        made = self._made(stack)
         losses = [nominal]
         for k in range(robust.samples):
             index = (self._epoch_now * 2**32 + self._robust_step - 1) * robust.samples + k
@@ -459,6 +476,14 @@ class Trainer:
             losses.append(ev.task.loss(ev.output_intensity(
                 field, r.transmissions, wavelength=r.wavelength, distances=r.distances), y))
         return aggregate(torch.stack(losses), robust.statistic)
+
+    def _made(self, stack: DiffractiveStack) -> Any:
+        """The stack's hard design as fabricated without errors (the error sampler's
+        nominal), with the process's level table."""
+        assert self._errors is not None
+        tables = stack.level_tables() if self.process_table is None else np.broadcast_to(
+            self.process_table, (len(stack), len(self.process_table)))
+        return self._errors.nominal(stack.levels(), tables)
 
     def _stack_of_step(self) -> DiffractiveStack:
         assert self._step is not None
