@@ -25,24 +25,32 @@ least 100 for the table), once with the bias at +¼ px in every sample ("all") a
 it drawn per sample, σ ⅛ px of either sign ("all'", what robust training samples).
 
 Realistic magnitudes (issue #13): line-width bias ±¼ px (both signs are rows), misalignment
-½ px per layer, rotation 0.2°, height σ 2 % of a 2π step.
+½ px per layer, rotation 0.2°, height σ 2 % of a 2π step. The misalignment and the rotation
+are drawn with σ = magnitude (default) or, with ``--sigmas 3``, read as 3σ tolerances
+(σ = magnitude / 3), in training and in verify alike.
 
 Run: ``python benchmarks/robust.py [--model converged|training]`` (``training``: about 20
 minutes on 2 quiet cores; ``converged``: the D2NN's ladder chooses the Rayleigh–Sommerfeld
 convolution at pad 2, 2×2 samples per pixel, and its 449 digits × 140 samples take about 10
 minutes on 2 cores beside the 7 of training); ``--quick`` for a smoke run; ``--seeds 1,2,3``
-(one row per training seed: the run-to-run spread) and ``--rows robust`` (only those). Results:
+(one row per training seed: the run-to-run spread), ``--rows robust`` (only those) and
+``--variant NAME:KEY=VALUE[,KEY=VALUE]`` (repeatable: rows trained with dotted config keys
+changed, e.g. ``--variant layers5:optics.layers=5``; one row per variant instead of the
+example's). Results:
 ``benchmarks/results/robust.{txt,json}`` (``--model training``, all three cases, the D2NN
 trained by the angular spectrum), ``robust_converged.{txt,json}`` (``--cases hologram,lens
 --results robust_converged``) and ``robust_d2nn_converged.{txt,json}`` (``--cases d2nn
 --results robust_d2nn_converged``: the D2NN trained by the Rayleigh–Sommerfeld convolution,
-its default since, every error under verify's converged model).
+its default since, every error under verify's converged model); ``robust_d2nn_cosine*``
+(the D2NN rows as they are now, four seeds) and ``robust_d2nn_3sigma*`` (``--cases d2nn
+--sigmas 3``, seeds 0,1 and 2,3).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -67,25 +75,28 @@ from optodesign.verify.montecarlo import verify_fab  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def magnitudes(process, pitch: float) -> dict[str, dict[str, float]]:
-    """The single errors of the table, SI units (rotation in degrees)."""
+def magnitudes(process, pitch: float, sigmas: float = 1.0) -> dict[str, dict[str, float]]:
+    """The single errors of the table, SI units (rotation in degrees). The misalignment and
+    the rotation are drawn with σ = their magnitude / ``sigmas`` (1: the magnitude is σ; 3:
+    it is a 3σ tolerance)."""
     h2pi = process.wavelength / (process.material.n - process.material.n0)
     return {
         "bias +1/4 px": {"linewidth_bias": pitch / 4},
         "bias -1/4 px": {"linewidth_bias": -pitch / 4},
-        "misalign 1/2 px": {"misalignment": pitch / 2},
-        "rotation 0.2 deg": {"rotation": 0.2},
+        "misalign 1/2 px": {"misalignment": pitch / 2 / sigmas},
+        "rotation 0.2 deg": {"rotation": 0.2 / sigmas},
         "height 2 %": {"height_sigma": 0.02 * h2pi},
     }
 
 
-def combined(process, pitch: float, *, bias: str = "random") -> dict[str, float]:
+def combined(process, pitch: float, *, bias: str = "random",
+             sigmas: float = 1.0) -> dict[str, float]:
     """Every error of :func:`magnitudes` at once. The line-width bias is ``+¼`` px in every
     sample (``bias="fixed"``, the table's first "all" columns) or drawn per sample with
     σ = ⅛ px, of either sign (``"random"``: ±¼ px at 2σ; the second columns, and what robust
     training samples: a fab's bias is known only to within a tolerance)."""
     m: dict[str, float] = {}
-    for name, v in magnitudes(process, pitch).items():
+    for name, v in magnitudes(process, pitch, sigmas).items():
         if not name.startswith("bias"):
             m.update(v)
     if bias == "fixed":
@@ -131,7 +142,7 @@ def case_configs(name: str, size: int, quick: bool) -> tuple[dict, dict, str]:
 
 
 def evaluate(run: Path, process, pitch: float, *, samples: int, single: int,
-             tmp: Path, model: str) -> tuple[list[float], str]:
+             tmp: Path, model: str, sigmas: float = 1.0) -> tuple[list[float], str]:
     """[nominal, DRC count, single errors..., combined mean, combined p5], under verify's
     converged model (the ladder climbed once per design, then reused) or the training
     model, and that model's label."""
@@ -143,14 +154,15 @@ def evaluate(run: Path, process, pitch: float, *, samples: int, single: int,
     fab = tmp / (run.name + "_fab")
     export_design(design, process, fab, formats=("gds",), design_dir=run, plot=False)
     out: list[float] = []
-    cfg = parse_errors({"errors": values_units(combined(process, pitch, bias="fixed"))})
+    fixed = combined(process, pitch, bias="fixed", sigmas=sigmas)
+    cfg = parse_errors({"errors": values_units(fixed)})
     res = verify_fab(fab, errors=cfg, samples=samples, sweep=False, fast=model == "training")
     v, nominal, sim = res.combined.values, res.nominal_value, res.model
-    for values in magnitudes(process, pitch).values():
+    for values in magnitudes(process, pitch, sigmas).values():
         cfg = parse_errors({"errors": values_units(values)})
         single_res = verify_fab(fab, errors=cfg, samples=single, sweep=False, model=sim)
         out.append(float(single_res.combined.values.mean()))
-    cfg = parse_errors({"errors": values_units(combined(process, pitch))})
+    cfg = parse_errors({"errors": values_units(combined(process, pitch, sigmas=sigmas))})
     w = verify_fab(fab, errors=cfg, samples=samples, sweep=False, model=sim).combined.values
     return [float(nominal), float(n_drc), *out, float(v.mean()), float(np.percentile(v, 5)),
             float(w.mean()), float(np.percentile(w, 5))], sim.label()
@@ -172,6 +184,34 @@ def refine_twice(run: Path, tmp: Path, rules: str, oversample: int, quick: bool)
     return src
 
 
+def variants(specs: list[str]) -> list[tuple[str, dict[str, object]]]:
+    """``--variant NAME:KEY=VALUE[,KEY=VALUE]`` -> [(name, {dotted key: TOML value})]; none:
+    the example itself (name "")."""
+    import tomllib
+
+    out: list[tuple[str, dict[str, object]]] = []
+    for spec in specs:
+        name, _, body = spec.partition(":")
+        sets = {}
+        for item in filter(None, body.split(",")):
+            key, _, value = item.partition("=")
+            sets[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        out.append((name, sets))
+    return out or [("", {})]
+
+
+def with_sets(raw: dict, sets: dict[str, object]) -> dict:
+    """A copy of the raw config with the dotted keys of ``sets`` changed."""
+    raw = copy.deepcopy(raw)
+    for key, value in sets.items():
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return raw
+
+
 def values_units(values: dict[str, float]) -> dict[str, object]:
     return {k: (v if k == "rotation" else f"{v:.6g} m") for k, v in values.items()}
 
@@ -187,9 +227,15 @@ def main() -> None:
     ap.add_argument("--seeds", default="0",
                     help="training seeds, comma-separated (one row per seed: the spread)")
     ap.add_argument("--rows", default="plain,robust", help="which trainings")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                    help="train rows with dotted config keys changed (repeatable)")
     ap.add_argument("--refine", type=int, default=4, metavar="S",
                     help="hologram, lens: also refine both designs (rows '+refine'), the "
                          "second pass on verify's drawing at S samples per pixel (0: no)")
+    ap.add_argument("--sigmas", type=float, default=1.0,
+                    help="the misalignment (1/2 px) and rotation (0.2 deg) read as this many "
+                         "sigma: 1 (default, the magnitude is sigma) or 3 (a 3-sigma "
+                         "tolerance), in training and in verify")
     ap.add_argument("--quick", action="store_true", help="2 epochs, 10 samples (smoke run)")
     ap.add_argument("--results", default="robust",
                     help="name of the results files under benchmarks/results/")
@@ -207,7 +253,8 @@ def main() -> None:
             plain, robust, pname = case_configs(case, args.size, args.quick)
             process = load_process(pname)
             pitch = parse_config(plain).optics.pitch
-            err = errors_file(combined(process, pitch), tmp / f"{case}_errors.toml")
+            err = errors_file(combined(process, pitch, sigmas=args.sigmas),
+                              tmp / f"{case}_errors.toml")
             robust.setdefault("fabrication", {}).update(
                 errors=str(err), error_samples=args.error_samples, error_statistic="p5")
             if case == "d2nn":  # full strength after 1/4 of the epochs, on the mean: the
@@ -218,26 +265,28 @@ def main() -> None:
                                              error_strength=1.5)
             runs = []
             seeds = [int(v) for v in args.seeds.split(",")]
-            for label, raw in (("plain", plain), ("robust", robust)):
+            for (name, sets), (label, raw) in itertools.product(
+                    variants(args.variant), (("plain", plain), ("robust", robust))):
                 if label not in args.rows.split(","):
                     continue
                 for seed in seeds:
                     t0 = time.perf_counter()
-                    cfg = parse_config({**raw, "seed": seed})
-                    tag = label if len(seeds) == 1 else f"{label} seed {seed}"
-                    run = tmp / f"{case}_{label}_{seed}"
+                    cfg = parse_config({**with_sets(raw, sets), "seed": seed})
+                    tag = " ".join(filter(None, (label, name, len(seeds) > 1 and f"seed {seed}")))
+                    run = tmp / f"{case}_{label}_{name}_{seed}"
                     Trainer(cfg, run, progress=False).run()
                     runs.append((tag, run, time.perf_counter() - t0))
             if case != "d2nn" and args.refine:
                 # the same refinement of both: on point samples, then on verify's drawing
                 for label, run, train_s in list(runs):
                     t0 = time.perf_counter()
-                    out = refine_twice(run, tmp, pname if label == "robust" else "none",
+                    out = refine_twice(run, tmp, pname if label.startswith("robust") else "none",
                                        args.refine, args.quick)
                     runs.append((label + "+refine", out, train_s + time.perf_counter() - t0))
             for label, run, train_s in runs:
                 vals, sim = evaluate(run, process, pitch, samples=args.samples,
-                                     single=args.single, tmp=tmp, model=args.model)
+                                     single=args.single, tmp=tmp, model=args.model,
+                                     sigmas=args.sigmas)
                 rows.append([case, label, *[round(v, 4) for v in vals], round(train_s, 1), sim])
                 print(rows[-1], flush=True)
     header = ["case", "training", "nominal", "DRC", "bias+1/4px", "bias-1/4px",
@@ -245,6 +294,8 @@ def main() -> None:
               "all' mean", "all' p5", "train s", "verify model"]
     save_table(args.results, rows, header, {
         "size": args.size, "seeds": args.seeds, "samples": args.samples,
+        **({"variants": "; ".join(args.variant)} if args.variant else {}),
+        "misalignment_rotation_sigma": f"magnitude / {args.sigmas:g}",
         "single_samples": args.single,
         "error_samples_per_step": args.error_samples, "quick": args.quick,
         "verify_model": f"optodesign.verify.montecarlo.verify_fab, {args.model} model "
@@ -257,8 +308,9 @@ def main() -> None:
                 "validation realisations of the errors; "
                 "hologram, lens: the examples' [fabrication] at 6 epochs x 40 steps, p5",
         "metric": "d2nn accuracy, hologram PSNR dB, lens Strehl"},
-        notes=["single errors: line-width bias +-1/4 px, misalignment 1/2 px (sigma per "
-               "layer and axis), rotation 0.2 deg (sigma), height sigma 2 % of a 2 pi step "
+        notes=["single errors: line-width bias +-1/4 px, misalignment 1/2 px (per layer and "
+               "axis), rotation 0.2 deg, both drawn with sigma = magnitude / "
+               f"{args.sigmas:g}, height sigma 2 % of a 2 pi step "
                "(mean of the single samples each).",
                "all = every single error at once with the bias +1/4 px in every sample; "
                "all' = the same with the bias drawn per sample (sigma 1/8 px, either sign). "
