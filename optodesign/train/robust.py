@@ -20,7 +20,11 @@ A realisation is made by verify's own code, never a copy of it (:class:`ErrorSam
    (verify's element physics, for every process kind) gives the elements as made; each
    trained layer is multiplied by the ratio of the made to the nominal elements, so a hard
    layer becomes exactly what verify simulates and a soft one keeps its gradient (the
-   fabrication change of each pixel is held fixed within the step);
+   fabrication change of each pixel is held fixed within the step). Under a line-width bias
+   of a relief that would hide how the design shapes its own error, so the gradient (never
+   the value) also carries the bias's first-order change (:func:`bias_strips`: each pixel
+   takes a strip ``|bias|`` wide of every neighbour raised above it, or lowered below it):
+   the optimiser sees that two equal neighbours make no bias error;
 4. the layers move as verify's training model moves them (sub-pixel shifts and rotations about
    the optical axis): a design read as band-limited cells (``pixels = "cells"``, near-field
    tasks: :func:`optodesign.evaluate.reads_cells`) by exact transforms of its drawing
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
     from ..process import Physical, Process
 
 __all__ = ["VALIDATION_REALISATIONS", "VALIDATION_START", "ErrorSampler", "Realisation",
-           "Robust", "aggregate", "scaled", "validation_score"]
+           "Robust", "aggregate", "bias_strips", "scaled", "validation_score"]
 
 #: realisations the kept epoch is chosen by (``Trainer._validation_score``), at the errors
 #: file's own magnitudes; their sample numbers start far above any training step's
@@ -181,12 +185,41 @@ class ErrorSampler:
                 ok = np.abs(e0) > 1e-300
                 ratio = np.divide(made, e0, out=np.zeros_like(made), where=ok)
                 self._cache = (key, phys, ratio)
-            t = t * torch.as_tensor(self._cache[2], device=t.device).to(t.dtype)
+            t0, t = t, t * torch.as_tensor(self._cache[2], device=t.device).to(t.dtype)
+            if phys.kind == "thin" and phys.bias:  # the bias's gradient, not its value
+                strips = bias_strips(t0, base.heights, phys.bias, self.grid.pitch)
+                t = t + (strips - strips.detach())
         move = place_drawn if self.cells else place
         t = move(t, grid=self.grid, shifts=phys.shifts, rotations=phys.rotations,
                  periodic=self.periodic)
         return Realisation(list(t.unbind(0)), tuple(phys.distances), float(phys.wavelength),
                            phys)
+
+
+def bias_strips(t: Tensor, heights: np.ndarray, bias: float, pitch: float) -> Tensor:
+    """The first-order change of pixel-averaged transmissions under a line-width bias.
+
+    :func:`~optodesign.raster.dilate_heights` grows raised regions by ``bias`` at every edge
+    (erodes them for ``bias < 0``): a pixel then takes a strip ``|bias|`` wide of each
+    4-neighbour raised above it (lowered below it), so its average changes by
+    ``|bias| / pitch · Σ (t_neighbour − t_pixel)`` over those neighbours (corners, where two
+    strips meet, are second order; outside the array the edge pixels continue, as there).
+
+    Args:
+        t: ``(..., ny, nx)`` complex transmissions of the nominal levels.
+        heights: ``(..., ny, nx)`` nominal heights (which neighbour is raised), metres.
+        bias: metres per edge. pitch: metres.
+    """
+    h = torch.as_tensor(np.asarray(heights), device=t.device)
+    out = torch.zeros_like(t)
+    for dim in (-1, -2):
+        n = t.shape[dim]
+        for step in (1, -1):
+            idx = torch.clamp(torch.arange(n, device=t.device) + step, 0, n - 1)
+            hn = h.index_select(dim, idx)
+            mask = hn > h if bias > 0 else hn < h
+            out = out + torch.where(mask, t.index_select(dim, idx) - t, 0)
+    return out * (abs(bias) / pitch)
 
 
 def validation_score(sampler: ErrorSampler, nominal: _Nominal, ts: Sequence[Tensor],
