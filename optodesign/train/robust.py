@@ -20,8 +20,8 @@ A realisation is made by verify's own code, never a copy of it (:class:`ErrorSam
    (verify's element physics, for every process kind) gives the elements as made; each
    trained layer is multiplied by the ratio of the made to the nominal elements, so a hard
    layer becomes exactly what verify simulates and a soft one keeps its gradient (the
-   fabrication change of each pixel is held fixed within the step). Under a line-width bias
-   of a relief that would hide how the design shapes its own error, so the gradient (never
+   fabrication change of each pixel is held fixed within the step). For a relief's line-width
+   bias a fixed factor would hide how the design shapes its own error, so the gradient (never
    the value) also carries the bias's first-order change (:func:`bias_strips`: each pixel
    takes a strip ``|bias|`` wide of every neighbour raised above it, or lowered below it):
    the optimiser sees that two equal neighbours make no bias error;
