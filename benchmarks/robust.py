@@ -47,7 +47,8 @@ seeds 0,1 and 2,3), all with the robust D2NN's epoch kept under the errors;
 ``robust_d2nn_3sigma_strips_s01``, ``_s23`` (the robust rows as they are now: the bias's
 gradient, the last epoch; run as ``--rows robust --variant 'last:train.keep="last"'``,
 before the last epoch became the default) and ``robust_converged_strips`` (``--cases
-hologram,lens --rows robust --refine 0``, the bias's gradient).
+hologram,lens --rows robust --refine 0``, the bias's gradient);
+``robust_d2nn_3sigma_strips_strength2`` (seeds 1,2 trained at 2× the magnitudes).
 """
 
 from __future__ import annotations
