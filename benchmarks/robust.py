@@ -54,8 +54,9 @@ robust D2NN as it is now, trained at loss temperature 20), ``robust_d2nn_3sigma_
 (the plain rows at temperature 20, ``--variant t20:train.temperature=20``) and
 ``robust_d2nn_3sigma_t20_strength2`` (seeds 2,3 at 2× the magnitudes);
 ``robust_d2nn_sigma_t20`` (``--cases d2nn --rows robust --seeds 0,1``: the σ reading);
-``robust_d2nn_3sigma_t20_p5`` (seeds 0,1,2 trained on the worst of each step's five designs at
-1× the magnitudes: ``--variant``
+``robust_hologram_strips_refine`` (``--cases hologram --rows robust``: refined with the
+bias's gradient); ``robust_d2nn_3sigma_t20_p5`` (seeds 0,1,2 trained on the worst of each
+step's five designs at 1× the magnitudes: ``--variant``
 ``'p5s1:fabrication.error_statistic="p5",fabrication.error_strength=1.0'``).
 """
 
